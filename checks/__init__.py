@@ -1,0 +1,12 @@
+"""The checks, by name. Every module has NAME, CATEGORY, Config and ``async def run(target, config, ctx)``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from checks import deployment, health
+
+REGISTRY: dict[str, ModuleType] = {
+    deployment.NAME: deployment,
+    health.NAME: health,
+}

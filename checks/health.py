@@ -1,0 +1,242 @@
+"""health: the revision answers its health endpoint with the expected status, JSON and latency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from pydantic import Field, field_validator
+
+from core.model import CheckContext, CheckResult, Evidence, Status, Target
+from core.schema import CheckSettings
+
+NAME = "health"
+CATEGORY = "Deployment"
+MAX_REDIRECTS = 5
+_EXPR = re.compile(r"^\s*(?P<path>[\w.\-]+)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<value>.+?)|\s+(?P<exists>exists))\s*$")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """``status == "healthy"``: a dotted JSON path, an operator and a JSON literal."""
+
+    text: str
+    path: str
+    op: str
+    value: Any = None
+
+    @classmethod
+    def parse(cls, text: str) -> Expectation:
+        m = _EXPR.match(text)
+        if not m:
+            raise ValueError(f"expected '<path> <op> <value>' or '<path> exists', found {text!r}")
+        if m.group("exists"):
+            return cls(text, m.group("path"), "exists")
+        raw = m.group("value")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        return cls(text, m.group("path"), m.group("op"), value)
+
+    def lookup(self, doc: Any) -> Any:
+        current = doc
+        for part in self.path.split("."):
+            if isinstance(current, dict) and part in current:
+                current = current[part]
+            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                current = current[int(part)]
+            else:
+                return _MISSING
+        return current
+
+    def holds(self, doc: Any) -> tuple[bool, Any]:
+        found = self.lookup(doc)
+        if self.op == "exists":
+            return found is not _MISSING, "present" if found is not _MISSING else "absent"
+        if found is _MISSING:
+            return False, "absent"
+        try:
+            ok = {
+                "==": lambda: found == self.value, "!=": lambda: found != self.value,
+                "<": lambda: found < self.value, "<=": lambda: found <= self.value,
+                ">": lambda: found > self.value, ">=": lambda: found >= self.value,
+            }[self.op]()
+        except TypeError:
+            ok = False
+        return bool(ok), found
+
+
+class Config(CheckSettings):
+    """Health is critical by default: a revision that is not healthy is a failed deploy."""
+
+    critical: bool = True
+    path: str = "/"
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    expect_json: list[str] = Field(default_factory=list)
+    tries: int = Field(3, ge=1, le=20)
+    interval_s: float = Field(1.0, ge=0, le=60)
+    request_timeout_s: float = Field(10.0, gt=0, le=120)
+    latency_budget_ms: float = Field(1000.0, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    auth: Literal["auto", "none", "id_token"] = "auto"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected a path starting with '/', found {value!r}")
+        return value
+
+    @field_validator("expect_json")
+    @classmethod
+    def _expressions(cls, value: list[str]) -> list[str]:
+        for text in value:
+            Expectation.parse(text)
+        return value
+
+
+@dataclass
+class Attempt:
+    """One try: what came back and how long it took."""
+
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str = ""
+    body: Any = None
+
+
+class _Refused(Exception):
+    """A response we will not read further (foreign redirect, oversize body)."""
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+async def _get(ctx: CheckContext, url: str, config: Config, token: str | None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        async with ctx.http.stream("GET", current, headers=headers, timeout=config.request_timeout_s,
+                                   follow_redirects=False) as response:
+            if response.is_redirect:
+                location = urljoin(current, response.headers.get("location", ""))
+                if _origin(location) != _origin(url):
+                    raise _Refused(f"redirect to another host refused: {location}")
+                current = location
+                continue
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > config.max_body_bytes:
+                    raise _Refused(f"body larger than {config.max_body_bytes} bytes (cap)")
+            return response.status_code, bytes(body)
+    raise _Refused(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | None) -> Attempt:
+    started = time.perf_counter()
+    try:
+        status, body = await _get(ctx, url, config, token)
+    except _Refused as exc:
+        return Attempt(error=str(exc), latency_ms=(time.perf_counter() - started) * 1000)
+    except httpx.TimeoutException:
+        return Attempt(error=f"timed out after {config.request_timeout_s:g} s", latency_ms=(time.perf_counter() - started) * 1000)
+    except httpx.HTTPError as exc:
+        return Attempt(error=f"connection failed: {type(exc).__name__}: {exc}".rstrip(": "),
+                       latency_ms=(time.perf_counter() - started) * 1000)
+    attempt = Attempt(status=status, latency_ms=(time.perf_counter() - started) * 1000)
+    try:
+        attempt.body = json.loads(body) if body else None
+    except ValueError:
+        attempt.body = _MISSING
+    return attempt
+
+
+async def _token(ctx: CheckContext, audience: str) -> str | None:
+    if ctx.token_source is None:
+        return None
+    return await asyncio.to_thread(ctx.token_source, audience)
+
+
+async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
+    """Probe ``target.url + path`` several times and judge status, JSON and latency."""
+    if not target.url:
+        why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
+        return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
+    url = target.url.rstrip("/") + config.path
+    expectations = [Expectation.parse(t) for t in config.expect_json]
+    token = await _token(ctx, target.url) if config.auth == "id_token" else None
+    attempts: list[Attempt] = []
+    for i in range(config.tries):
+        if i and config.interval_s:
+            await asyncio.sleep(config.interval_s)
+        attempt = await _attempt(ctx, url, config, token)
+        if attempt.status in (401, 403) and config.auth == "auto" and token is None and ctx.token_source:
+            token = await _token(ctx, target.url)
+            attempt = await _attempt(ctx, url, config, token)
+        attempts.append(attempt)
+    return _judge(config, url, attempts, expectations)
+
+
+def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list[Expectation]) -> CheckResult:
+    path = config.path
+    wanted = " or ".join(str(s) for s in config.expect_status)
+    statuses = [a.status for a in attempts]
+    evidence = [Evidence(f"HTTP status of GET {path}", ", ".join(str(s) if s else "no response" for s in statuses),
+                         wanted, ok=all(s in config.expect_status for s in statuses))]
+    reasons: list[str] = []
+    ok_tries = 0
+    for a in attempts:
+        good = a.status in config.expect_status and not a.error
+        if a.error:
+            reasons.append(f"GET {path}: {a.error}")
+        elif not good:
+            reasons.append(f"expected status {wanted} from {path}, got {a.status}")
+        if good and expectations:
+            if a.body is _MISSING:
+                reasons.append(f"expected a JSON body from {path}, got something else")
+                good = False
+            for exp in expectations:
+                holds, found = exp.holds(a.body if a.body is not _MISSING else None)
+                if not holds:
+                    good = False
+                    reasons.append(f"expected {exp.text} in {path}, found {json.dumps(found) if found != 'absent' else 'no such field'}")
+        ok_tries += good
+    last_json = next((a.body for a in reversed(attempts) if a.body not in (None, _MISSING)), None)
+    for exp in expectations:
+        holds, found = exp.holds(last_json)
+        evidence.append(Evidence(f"JSON {exp.path}", found, exp.text, ok=holds))
+    latencies = [a.latency_ms for a in attempts if a.status is not None]
+    slow = False
+    if latencies:
+        p50, worst = statistics.median(latencies), max(latencies)
+        slow = worst > config.latency_budget_ms
+        evidence.append(Evidence(f"latency of GET {path} (median / max of {len(latencies)})",
+                                 f"{p50:.0f} ms / {worst:.0f} ms", f"≤ {config.latency_budget_ms:.0f} ms", ok=not slow))
+        if slow:
+            reasons.append(f"expected GET {path} within {config.latency_budget_ms:.0f} ms, slowest took {worst:.0f} ms")
+    evidence.append(Evidence("tries passing", f"{ok_tries}/{len(attempts)}", f"{len(attempts)}/{len(attempts)}",
+                             ok=ok_tries == len(attempts)))
+    unique_reasons = list(dict.fromkeys(reasons))
+    score = max(0.0, ok_tries / len(attempts) - (0.25 if slow else 0.0))
+    if ok_tries == 0:
+        first = unique_reasons[0] if unique_reasons else f"no healthy answer from {path}"
+        summary = f"{first} after {len(attempts)} tries" if len(attempts) > 1 else first
+        return CheckResult(Status.FAIL, summary, evidence, 0.0, reasons=unique_reasons,
+                           next_steps=[f"curl -i {url}", "read the revision's logs around the deploy time"])
+    if ok_tries < len(attempts) or slow:
+        return CheckResult(Status.WARN, f"{ok_tries}/{len(attempts)} tries of {path} healthy; {unique_reasons[0]}",
+                           evidence, score, reasons=unique_reasons)
+    return CheckResult(Status.PASS, f"{path} answered {statuses[0]} on {len(attempts)}/{len(attempts)} tries, "
+                       f"median {statistics.median(latencies):.0f} ms", evidence, 1.0)

@@ -1,0 +1,204 @@
+"""postdeploy.yaml: versioned behaviour config, validated once, every error reported with its path."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+
+from core.errors import ConfigError
+from core.schema import CATEGORIES, FUNCTION_TIMEOUT_S, CheckSettings, Strict
+
+DEFAULT_WEIGHTS = {"Deployment": 20.0, "Migration": 25.0, "Stability": 20.0, "Business": 20.0, "Testing": 15.0}
+DEFAULT_PASS = 90.0
+DEFAULT_WARN = 75.0
+DEFAULT_DEADLINE_S = 480.0
+DEADLINE_MARGIN_S = 30.0
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
+
+
+class Thresholds(Strict):
+    """Score thresholds for PASS and WARN (else FAIL)."""
+
+    pass_: float = Field(DEFAULT_PASS, alias="pass", ge=0, le=100)
+    warn: float = Field(DEFAULT_WARN, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.warn > self.pass_:
+            raise ValueError(f"expected warn <= pass, found warn {self.warn} > pass {self.pass_}")
+        return self
+
+
+class Rubric(Strict):
+    """Category weights and verdict thresholds."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    thresholds: Thresholds = Field(default_factory=lambda: Thresholds())
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown category {', '.join(unknown)}; valid: {', '.join(CATEGORIES)}")
+        if any(w < 0 for w in value.values()):
+            raise ValueError("expected weights >= 0")
+        return {**{c: 0.0 for c in CATEGORIES}, **value} if value else dict(DEFAULT_WEIGHTS)
+
+
+def _checks_model() -> type[Strict]:
+    from checks import REGISTRY
+
+    fields: dict[str, Any] = {
+        name: (module.Config, Field(default_factory=module.Config)) for name, module in REGISTRY.items()
+    }
+    return create_model("Checks", __base__=Strict, **fields)
+
+
+Checks = _checks_model()
+
+
+class Settings(Strict):
+    """The effective settings for one service."""
+
+    region: str = ""
+    deadline_s: float = Field(DEFAULT_DEADLINE_S, gt=0, le=FUNCTION_TIMEOUT_S - DEADLINE_MARGIN_S)
+    rubric: Rubric = Field(default_factory=Rubric)
+    checks: Checks = Field(default_factory=Checks)  # type: ignore[valid-type]
+
+    def check(self, name: str) -> CheckSettings:
+        """The settings of one check by its registry name."""
+        value: CheckSettings = getattr(self.checks, name)
+        return value
+
+
+class ConfigFile(Strict):
+    """The top level of postdeploy.yaml."""
+
+    version: Literal[1]
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _valid_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys accepted where an unknown key was found, for the error message."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part)) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None
+            )
+            if info is None:
+                return []
+            current = info.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return []
+        if isinstance(current, types.UnionType) or typing.get_origin(current) is typing.Union:
+            current = next((a for a in typing.get_args(current) if a is not type(None)), current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(f.alias or n for n, f in current.model_fields.items())
+    return []
+
+
+def _problems(exc: ValidationError, model: Any, prefix: str = "") -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "(top level)"
+        if err["type"] == "extra_forbidden":
+            valid = _valid_keys(model, loc)
+            lines.append(f"{path}: unknown key; valid keys: {', '.join(valid)}" if valid else f"{path}: unknown key")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {message} (found {err.get('input')!r})" if err["type"] != "value_error" else f"{path}: {message}")
+    return lines
+
+
+class Config:
+    """A validated config: defaults plus per-service sections matched by name, then glob."""
+
+    def __init__(self, file: ConfigFile, source: str = "(defaults)") -> None:
+        self.file = file
+        self.source = source
+        self.defaults = Settings.model_validate(file.defaults)
+        self._by_service = {name: Settings.model_validate(_merge(file.defaults, section)) for name, section in file.services.items()}
+
+    def for_service(self, service: str) -> Settings:
+        """Settings for a service: its exact section, else the first matching glob, else defaults."""
+        if service in self._by_service:
+            return self._by_service[service]
+        for pattern, settings in self._by_service.items():
+            if fnmatch.fnmatchcase(service, pattern):
+                return settings
+        return self.defaults
+
+    @classmethod
+    def default(cls) -> Config:
+        """Zero config: every check with its defaults."""
+        return cls(ConfigFile(version=1))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Config:
+        """Validate YAML text; raise ConfigError listing every problem with its path."""
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"(top level): expected YAML, found a syntax error: {exc}"]) from exc
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(source, [f"(top level): expected a mapping, found {type(raw).__name__}"])
+        try:
+            file = ConfigFile.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(source, _problems(exc, ConfigFile)) from exc
+        problems: list[str] = []
+        try:
+            Settings.model_validate(file.defaults)
+        except ValidationError as exc:
+            problems += _problems(exc, Settings, "defaults.")
+        for name, section in file.services.items():
+            try:
+                Settings.model_validate(_merge(file.defaults, section))
+            except ValidationError as exc:
+                inherited = {p.removeprefix("defaults.") for p in problems}
+                problems += [
+                    f"services.{name}.{p}" for p in _problems(exc, Settings) if p not in inherited
+                ]
+        if problems:
+            raise ConfigError(source, problems)
+        return cls(file, source)
+
+
+def load(path: str | None = None) -> Config:
+    """Load POSTDEPLOY_CONFIG (file or gs://bucket/object); a missing default file means zero config."""
+    explicit = path or os.environ.get("POSTDEPLOY_CONFIG", "")
+    if explicit.startswith("gs://"):
+        from core.gcp import read_gcs_text
+
+        return Config.parse(read_gcs_text(explicit), explicit)
+    target = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
+    if not target.exists():
+        if explicit:
+            raise ConfigError(explicit, [f"(file): expected a config file at {explicit}, found nothing"])
+        return Config.default()
+    return Config.parse(target.read_text(encoding="utf-8"), str(target))

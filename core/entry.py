@@ -1,0 +1,82 @@
+"""Ack or validate: the one place that decides what a message becomes.
+
+Bad messages and foreign builds are acked here with light imports only (no Google SDK, no
+pydantic); only a candidate build loads the pipeline. Transient faults propagate for redelivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.detect import deploy_intents, is_candidate
+from core.errors import BadMessage, ConfigError, Transient
+from core.events import decode
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from core.pipeline import Adapters, Validation
+
+_config: Config | None = None
+
+
+@dataclass
+class Handled:
+    """What became of one message."""
+
+    kind: str  # "bad", "ignored", "validated"
+    reason: str = ""
+    validations: list[Validation] = field(default_factory=list)
+
+
+def cached_config() -> Config:
+    """POSTDEPLOY_CONFIG, validated once per instance."""
+    global _config
+    if _config is None:
+        from core.config import load
+
+        _config = load()
+    return _config
+
+
+def handle(payload: Any, event_id: str = "", config: Config | None = None,
+           adapters: Adapters | None = None) -> Handled:
+    """Decode, filter and validate one message. Raises only Transient (→ redelivery)."""
+    from_env = adapters is None
+    try:
+        build = decode(payload, event_id)
+    except BadMessage as exc:
+        from core.logs import log
+
+        log("WARNING", f"acked undecodable message: {exc.reason}", message_id=exc.message_id or event_id)
+        return Handled("bad", exc.reason)
+    if not is_candidate(build):
+        return Handled("ignored", f"build {build.id} is {build.status}, not SUCCESS")
+    intents = deploy_intents(build)
+    if not intents:
+        return Handled("ignored", f"build {build.id} deploys no Cloud Run service")
+
+    from core import pipeline
+    from core.logs import log
+
+    try:
+        config = config or cached_config()
+    except ConfigError as exc:
+        log("ERROR", f"acked build {build.id} unvalidated: invalid config {exc}", build_id=build.id)
+        return Handled("bad", str(exc))
+    try:
+        return Handled("validated", validations=pipeline.run(
+            build, intents, config, pipeline.Adapters.from_env() if from_env else adapters))  # type: ignore[arg-type]
+    except Transient as exc:
+        log("WARNING", f"transient fault, asking for redelivery: {exc}", build_id=build.id)
+        raise
+    except Exception as exc:  # a bug must not become a 24-hour redelivery loop
+        log("ERROR", f"acked build {build.id} after an unexpected error: {type(exc).__name__}: {exc}",
+            build_id=build.id, exc_info_text=_trace(exc))
+        return Handled("bad", f"{type(exc).__name__}: {exc}")
+
+
+def _trace(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))[-4000:]

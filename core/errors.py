@@ -1,0 +1,57 @@
+"""The one exception tree of postdeploy.
+
+    PostdeployError
+    ├── BadMessage          permanent: the Pub/Sub message cannot be decoded (ack and log)
+    ├── ConfigError         permanent: postdeploy.yaml is invalid (lists every problem)
+    ├── TargetNotFound      permanent: the service or revision is not there (INCONCLUSIVE report)
+    ├── Transient           retry by redelivery: raised only before anything user-visible was sent
+    │   ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
+    │   └── StorageUnavailable    Cloud Storage 5xx / timeouts
+    └── AlreadyClaimed      a duplicate delivery: another run owns (build id, revision)
+
+Library errors are wrapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class PostdeployError(Exception):
+    """Base of every error postdeploy raises on purpose."""
+
+
+class BadMessage(PostdeployError):
+    """The message is not a Cloud Build notification we can read; acked, never retried."""
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_id = message_id
+
+
+class ConfigError(PostdeployError):
+    """The config file is invalid; ``problems`` holds one ``path: message`` line per error."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+class TargetNotFound(PostdeployError):
+    """The service or the revision the build deployed does not exist."""
+
+
+class Transient(PostdeployError):
+    """An infrastructure fault worth a redelivery."""
+
+
+class RunApiUnavailable(Transient):
+    """The Cloud Run Admin API answered 5xx or timed out."""
+
+
+class StorageUnavailable(Transient):
+    """Cloud Storage answered 5xx or timed out."""
+
+
+class AlreadyClaimed(PostdeployError):
+    """Another delivery already claimed this (build id, revision)."""

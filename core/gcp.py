@@ -1,0 +1,151 @@
+"""Adapters over the official Google clients, each imported lazily (cold start stays small)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import RunApiUnavailable, StorageUnavailable, TargetNotFound
+from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
+
+RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
+RUN_TIMEOUT_S = 30.0
+
+
+def _client_kwargs(endpoint_env: str) -> dict[str, Any]:
+    """Point a client at a local fake when the endpoint override is set (REST, no credentials)."""
+    endpoint = os.environ.get(endpoint_env, "")
+    if not endpoint:
+        return {}
+    from google.auth.credentials import AnonymousCredentials
+
+    return {"transport": "rest", "client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials()}
+
+
+def short(name: str) -> str:
+    """``projects/p/locations/l/services/s/revisions/r`` → ``r``."""
+    return name.rsplit("/", 1)[-1] if name else ""
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+class RunRevisionSource:
+    """RevisionSource over the Cloud Run Admin API v2 (google-cloud-run)."""
+
+    def __init__(self) -> None:
+        from google.cloud import run_v2
+
+        kwargs = _client_kwargs(RUN_ENDPOINT_ENV)
+        self._services = run_v2.ServicesClient(**kwargs)
+        self._revisions = run_v2.RevisionsClient(**kwargs)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return fn(*args, timeout=RUN_TIMEOUT_S, **kwargs)
+        except gexc.NotFound as exc:
+            raise TargetNotFound(f"{what}: not found ({exc.message})") from exc
+        except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
+            raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}") from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise RunApiUnavailable(f"Cloud Run Admin API unreachable on {what}: {exc}") from exc
+
+    def get_service(self, project: str, region: str, name: str) -> ServiceInfo:
+        """The service, or TargetNotFound."""
+        path = f"projects/{project}/locations/{region}/services/{name}"
+        svc = self._call(f"get {path}", self._services.get_service, name=path)
+        traffic = tuple(
+            TrafficInfo(
+                revision=short(t.revision), percent=int(t.percent), tag=t.tag, uri=t.uri,
+                latest=t.type_.name == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST",
+            )
+            for t in svc.traffic_statuses
+        )
+        return ServiceInfo(
+            name=name, project=project, region=region, uri=svc.uri,
+            latest_created_revision=short(svc.latest_created_revision),
+            latest_ready_revision=short(svc.latest_ready_revision), traffic=traffic,
+        )
+
+    def list_services(self, project: str, region: str) -> list[str]:
+        """Short names of the services in a region (for 'not found, found instead: …')."""
+        parent = f"projects/{project}/locations/{region}"
+        pager = self._call(f"list services in {parent}", self._services.list_services, parent=parent)
+        return [short(s.name) for s in pager]
+
+    def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
+        """Every revision of the service (the API has no server-side filter)."""
+        parent = f"projects/{project}/locations/{region}/services/{service}"
+        pager = self._call(f"list revisions of {parent}", self._revisions.list_revisions, parent=parent)
+        revisions = []
+        for r in pager:
+            revisions.append(RevisionInfo(
+                name=short(r.name),
+                create_time=_time(r.create_time),
+                image=r.containers[0].image if r.containers else "",
+                labels=dict(r.labels),
+                conditions=tuple(
+                    Condition(type=c.type_, state=c.state.name, message=c.message, reason=c.reason.name if c.reason else "")
+                    for c in r.conditions
+                ),
+                service_account=r.service_account,
+                log_uri=r.log_uri,
+            ))
+        return revisions
+
+
+def storage_client() -> Any:
+    """A google-cloud-storage client; STORAGE_EMULATOR_HOST is honoured by the client itself."""
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"), credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def split_gs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` → (``bucket``, ``a/b``)."""
+    bucket, _, path = uri.removeprefix("gs://").partition("/")
+    return bucket, path.strip("/")
+
+
+def read_gcs_text(uri: str) -> str:
+    """The text of one gs:// object."""
+    from google.api_core import exceptions as gexc
+
+    bucket, name = split_gs(uri)
+    try:
+        text: str = storage_client().bucket(bucket).blob(name).download_as_text(encoding="utf-8")
+    except gexc.NotFound as exc:
+        raise TargetNotFound(f"expected an object at {uri}, found nothing") from exc
+    except gexc.ServerError as exc:
+        raise StorageUnavailable(f"reading {uri}: {exc}") from exc
+    return text
+
+
+def secret_value(version: str) -> str:
+    """Read a Secret Manager version (``projects/p/secrets/s/versions/latest``)."""
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient()
+    data: bytes = client.access_secret_version(name=version).payload.data
+    return data.decode("utf-8").strip()
+
+
+def fetch_id_token(audience: str) -> str:
+    """A Google ID token for a private Cloud Run service (metadata server or key file)."""
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    token: str = id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+    return token

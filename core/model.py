@@ -1,0 +1,199 @@
+"""Plain data shared by the pipeline, the checks and the report."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Outcome of one check."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+
+
+class Verdict(enum.StrEnum):
+    """Outcome of a whole validation."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Cloud Build step, as far as deploy detection needs it."""
+
+    name: str = ""
+    entrypoint: str = ""
+    args: tuple[str, ...] = ()
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Build:
+    """The fields of a Cloud Build resource postdeploy reads."""
+
+    id: str
+    status: str
+    project_id: str = ""
+    create_time: datetime | None = None
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+    steps: tuple[Step, ...] = ()
+    images: tuple[str, ...] = ()
+    image_digests: dict[str, str] = field(default_factory=dict)
+    trigger_id: str = ""
+    substitutions: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    log_url: str = ""
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    message_id: str = ""
+
+    @property
+    def trigger_name(self) -> str:
+        return self.substitutions.get("TRIGGER_NAME", "")
+
+    @property
+    def branch(self) -> str:
+        return self.substitutions.get("BRANCH_NAME", "")
+
+    @property
+    def commit(self) -> str:
+        return self.substitutions.get("COMMIT_SHA", "") or self.substitutions.get("REVISION_ID", "")
+
+
+@dataclass(frozen=True)
+class DeployIntent:
+    """What a build said it deployed to Cloud Run: one per service."""
+
+    service: str
+    region: str = ""
+    project: str = ""
+    image: str = ""
+    no_traffic: bool = False
+    tag: str = ""
+    revision_suffix: str = ""
+    source: str = ""  # how it was detected, e.g. "step deploy: gcloud run deploy"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A Cloud Run condition reduced to what a check reads."""
+
+    type: str
+    state: str  # CONDITION_SUCCEEDED, CONDITION_FAILED, CONDITION_PENDING, ...
+    message: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """A Cloud Run revision (short name) with the fields postdeploy uses."""
+
+    name: str
+    create_time: datetime | None = None
+    image: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+    service_account: str = ""
+    log_uri: str = ""
+
+    @property
+    def ready(self) -> Condition | None:
+        return next((c for c in self.conditions if c.type == "Ready"), None)
+
+
+@dataclass(frozen=True)
+class TrafficInfo:
+    """One entry of a service's traffic statuses."""
+
+    revision: str  # short name; "" when the entry follows LATEST
+    percent: int = 0
+    tag: str = ""
+    uri: str = ""
+    latest: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A Cloud Run service with the fields postdeploy uses (revision names are short)."""
+
+    name: str
+    project: str
+    region: str
+    uri: str = ""
+    latest_created_revision: str = ""
+    latest_ready_revision: str = ""
+    traffic: tuple[TrafficInfo, ...] = ()
+
+    def percent_for(self, revision: str) -> int:
+        """Share of traffic the revision serves, counting LATEST entries for the latest ready one."""
+        total = 0
+        for t in self.traffic:
+            name = t.revision or (self.latest_ready_revision if t.latest else "")
+            if name == revision:
+                total += t.percent
+        return total
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one validation runs against."""
+
+    service: str
+    project: str = ""
+    region: str = ""
+    revision: str = ""
+    previous_revision: str = ""
+    url: str = ""
+    image: str = ""
+    match_rule: str = ""
+    intent: DeployIntent | None = None
+    revision_info: RevisionInfo | None = None
+    service_info: ServiceInfo | None = None
+    problem: str = ""  # set when the target could not be resolved
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measured fact behind a check's status."""
+
+    what: str
+    measured: Any = None
+    threshold: Any = None
+    previous: Any = None
+    ok: bool | None = None
+
+
+@dataclass
+class CheckResult:
+    """What a check returns; ``score`` None means PASS 1, WARN 0.5, else 0."""
+
+    status: Status
+    summary: str
+    evidence: list[Evidence] = field(default_factory=list)
+    score: float | None = None
+    reasons: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+TokenSource = Callable[[str], str]
+
+
+@dataclass
+class CheckContext:
+    """Shared clients and facts handed to every check."""
+
+    http: Any  # httpx.AsyncClient
+    build: Build | None = None
+    token_source: TokenSource | None = None
+    deadline: float = 0.0  # time.monotonic() value the whole run must end by

@@ -1,0 +1,1 @@
+"""Scoring (pure), rendering (pure) and publishing (storage, Slack)."""

@@ -1,0 +1,89 @@
+"""Assemble the report JSON (schema postdeploy.report/v1), the source of truth for every rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.model import Build, Target
+from core.runner import Outcome
+from report.score import Scored, check_score
+
+SCHEMA = "postdeploy.report/v1"
+VERSION = "0.1.0"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def next_steps(target: Target, scored: Scored, outcomes: list[Outcome]) -> list[str]:
+    """What an on-call engineer should do next, most urgent first."""
+    steps: list[str] = []
+    if scored.verdict.value == "FAIL" and target.previous_revision and target.region:
+        steps.append(f"roll back: gcloud run services update-traffic {target.service} "
+                     f"--to-revisions={target.previous_revision}=100 --region={target.region}")
+    for o in outcomes:
+        if o.result.status.value in ("FAIL", "ERROR", "WARN"):
+            steps += [s for s in o.result.next_steps if s not in steps]
+    if target.problem:
+        steps.append("check the service name and region the build deployed to, or set them in postdeploy.yaml")
+    return steps
+
+
+def make_report(target: Target, build: Build | None, scored: Scored, outcomes: list[Outcome],
+                started_at: datetime, finished_at: datetime) -> dict[str, Any]:
+    """Everything the renderers, the store and Slack need, as plain JSON data."""
+    return {
+        "schema": SCHEMA,
+        "score": scored.score,
+        "verdict": scored.verdict.value,
+        "summary": target.problem or (scored.reasons[0] if scored.reasons else "all checks passed"),
+        "reasons": ([target.problem] if target.problem else []) + scored.reasons,
+        "next_steps": next_steps(target, scored, outcomes),
+        "target": {
+            "project": target.project, "region": target.region, "service": target.service,
+            "revision": target.revision, "previous_revision": target.previous_revision,
+            "url": target.url, "image": target.image, "match_rule": target.match_rule,
+        },
+        "build": {
+            "id": build.id if build else "",
+            "status": build.status if build else "",
+            "trigger": (build.trigger_name or build.trigger_id) if build else "",
+            "branch": build.branch if build else "",
+            "commit": build.commit if build else "",
+            "log_url": build.log_url if build else "",
+        },
+        "categories": [
+            {"name": c.name, "weight": c.weight, "score": c.score, "checks": c.checks} for c in scored.categories
+        ],
+        "not_assessed": scored.not_assessed,
+        "missing_weight_share": scored.missing_weight_share,
+        "checks": [
+            {
+                "name": o.name, "category": o.category, "status": o.result.status.value,
+                "score": check_score(o.result), "critical": o.critical, "summary": o.result.summary,
+                "evidence": [
+                    {"what": e.what, "measured": _json_safe(e.measured), "threshold": _json_safe(e.threshold),
+                     "previous": _json_safe(e.previous), "ok": e.ok}
+                    for e in o.result.evidence
+                ],
+                "reasons": o.result.reasons,
+                "duration_ms": o.duration_ms,
+            }
+            for o in outcomes
+        ],
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "generator": {"name": "postdeploy", "version": VERSION},
+    }

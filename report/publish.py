@@ -1,0 +1,56 @@
+"""Publishing is I/O: store the rendered report, then tell Slack. Never loses the stored report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.logs import log
+from core.model import Build, Target
+from report import slack
+from report.render import render_html, render_json, render_markdown
+from report.store import ReportStore
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
+
+
+def folder(report: dict[str, Any]) -> str:
+    """``{service}/{build_id}``: where one validation's objects live (under the store's prefix)."""
+    return f"{_safe(report['target']['service'])}/{_safe(report['build']['id'] or 'manual')}"
+
+
+def claim_name(target: Target, build: Build | None) -> str:
+    """The create-only object that makes (build id, revision) run once."""
+    build_id = build.id if build else "manual"
+    return f"{_safe(target.service)}/{_safe(build_id)}/claim-{_safe(target.revision or 'unresolved')}.txt"
+
+
+def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
+    """Write report.json/.md/.html and latest.json; return their links. Storage faults propagate."""
+    base = folder(report)
+    as_json = render_json(report)
+    links = {
+        "report.json": store.write(f"{base}/report.json", as_json),
+        "report.md": store.write(f"{base}/report.md", render_markdown(report)),
+        "report.html": store.write(f"{base}/report.html", render_html(report)),
+    }
+    links["latest.json"] = store.write(f"{_safe(report['target']['service'])}/latest.json", as_json)
+    return links
+
+
+async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: float) -> str:
+    """Post the Slack message when a webhook is configured; failures are logged, never raised."""
+    build_id, service = report["build"]["id"], report["target"]["service"]
+    try:
+        url = adapters.get("webhook")
+    except Exception as exc:  # a missing secret must not lose the stored report
+        log("ERROR", f"Slack webhook unavailable: {type(exc).__name__}: {exc}", build_id=build_id, service=service)
+        return f"webhook unavailable: {type(exc).__name__}"
+    if not url:
+        return "not configured"
+    delivery = await slack.post(url, slack.message(report, link), deadline)
+    if not delivery.ok:
+        log("ERROR", f"Slack message not delivered: {delivery.detail}", build_id=build_id, service=service)
+        return delivery.detail
+    return "sent"

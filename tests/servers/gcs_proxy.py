@@ -1,0 +1,255 @@
+"""A reverse proxy that enforces upload `ifGenerationMatch` for gcp-storage-emulator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, quote, urlsplit
+
+PRECONDITION_MESSAGE = "At least one of the pre-conditions you specified did not hold."
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+}
+UPLOAD_PREFIX = "/upload/storage/v1/b/"
+
+
+def error_json(status: int, message: str, reason: str) -> bytes:
+    """Google-style JSON API error body."""
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"reason": reason, "message": message}],
+        }
+    }
+    return json.dumps(body).encode()
+
+
+def upload_target(
+    path: str, query: dict[str, str], content_type: str, body: bytes
+) -> tuple[str, str] | None:
+    """Bucket and object name of an upload initiation request, or None when not one."""
+    if not path.startswith(UPLOAD_PREFIX) or not path.endswith("/o"):
+        return None
+    bucket = path[len(UPLOAD_PREFIX) : -len("/o")]
+    name = query.get("name") or _metadata(content_type, body).get("name")
+    return (bucket, name) if name else None
+
+
+def _metadata(content_type: str, body: bytes) -> dict[str, Any]:
+    """Object metadata carried in a JSON or multipart/related upload body."""
+    try:
+        if content_type.startswith("application/json"):
+            return dict(json.loads(body or b"{}"))
+        if content_type.startswith("multipart/"):
+            message = BytesParser().parsebytes(
+                b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+            )
+            for part in message.walk():
+                if part.get_content_type() == "application/json":
+                    payload = part.get_payload(decode=True)
+                    return dict(
+                        json.loads(payload if isinstance(payload, bytes) else b"{}")
+                    )
+    except (ValueError, TypeError):
+        pass
+    return {}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    proxy: PreconditionProxy
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+    def do_GET(self) -> None:
+        """Forward the request."""
+        self._proxy()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _proxy(self) -> None:
+        body = self._read_body()
+        headers = [
+            (k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP
+        ]
+        status, out_headers, out_body = self.server.proxy._handle(
+            self.command, self.path, headers, body
+        )
+        length = str(len(out_body))
+        self.send_response(status)
+        for name, value in out_headers:
+            if name.lower() == "content-length":
+                length = value if self.command == "HEAD" else length
+            elif name.lower() not in HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out_body)
+
+    def _read_body(self) -> bytes:
+        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():
+            pass
+        return b"".join(chunks)
+
+
+class PreconditionProxy:
+    """Forwards to `upstream`; 412 when an upload's `ifGenerationMatch` fails."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = upstream.rstrip("/")
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self.requests: list[tuple[str, str]] = []
+        self._sessions: dict[str, tuple[str, str, str]] = {}
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+        self._upload_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as STORAGE_EMULATOR_HOST."""
+        if self._server is None:
+            raise RuntimeError("precondition proxy is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Make the next `n` requests fail with `status` without reaching upstream."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def start(self) -> str:
+        """Start serving and return the proxy URL."""
+        if self._server is None:
+            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server.proxy = self
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+            )
+            self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _handle(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self._lock:
+            self.requests.append((method, target))
+            failure = self._failures.pop(0) if self._failures else None
+        json_headers = [("Content-Type", "application/json; charset=UTF-8")]
+        if failure is not None:
+            return (
+                failure,
+                json_headers,
+                error_json(failure, f"injected failure {failure}", "backendError"),
+            )
+        parts = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        session = self._sessions.get(query.get("upload_id", ""))
+        if session is None and "upload_id" not in query and method == "POST":
+            found = upload_target(parts.path, query, content_type, body)
+            if found is not None and "ifGenerationMatch" in query:
+                session = (*found, query["ifGenerationMatch"])
+        if session is None:
+            return self._forward(method, target, headers, body)
+        with self._upload_lock:
+            if not self._holds(*session):
+                return (
+                    412,
+                    json_headers,
+                    error_json(412, PRECONDITION_MESSAGE, "conditionNotMet"),
+                )
+            status, out_headers, out_body = self._forward(method, target, headers, body)
+        location = next((v for k, v in out_headers if k.lower() == "location"), "")
+        upload_id = parse_qs(urlsplit(location).query).get("upload_id", [""])[-1]
+        with self._lock:
+            if upload_id:
+                self._sessions[upload_id] = session
+            elif status in (200, 201):
+                self._sessions.pop(query.get("upload_id", ""), None)
+        return status, out_headers, out_body
+
+    def _holds(self, bucket: str, name: str, expected: str) -> bool:
+        status, _, body = self._forward(
+            "GET",
+            f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}",
+            [],
+            b"",
+        )
+        if status == 404:
+            return expected == "0"
+        generation = (
+            json.loads(body or b"{}").get("generation") if status == 200 else None
+        )
+        return generation is not None and str(generation) == expected
+
+    def _forward(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=30)
+        try:
+            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            if not any(k.lower() == "host" for k, _ in headers):
+                conn.putheader("Host", f"{self._host}:{self._port}")
+            for name, value in headers:
+                if name.lower() != "content-length":
+                    conn.putheader(name, value)
+            if body or method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            response = conn.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
