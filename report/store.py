@@ -10,6 +10,7 @@ from typing import Protocol
 from core.errors import StorageUnavailable
 
 DEFAULT_REPORTS = "./reports"
+RETRY_DEADLINE_S = 30.0
 CONTENT_TYPES = {
     ".json": "application/json; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",
@@ -88,9 +89,13 @@ class GcsStore:
     emulator that enforces it (tests/servers/gcs_proxy.py); the code path here is the real one.
     """
 
-    def __init__(self, bucket: str, prefix: str = "") -> None:
+    def __init__(self, bucket: str, prefix: str = "", retry_deadline_s: float = RETRY_DEADLINE_S) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         from core.gcp import storage_client
 
+        # The client's default retry runs for 120 s; a validation has a deadline to keep.
+        self._retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self._bucket = storage_client().bucket(bucket)
@@ -103,8 +108,8 @@ class GcsStore:
 
         blob = self._bucket.blob(self._object(name))
         try:
-            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name))
-        except (gexc.ServerError, gexc.TooManyRequests, ConnectionError) as exc:
+            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry)
+        except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
             raise StorageUnavailable(f"writing gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
         return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
 
@@ -112,10 +117,10 @@ class GcsStore:
         from google.api_core import exceptions as gexc
 
         try:
-            text: str = self._bucket.blob(self._object(name)).download_as_text(encoding="utf-8")
+            text: str = self._bucket.blob(self._object(name)).download_as_text(encoding="utf-8", retry=self._retry)
         except gexc.NotFound:
             return None
-        except (gexc.ServerError, ConnectionError) as exc:
+        except (gexc.ServerError, gexc.RetryError, ConnectionError) as exc:
             raise StorageUnavailable(f"reading gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
         return text
 
@@ -124,11 +129,12 @@ class GcsStore:
 
         blob = self._bucket.blob(self._object(name))
         try:
-            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), if_generation_match=0)
+            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), if_generation_match=0,
+                                  retry=self._retry)
         except gexc.PreconditionFailed:
             # The client retries uploads; a retry after a lost response meets our own object.
             return self.read(name) == text
-        except (gexc.ServerError, gexc.TooManyRequests, ConnectionError) as exc:
+        except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
             raise StorageUnavailable(f"claiming gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
         return True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +73,10 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     proxy: PreconditionProxy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -127,6 +132,8 @@ class PreconditionProxy:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[bytes] = []
+        self.statuses: list[int] = []
         self._sessions: dict[str, tuple[str, str, str]] = {}
         self._failures: list[int] = []
         self._lock = threading.Lock()
@@ -174,6 +181,7 @@ class PreconditionProxy:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         with self._lock:
             self.requests.append((method, target))
+            self.bodies.append(body)
             failure = self._failures.pop(0) if self._failures else None
         json_headers = [("Content-Type", "application/json; charset=UTF-8")]
         if failure is not None:
@@ -238,6 +246,8 @@ class PreconditionProxy:
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body or None)
             response = conn.getresponse()
+            with self._lock:
+                self.statuses.append(response.status)
             return response.status, response.getheaders(), response.read()
         finally:
             conn.close()

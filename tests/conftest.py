@@ -1,0 +1,96 @@
+"""Shared fixtures: real local servers and emulators, and an isolated environment."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.logs import use_console
+from core.sample_service import SampleService
+from tests.servers import processes
+from tests.servers.fake_run import FakeCloudRun
+from tests.servers.gcs_proxy import PreconditionProxy
+from tests.servers.slack import SlackReceiver
+
+DATA = Path(__file__).parent / "data"
+ENV_VARS = (
+    "POSTDEPLOY_CONFIG", "POSTDEPLOY_REPORTS", "POSTDEPLOY_SLACK_WEBHOOK", "POSTDEPLOY_SLACK_WEBHOOK_SECRET",
+    "POSTDEPLOY_RUN_API_ENDPOINT", "POSTDEPLOY_LOGGING_API_ENDPOINT", "POSTDEPLOY_MONITORING_API_ENDPOINT",
+    "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+def load_build(name: str) -> dict[str, Any]:
+    """A real-shaped Build from tests/data/builds."""
+    data: dict[str, Any] = json.loads((DATA / "builds" / f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's cloud settings; logs go to the console handler."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
+    use_console()
+
+
+@pytest.fixture
+def sample() -> Iterator[SampleService]:
+    with SampleService(token="test-id-token") as service:
+        yield service
+
+
+@pytest.fixture
+def fake_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloudRun]:
+    with FakeCloudRun() as fake:
+        monkeypatch.setenv("POSTDEPLOY_RUN_API_ENDPOINT", fake.endpoint)
+        yield fake
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackReceiver]:
+    with SlackReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def storage_emulator() -> Iterator[str]:
+    with processes.storage_emulator(processes.free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def gcs(storage_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PreconditionProxy, str]]:
+    """A fresh bucket behind the precondition-enforcing proxy; yields (proxy, bucket)."""
+    from core.gcp import storage_client
+
+    with PreconditionProxy(storage_emulator) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        bucket = f"reports-{uuid.uuid4().hex[:10]}"
+        storage_client().create_bucket(bucket)
+        yield proxy, bucket
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[str]:
+    with processes.pubsub_emulator(processes.free_port()) as host:
+        yield host
+
+
+def add_orders_service(fake: FakeCloudRun, url: str, build_id: str, *, image: str, ready: bool = True) -> None:
+    """`orders` in acme-prod/us-central1 with an old revision and the one this build created."""
+    fake.add_revision("acme-prod", "us-central1", "orders", "orders-00041-old", image=image.replace("9d2b1c0e4f", "8c1a0b9d3e"),
+                      create_time="2026-11-20T09:00:00.000000Z")
+    fake.add_revision("acme-prod", "us-central1", "orders", "orders-00042-new", image=image,
+                      labels={"gcb-build-id": build_id, "managed-by": "gcp-cloud-build-deploy-cloud-run"},
+                      create_time="2026-11-25T10:03:30.123456Z", ready=ready,
+                      ready_message="" if ready else "Container failed to start and listen on PORT=8080")
+    fake.add_service("acme-prod", "us-central1", "orders", uri=url, latest_created="orders-00042-new",
+                     latest_ready="orders-00042-new" if ready else "orders-00041-old",
+                     traffic=[{"type": 1, "percent": 100}])

@@ -1,0 +1,166 @@
+"""The whole path in-process: message → fake Cloud Run API (official client) → sample service → store → Slack."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Config
+from core.entry import handle
+from core.errors import StorageUnavailable
+from core.gcp import RunRevisionSource
+from core.pipeline import Adapters
+from core.sample_service import SampleService
+from report.store import LocalStore
+from tests.conftest import add_orders_service, load_build
+from tests.servers.fake_run import FakeCloudRun
+from tests.servers.slack import SlackReceiver
+
+IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
+CONFIG = Config.parse("""
+version: 1
+defaults:
+  checks:
+    health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0}
+""", "test")
+
+
+def push_body(build: dict[str, Any], message_id: str = "m-1") -> dict[str, Any]:
+    data = base64.b64encode(json.dumps(build).encode()).decode()
+    return {"message": {"data": data, "messageId": message_id, "attributes": {"buildId": build["id"], "status": "SUCCESS"}},
+            "subscription": "projects/acme-prod/subscriptions/postdeploy"}
+
+
+def adapters(store: Any, slack: SlackReceiver | None) -> Adapters:
+    return Adapters(revisions=RunRevisionSource, store=lambda: store, webhook=lambda: slack.url if slack else "")
+
+
+@pytest.fixture
+def cd_build() -> dict[str, Any]:
+    return load_build("console_cd_trigger")
+
+
+def test_deploy_build_gives_one_report_and_one_message(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                       tmp_path: Path, cd_build: dict[str, Any]) -> None:
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+    store = LocalStore(str(tmp_path))
+    first = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    second = handle(push_body(cd_build, "m-2"), config=CONFIG, adapters=adapters(store, slack))
+
+    assert first.kind == "validated" and len(first.validations) == 1
+    assert second.kind == "validated" and second.validations == []
+    report = json.loads((tmp_path / "orders" / cd_build["id"] / "report.json").read_text(encoding="utf-8"))
+    assert report["verdict"] == "PASS" and report["score"] == 100.0
+    assert report["target"]["revision"] == "orders-00042-new"
+    assert report["target"]["previous_revision"] == "orders-00041-old"
+    assert report["build"]["commit"] == "9d2b1c0e4f" and report["build"]["branch"] == "main"
+    assert {c["name"] for c in report["checks"]} == {"deployment", "health"}
+    assert (tmp_path / "orders" / "latest.json").read_text(encoding="utf-8") == \
+        (tmp_path / "orders" / cd_build["id"] / "report.json").read_text(encoding="utf-8")
+    assert (tmp_path / "orders" / cd_build["id"] / "report.md").exists()
+    assert len(slack.messages) == 1
+    assert "PASS" in slack.messages[0]["blocks"][0]["text"]["text"]
+    assert str(tmp_path / "orders" / cd_build["id"] / "report.html") in json.dumps(slack.messages[0])
+
+
+def test_foreign_builds_are_acked_without_any_call(fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path) -> None:
+    for name in ("docker_only", "cloud_function"):
+        handled = handle(push_body(load_build(name)), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+        assert handled.kind == "ignored", name
+    queued = {**load_build("console_cd_trigger"), "status": "QUEUED"}
+    assert handle(push_body(queued), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack)).kind == "ignored"
+    assert fake_run.requests == [] and slack.messages == [] and list(tmp_path.iterdir()) == []
+
+
+def test_bad_messages_are_acked(tmp_path: Path) -> None:
+    handled = handle({"message": {"data": "%%%not-base64", "messageId": "m-9"}}, config=CONFIG,
+                     adapters=adapters(LocalStore(str(tmp_path)), None))
+    assert handled.kind == "bad" and "invalid base64" in handled.reason
+
+
+def test_missing_service_gives_an_inconclusive_report(fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path,
+                                                      cd_build: dict[str, Any]) -> None:
+    fake_run.add_service("acme-prod", "us-central1", "payments", uri="https://p.example", latest_created="p-1",
+                         latest_ready="p-1", traffic=[])
+    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+    report = handled.validations[0].report
+    assert report["verdict"] == "INCONCLUSIVE"
+    assert report["summary"] == "service 'orders' not found in us-central1 of acme-prod (found: payments)"
+    assert report["checks"] == []
+    assert len(slack.messages) == 1 and "INCONCLUSIVE" in slack.messages[0]["text"]
+
+
+def test_revision_not_ready_fails_with_the_reason_first(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                        tmp_path: Path, cd_build: dict[str, Any]) -> None:
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE, ready=False)
+    report = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack)).validations[0].report
+    assert report["verdict"] == "FAIL"
+    assert report["reasons"][0].startswith("deployment: expected revision orders-00042-new to be Ready, found CONDITION_FAILED")
+    assert "Container failed to start" in report["reasons"][0]
+    assert report["next_steps"][0].startswith("roll back: gcloud run services update-traffic orders --to-revisions=orders-00041-old=100")
+
+
+def test_a_build_deploying_two_services_gives_two_reports(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                          tmp_path: Path) -> None:
+    build = load_build("bash_two_services")
+    for name in ("web", "worker"):
+        fake_run.add_revision("acme-prod", "us-east1", name, f"{name}-00002-xyz", image=f"gcr.io/acme-prod/{name}:1.8.0",
+                              create_time="2026-11-25T12:03:00Z")
+    fake_run.add_service("acme-prod", "us-east1", "web", uri="https://web.example", latest_created="web-00002-xyz",
+                         latest_ready="web-00002-xyz", traffic=[
+                             {"type": 2, "revision": "web-00002-xyz", "percent": 0, "tag": "canary", "uri": sample.url}])
+    fake_run.add_service("acme-prod", "us-east1", "worker", uri=sample.url, latest_created="worker-00002-xyz",
+                         latest_ready="worker-00002-xyz", traffic=[{"type": 1, "percent": 100}])
+    handled = handle(push_body(build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+    verdicts = {v.report["target"]["service"]: (v.report["verdict"], v.report["target"]["url"]) for v in handled.validations}
+    assert verdicts == {"web": ("PASS", sample.url), "worker": ("PASS", sample.url)}
+    assert len(slack.messages) == 2
+
+
+class FlakyStore(LocalStore):
+    """A LocalStore whose first report write fails like a Cloud Storage 503."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.failures = 1
+
+    def write(self, name: str, text: str) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise StorageUnavailable("writing report: 503 Service Unavailable")
+        return super().write(name, text)
+
+
+def test_storage_fault_releases_the_claim_so_redelivery_succeeds(fake_run: FakeCloudRun, sample: SampleService,
+                                                                 slack: SlackReceiver, tmp_path: Path,
+                                                                 cd_build: dict[str, Any]) -> None:
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+    store = FlakyStore(str(tmp_path))
+    with pytest.raises(StorageUnavailable):
+        handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    assert slack.messages == []
+    redelivered = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    assert len(redelivered.validations) == 1 and len(slack.messages) == 1
+
+
+def test_slack_failure_keeps_the_report(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                        tmp_path: Path, cd_build: dict[str, Any]) -> None:
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+    slack.responses.append((410, {}, "channel_is_archived"))
+    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+    assert handled.validations[0].slack == "Slack refused the message: 410 channel_is_archived"
+    assert (tmp_path / "orders" / cd_build["id"] / "report.json").exists()
+
+
+def test_run_api_outage_is_retried_not_acked(fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path,
+                                             cd_build: dict[str, Any]) -> None:
+    from core.errors import RunApiUnavailable
+
+    fake_run.fail_next(1, status=500)
+    with pytest.raises(RunApiUnavailable):
+        handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+    assert list(tmp_path.iterdir()) == [] and slack.messages == []

@@ -1,0 +1,50 @@
+"""Posting to Slack against a local webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from report.slack import MAX_ATTEMPTS, post
+from tests.servers.slack import SlackReceiver
+
+BODY = {"text": "PASS orders", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "café ✓"}}]}
+
+
+def test_success_posts_the_body_once(slack: SlackReceiver) -> None:
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 10))
+    assert (delivery.ok, delivery.status, delivery.attempts) == (True, 200, 1)
+    assert slack.messages == [BODY]
+
+
+def test_429_waits_retry_after_then_succeeds(slack: SlackReceiver) -> None:
+    slack.responses.append((429, {"Retry-After": "1"}, "rate_limited"))
+    started = time.monotonic()
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 10))
+    assert delivery.ok and delivery.attempts == 2
+    assert time.monotonic() - started >= 1.0
+    assert len(slack.messages) == 2
+
+
+def test_429_beyond_the_deadline_gives_up_without_waiting(slack: SlackReceiver) -> None:
+    slack.responses.append((429, {"Retry-After": "30"}, "rate_limited"))
+    started = time.monotonic()
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 5))
+    assert not delivery.ok and delivery.status == 429
+    assert time.monotonic() - started < 5
+    assert "gave up after 1 attempts" in delivery.detail
+
+
+def test_permanent_errors_are_not_retried(slack: SlackReceiver) -> None:
+    slack.responses.append((404, {"Content-Type": "text/plain"}, "channel_not_found"))
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 10))
+    assert (delivery.ok, delivery.status, delivery.attempts) == (False, 404, 1)
+    assert "channel_not_found" in delivery.detail
+    assert slack.url not in delivery.detail
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(slack: SlackReceiver) -> None:
+    slack.responses.extend([(500, {}, "oops")] * 10)
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 30))
+    assert not delivery.ok and delivery.attempts == MAX_ATTEMPTS
+    assert len(slack.messages) == MAX_ATTEMPTS

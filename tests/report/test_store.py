@@ -1,0 +1,80 @@
+"""Report storage: a local folder and Cloud Storage (gcp-storage-emulator behind a precondition proxy)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from core.errors import StorageUnavailable
+from core.gcp import storage_client
+from report.store import GcsStore, LocalStore, open_store
+from tests.servers.gcs_proxy import PreconditionProxy
+
+
+def test_local_store_writes_utf8_and_claims_once(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    link = store.write("svc/b1/report.md", "café ✓\n")
+    assert Path(link).read_bytes() == "café ✓\n".encode()
+    assert store.claim("svc/b1/claim-r1.txt", "run-a") is True
+    assert store.claim("svc/b1/claim-r1.txt", "run-b") is False
+    store.release("svc/b1/claim-r1.txt")
+    assert store.claim("svc/b1/claim-r1.txt", "run-c") is True
+
+
+def test_local_store_refuses_names_outside_its_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expected a name inside"):
+        LocalStore(str(tmp_path)).write("../escape.txt", "x")
+
+
+def test_open_store_picks_by_spec(tmp_path: Path, gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    store = open_store(f"gs://{bucket}/team/reports")
+    assert isinstance(store, GcsStore) and store.prefix == "team/reports"
+
+
+def test_gcs_store_writes_with_charset_and_links(gcs: tuple[PreconditionProxy, str]) -> None:
+    proxy, bucket = gcs
+    store = GcsStore(bucket, "reports")
+    link = store.write("orders/b1/report.html", "<p>café</p>")
+    assert link == f"https://storage.cloud.google.com/{bucket}/reports/orders/b1/report.html"
+    blob = storage_client().bucket(bucket).get_blob("reports/orders/b1/report.html")
+    # The emulator drops content-type parameters, so read the charset off the upload the client sent.
+    assert blob.content_type.startswith("text/html")
+    assert any(b"content-type: text/html; charset=utf-8\r\n\r\n<p>caf" in body for body in proxy.bodies)
+    assert blob.download_as_bytes() == "<p>café</p>".encode()
+    assert store.read("orders/b1/report.html") == "<p>café</p>"
+    assert store.read("orders/b1/nothing.json") is None
+
+
+def test_gcs_claim_is_create_only(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    store = GcsStore(bucket)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(store.claim("orders/b1/claim-r.txt", f"run-{i}")))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 5 + [True]
+    store.release("orders/b1/claim-r.txt")
+    assert store.claim("orders/b1/claim-r.txt", "after-release") is True
+
+
+def test_gcs_claim_recognises_its_own_retried_write(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    store = GcsStore(bucket)
+    assert store.claim("o/b/claim.txt", "run-1") is True
+    assert store.claim("o/b/claim.txt", "run-1") is True  # the same run's retry meets its own object
+    assert store.claim("o/b/claim.txt", "run-2") is False
+
+
+def test_gcs_server_errors_are_transient(gcs: tuple[PreconditionProxy, str]) -> None:
+    proxy, bucket = gcs
+    store = GcsStore(bucket, retry_deadline_s=1.0)
+    proxy.fail_next(50, status=503)
+    with pytest.raises(StorageUnavailable, match="claiming gs://"):
+        store.claim("o/b/claim.txt", "run-1")

@@ -1,0 +1,131 @@
+"""End to end: Pub/Sub emulator push → functions-framework serving main.py → fake Cloud Run Admin API
+→ real sample service → gcp-storage-emulator (behind the precondition proxy) → local Slack receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from core.gcp import storage_client
+from core.sample_service import SampleService
+from tests.conftest import add_orders_service, load_build
+from tests.servers import processes
+from tests.servers.fake_run import FakeCloudRun
+from tests.servers.gcs_proxy import PreconditionProxy
+from tests.servers.slack import SlackReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
+CONFIG = """version: 1
+defaults:
+  checks:
+    health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0.1}
+"""
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def json_lines(log: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+    return lines
+
+
+def publish_build(host: str, project: str, build: dict[str, Any]) -> None:
+    processes.publish(host, project, "cloud-builds", json.dumps(build).encode(),
+                      {"buildId": build["id"], "status": str(build["status"])})
+
+
+def start_pipeline(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str, project: str) -> Any:
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    env = {"POSTDEPLOY_REPORTS": f"gs://{bucket}/reports", "POSTDEPLOY_SLACK_WEBHOOK": slack.url,
+           "POSTDEPLOY_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
+    function = processes.functions_framework(processes.free_port(), env, ROOT)
+    return function
+
+
+def test_build_lifecycle_gives_exactly_one_report_and_one_message(
+        pubsub_emulator: str, fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+        gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
+    _, bucket = gcs
+    build = load_build("console_cd_trigger")
+    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+    project = f"e2e-{uuid.uuid4().hex[:8]}"
+    with contextlib.ExitStack() as stack:
+        function = stack.enter_context(start_pipeline(tmp_path, bucket, slack, pubsub_emulator, project))
+        processes.create_topic(pubsub_emulator, project, "cloud-builds")
+        # A recording proxy in front of the function shows every push and the status that acked it.
+        push = stack.enter_context(PreconditionProxy(function.url))
+        processes.create_push_subscription(pubsub_emulator, project, "postdeploy", "cloud-builds", push.url)
+        for status in ("QUEUED", "WORKING"):
+            publish_build(pubsub_emulator, project, {**build, "status": status})
+        publish_build(pubsub_emulator, project, load_build("docker_only"))
+        publish_build(pubsub_emulator, project, build)
+        publish_build(pubsub_emulator, project, build)  # Pub/Sub is at-least-once: a duplicate SUCCESS
+
+        wait_until(lambda: len(push.statuses) >= 5, 60, "five deliveries to be answered")
+        wait_until(lambda: "duplicate delivery" in function.read_log(), 30, "the duplicate to be acked")
+        time.sleep(1.5)
+        log = function.read_log()
+        statuses = list(push.statuses)
+
+    assert len(slack.messages) == 1, slack.messages
+    message = slack.messages[0]
+    assert message["text"].startswith("PASS orders orders-00042-new 100.0/100")
+    assert f"https://storage.cloud.google.com/{bucket}/reports/orders/{build['id']}/report.html" in json.dumps(message)
+
+    names = sorted(b.name for b in storage_client().list_blobs(bucket, prefix="reports/"))
+    folder = f"reports/orders/{build['id']}"
+    assert names == [f"{folder}/claim-orders-00042-new.txt", f"{folder}/report.html", f"{folder}/report.json",
+                     f"{folder}/report.md", "reports/orders/latest.json"]
+    report = json.loads(storage_client().bucket(bucket).blob(f"{folder}/report.json").download_as_text())
+    assert report["schema"] == "postdeploy.report/v1" and report["verdict"] == "PASS"
+    assert report["target"]["revision"] == "orders-00042-new"
+
+    assert statuses == [200] * 5, statuses  # every message acked once: no retry loop, no redelivery
+    assert "Traceback" not in log
+    records = json_lines(log)
+    verdict_lines = [r for r in records if r.get("message", "").startswith("PASS orders")]
+    assert len(verdict_lines) == 1
+    assert verdict_lines[0]["severity"] == "INFO"
+    labels = verdict_lines[0]["logging.googleapis.com/labels"]
+    assert (labels["build_id"], labels["service"]) == (build["id"], "orders")
+
+
+def test_cloud_run_api_outage_is_redelivered_then_reported_once(
+        pubsub_emulator: str, fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+        gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
+    _, bucket = gcs
+    build = load_build("console_cd_trigger")
+    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+    fake_run.fail_next(1, status=500)
+    project = f"e2e-{uuid.uuid4().hex[:8]}"
+    with start_pipeline(tmp_path, bucket, slack, pubsub_emulator, project) as function, \
+            PreconditionProxy(function.url) as push:
+        processes.create_topic(pubsub_emulator, project, "cloud-builds")
+        processes.create_push_subscription(pubsub_emulator, project, "postdeploy", "cloud-builds", push.url)
+        publish_build(pubsub_emulator, project, build)
+        assert slack.wait_for(1, 60), function.read_log()[-3000:]
+        time.sleep(1.5)
+        log = function.read_log()
+        statuses = list(push.statuses)
+
+    assert len(slack.messages) == 1
+    assert "transient fault, asking for redelivery" in log
+    assert statuses == [500, 200], statuses
