@@ -1,0 +1,63 @@
+"""The check runner: concurrency, per-check timeouts, crashes become ERROR, disabled checks stay out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from core.model import CheckContext, CheckResult, Status, Target
+from core.runner import run_checks
+
+
+def check(name: str, behaviour: Any, category: str = "Business") -> SimpleNamespace:
+    async def run(target: Target, config: Any, ctx: CheckContext) -> CheckResult:
+        return await behaviour()
+
+    return SimpleNamespace(NAME=name, CATEGORY=category, run=run)
+
+
+def settings(**checks: dict[str, Any]) -> SimpleNamespace:
+    defaults = {"enabled": True, "critical": False, "timeout_s": 5.0, "category": None}
+    return SimpleNamespace(checks=SimpleNamespace(**{n: SimpleNamespace(**{**defaults, **c}) for n, c in checks.items()}))
+
+
+async def sleeper(seconds: float) -> CheckResult:
+    await asyncio.sleep(seconds)
+    return CheckResult(Status.PASS, f"slept {seconds}")
+
+
+async def crasher() -> CheckResult:
+    raise KeyError("boom")
+
+
+def test_timeouts_and_crashes_become_errors_and_checks_run_concurrently() -> None:
+    registry = {
+        "slow": check("slow", lambda: sleeper(5)),
+        "quick": check("quick", lambda: sleeper(0.3)),
+        "quick2": check("quick2", lambda: sleeper(0.3), category="Testing"),
+        "broken": check("broken", crasher),
+        "off": check("off", lambda: sleeper(0)),
+    }
+    cfg = settings(slow={"timeout_s": 0.5}, quick={}, quick2={"critical": True}, broken={}, off={"enabled": False})
+    started = time.monotonic()
+    outcomes = asyncio.run(run_checks(Target(service="s"), cfg, registry, CheckContext(http=None, deadline=time.monotonic() + 30)))
+    elapsed = time.monotonic() - started
+    by_name = {o.name: o for o in outcomes}
+    assert list(by_name) == ["slow", "quick", "quick2", "broken"]
+    assert by_name["slow"].result.status is Status.ERROR
+    assert by_name["slow"].result.summary == "check 'slow' did not finish within 0.5 s"
+    assert by_name["broken"].result.status is Status.ERROR
+    assert by_name["broken"].result.summary == "check 'broken' crashed: KeyError: 'boom'"
+    assert by_name["quick"].result.status is Status.PASS and by_name["quick2"].critical
+    assert by_name["quick2"].category == "Testing"
+    assert elapsed < 0.5 + 0.3 + 0.3  # concurrent: bounded by the slowest, not the sum
+
+
+def test_the_deadline_caps_every_check() -> None:
+    registry = {"slow": check("slow", lambda: sleeper(5))}
+    outcomes = asyncio.run(run_checks(Target(service="s"), settings(slow={"timeout_s": 60}), registry,
+                                      CheckContext(http=None, deadline=time.monotonic() + 0.3)))
+    assert outcomes[0].result.status is Status.ERROR
+    assert "did not finish within 0.3 s" in outcomes[0].result.summary

@@ -1,0 +1,129 @@
+"""`python main.py …` as a user runs it: real subprocesses against loopback servers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.sample_service import SampleService
+from tests.conftest import add_orders_service, load_build
+from tests.servers.fake_run import FakeCloudRun
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
+HEALTH = "version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
+    done = cli("demo", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "PASS  sample-app" in done.stdout
+    paths = [Path(line.strip()) for line in done.stdout.splitlines() if line.strip().startswith(str(tmp_path))]
+    assert {p.name for p in paths} == {"report.md", "report.html", "report.json"}
+    report = json.loads(next(p for p in paths if p.suffix == ".json").read_text(encoding="utf-8"))
+    assert report["verdict"] == "PASS"
+    assert report["target"]["match_rule"].startswith("label gcb-build-id=demo-")
+
+
+def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
+    done = cli("demo", "--broken", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "FAIL  sample-app" in done.stdout
+    assert "expected status 200 from /health, got 503 after 3 tries" in done.stdout
+    assert "roll back: gcloud run services update-traffic sample-app" in done.stdout
+
+
+@pytest.mark.parametrize(("mode", "code", "verdict"), [("healthy", 0, "PASS"), ("broken", 2, "FAIL")])
+def test_validate_url_exit_code_follows_the_verdict(tmp_path: Path, mode: str, code: int, verdict: str) -> None:
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(HEALTH, encoding="utf-8")
+    with SampleService(mode=mode) as service:
+        done = cli("validate", "--url", service.url, "--service", "sample", "--config", str(config), "--out", str(tmp_path / "r"))
+    assert done.returncode == code, done.stdout + done.stderr
+    assert f"{verdict}  sample" in done.stdout
+    assert "deployment  SKIPPED" in done.stdout
+
+
+def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
+    add_orders_service(fake_run, sample.url, "some-build", image=IMAGE)
+    done = cli("validate", "--project", "acme-prod", "--region", "us-central1", "--service", "orders", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "orders-00042-new" in done.stdout
+
+
+def _push_file(tmp_path: Path, build: dict[str, object]) -> Path:
+    data = base64.b64encode(json.dumps(build).encode()).decode()
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps({"message": {"data": data, "messageId": "42"}, "subscription": "s"}), encoding="utf-8")
+    return path
+
+
+def test_replay_runs_the_function_path(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
+    build = load_build("console_cd_trigger")
+    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(HEALTH, encoding="utf-8")
+    message = _push_file(tmp_path, build)
+    first = cli("replay", str(message), "--config", str(config), "--out", str(tmp_path / "r"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (tmp_path / "r" / "orders" / build["id"] / "report.json").exists()
+    again = cli("replay", str(message), "--config", str(config), "--out", str(tmp_path / "r"))
+    assert again.returncode == 0 and "already validated" in again.stdout
+
+
+def test_replay_of_a_queued_build_is_ignored(tmp_path: Path) -> None:
+    done = cli("replay", str(_push_file(tmp_path, {**load_build("console_cd_trigger"), "status": "QUEUED"})))
+    assert done.returncode == 0 and done.stdout.startswith("ignored: build 5f1c2a9e")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate"], "expected --url URL, or --project, --region and --service"),
+        (["validate", "--url", "ftp://x"], "expected --url http(s)://host[/path], found 'ftp://x'"),
+        (["frobnicate"], "invalid choice"),
+        (["check-config", "/nonexistent.yaml"], "expected a config file, found nothing"),
+    ],
+    ids=["validate-nothing", "validate-bad-url", "unknown-command", "check-config-missing"],
+)
+def test_usage_errors_exit_4(args: list[str], message: str) -> None:
+    done = cli(*args)
+    assert done.returncode == 4
+    assert message in done.stderr
+
+
+def test_replay_of_garbage_exits_4(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{"message": {"data": "@@@", "messageId": "7"}}', encoding="utf-8")
+    done = cli("replay", str(path))
+    assert done.returncode == 4 and "invalid base64" in done.stdout
+
+
+def test_a_filtered_message_imports_no_google_sdk() -> None:
+    probe = (
+        "import base64, json, sys\n"
+        "from cloudevents.http import CloudEvent\n"
+        "import main\n"
+        "build = json.load(open('tests/data/builds/docker_only.json'))\n"
+        "data = base64.b64encode(json.dumps(build).encode()).decode()\n"
+        "main.on_build(CloudEvent({'type': 't', 'source': 's', 'id': '1'}, {'message': {'data': data, 'messageId': '1'}}))\n"
+        "queued = dict(json.load(open('tests/data/builds/console_cd_trigger.json')), status='QUEUED')\n"
+        "data = base64.b64encode(json.dumps(queued).encode()).decode()\n"
+        "main.on_build(CloudEvent({'type': 't', 'source': 's', 'id': '2'}, {'message': {'data': data, 'messageId': '2'}}))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('google.cloud.run', 'google.cloud.storage', "
+        "'google.cloud.logging', 'google.auth', 'google.api_core', 'pydantic', 'httpx'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
