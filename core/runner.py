@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -36,7 +37,7 @@ async def _one(name: str, module: ModuleType, target: Target, config: Any, ctx: 
     return result, int((time.perf_counter() - started) * 1000)
 
 
-async def run_checks(target: Target, settings: Any, registry: dict[str, ModuleType], ctx: CheckContext) -> list[Outcome]:
+async def run_checks(target: Target, settings: Any, registry: Mapping[str, ModuleType], ctx: CheckContext) -> list[Outcome]:
     """Every enabled check, in registry order; timeouts and crashes become ERROR results."""
     remaining = max(ctx.deadline - time.monotonic(), 0.0)
     jobs = []

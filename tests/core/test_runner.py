@@ -11,7 +11,7 @@ from core.model import CheckContext, CheckResult, Status, Target
 from core.runner import run_checks
 
 
-def check(name: str, behaviour: Any, category: str = "Business") -> SimpleNamespace:
+def check(name: str, behaviour: Any, category: str = "Business") -> Any:
     async def run(target: Target, config: Any, ctx: CheckContext) -> CheckResult:
         return await behaviour()
 
