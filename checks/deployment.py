@@ -46,7 +46,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
             warnings.append(f"expected no traffic on {revision.name} (--no-traffic), found {percent}%")
     else:
         traffic_ok = percent > 0
-        evidence.append(Evidence("traffic share", f"{percent}%", "> 0%",
+        evidence.append(Evidence("traffic share", f"{percent}%", "more than 0%",
                                  f"{previous_percent}%" if previous_percent is not None else None, ok=traffic_ok))
         if not traffic_ok:
             warnings.append(f"expected {revision.name} to serve traffic, found {percent}%")

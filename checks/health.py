@@ -21,6 +21,7 @@ NAME = "health"
 CATEGORY = "Deployment"
 MAX_REDIRECTS = 5
 _EXPR = re.compile(r"^\s*(?P<path>[\w.\-]+)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<value>.+?)|\s+(?P<exists>exists))\s*$")
+_BARE_WORD = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _MISSING = object()
 
 
@@ -44,6 +45,8 @@ class Expectation:
         try:
             value = json.loads(raw)
         except ValueError:
+            if not _BARE_WORD.match(raw):
+                raise ValueError(f"expected a JSON literal or a bare word after {m.group('op')!r}, found {raw!r} in {text!r}") from None
             value = raw
         return cls(text, m.group("path"), m.group("op"), value)
 
@@ -99,8 +102,14 @@ class Config(CheckSettings):
     @field_validator("expect_json")
     @classmethod
     def _expressions(cls, value: list[str]) -> list[str]:
-        for text in value:
-            Expectation.parse(text)
+        problems = []
+        for i, text in enumerate(value):
+            try:
+                Expectation.parse(text)
+            except ValueError as exc:
+                problems.append(f"[{i}] {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
 

@@ -50,7 +50,7 @@ class Rubric(Strict):
             raise ValueError(f"unknown category {', '.join(unknown)}; valid: {', '.join(CATEGORIES)}")
         if any(w < 0 for w in value.values()):
             raise ValueError("expected weights >= 0")
-        return {**{c: 0.0 for c in CATEGORIES}, **value} if value else dict(DEFAULT_WEIGHTS)
+        return {**DEFAULT_WEIGHTS, **value}
 
 
 def _checks_model() -> type[Strict]:
@@ -167,11 +167,17 @@ class Config:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(source, [f"(top level): expected a mapping, found {type(raw).__name__}"])
+        problems: list[str] = []
         try:
             file = ConfigFile.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(source, _problems(exc, ConfigFile)) from exc
-        problems: list[str] = []
+            problems += _problems(exc, ConfigFile)
+            defaults, services = raw.get("defaults"), raw.get("services")
+            file = ConfigFile.model_construct(
+                version=1,
+                defaults=defaults if isinstance(defaults, dict) else {},
+                services={k: v for k, v in services.items() if isinstance(v, dict)} if isinstance(services, dict) else {},
+            )
         try:
             Settings.model_validate(file.defaults)
         except ValidationError as exc:

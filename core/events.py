@@ -51,7 +51,7 @@ def parse_time(value: Any) -> datetime | None:
     """RFC 3339 with up to nanoseconds, or None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
-    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00")
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

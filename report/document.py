@@ -65,7 +65,8 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
             "log_url": build.log_url if build else "",
         },
         "categories": [
-            {"name": c.name, "weight": c.weight, "score": c.score, "checks": c.checks} for c in scored.categories
+            {"name": c.name, "weight": c.weight, "score": None if c.score is None else round(c.score, 2), "checks": c.checks}
+            for c in scored.categories
         ],
         "not_assessed": scored.not_assessed,
         "missing_weight_share": scored.missing_weight_share,

@@ -18,12 +18,26 @@ def icon(status: str) -> str:
     return ICONS.get(status, "•")
 
 
-def _cell(value: Any) -> str:
-    """A Markdown table cell: no pipes or newlines breaking the row."""
+def _show(value: Any) -> str:
+    """Evidence as text: structured values as JSON, None as nothing."""
     if value is None:
         return ""
-    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+
+
+def _md(value: Any) -> str:
+    """Free text in Markdown: HTML a service echoed back stays text."""
+    return _show(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table cell: no pipes or newlines breaking the row."""
+    return _md(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _https(url: str) -> str:
+    """Only https links are rendered as links."""
+    return url if url.startswith("https://") else ""
 
 
 @lru_cache(maxsize=2)
@@ -37,6 +51,9 @@ def _env(html: bool) -> jinja2.Environment:
     )
     env.globals["icon"] = icon
     env.filters["cell"] = _cell
+    env.filters["md"] = _md
+    env.filters["show"] = _show
+    env.filters["https"] = _https
     return env
 
 

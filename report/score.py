@@ -57,7 +57,7 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
         judged = [s for s in (check_score(o.result) for o in members) if s is not None]
         categories.append(CategoryScore(
             name=name, weight=weight,
-            score=round(weight * sum(judged) / len(judged), 2) if judged else None,
+            score=weight * sum(judged) / len(judged) if judged else None,
             checks=[o.name for o in members],
             missing_share=1 - len(judged) / len(members),
         ))
@@ -66,7 +66,8 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
     earned = sum(c.score for c in categories if c.score is not None)
     scoring_weight = sum(c.weight for c in categories if c.score is not None)
     total = round(100 * earned / scoring_weight, 1) if scoring_weight else 0.0
-    missing = 1 - judged_weight / assessed_weight if assessed_weight else 1.0
+    # Rounded so that exactly half (built from thirds) is not 0.5000000000000001.
+    missing = round(1 - judged_weight / assessed_weight, 9) if assessed_weight else 1.0
 
     reasons = [f"{o.name}: {o.result.summary}" for o in outcomes if o.critical and o.result.status in (Status.FAIL, Status.ERROR)]
     if reasons:

@@ -17,6 +17,11 @@ MAX_ATTEMPTS = 4
 DEFAULT_RETRY_AFTER_S = 1.0
 
 
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters: a quoted body must not ping a channel or forge a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def message(report: dict[str, Any], link: str) -> dict[str, Any]:
     """One Block Kit message: verdict, service/revision, score, categories, top reasons, link."""
     t = report["target"]
@@ -25,13 +30,13 @@ def message(report: dict[str, Any], link: str) -> dict[str, Any]:
         f"{c['name']} {'n/a' if c['score'] is None else format(c['score'], 'g')}/{c['weight']:g}"
         for c in report["categories"]
     ) or "none assessed"
-    reasons = report["reasons"][:MAX_REASONS]
-    revision = f"`{t['revision']}`" if t["revision"] else "unknown"
+    reasons = [escape(r) for r in report["reasons"][:MAX_REASONS]]
+    revision = f"`{escape(t['revision'])}`" if t["revision"] else "unknown"
     fields = [
-        {"type": "mrkdwn", "text": f"*Service*\n`{t['service']}` {t['region']}"},
+        {"type": "mrkdwn", "text": f"*Service*\n`{escape(t['service'])}` {escape(t['region'])}"},
         {"type": "mrkdwn", "text": f"*Revision*\n{revision}"},
         {"type": "mrkdwn", "text": f"*Score*\n{report['score']:.1f}/100"},
-        {"type": "mrkdwn", "text": f"*Build*\n`{report['build']['id'] or 'none'}`"},
+        {"type": "mrkdwn", "text": f"*Build*\n`{escape(report['build']['id'] or 'none')}`"},
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
@@ -44,7 +49,7 @@ def message(report: dict[str, Any], link: str) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open report"}, "url": link}]})
     else:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {link}"}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {escape(link)}"}]})
     fallback = f"{report['verdict']} {t['service']} {t['revision']} {report['score']:.1f}/100 — {link}"
     return {"text": fallback, "blocks": blocks}
 
