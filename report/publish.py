@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from core.logs import log
@@ -9,6 +10,9 @@ from core.model import Build, Target
 from report import slack
 from report.render import render_html, render_json, render_markdown
 from report.store import ReportStore
+
+INDEX_SCHEMA = "postdeploy.index/v1"
+INDEX_SIZE = 100
 
 
 def _safe(part: str) -> str:
@@ -35,8 +39,29 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
         "report.md": store.write(f"{base}/report.md", render_markdown(report)),
         "report.html": store.write(f"{base}/report.html", render_html(report)),
     }
-    links["latest.json"] = store.write(f"{_safe(report['target']['service'])}/latest.json", as_json)
+    service = _safe(report["target"]["service"])
+    links["latest.json"] = store.write(f"{service}/latest.json", as_json)
+    links["index.json"] = store.write(f"{service}/index.json", index_with(store.read(f"{service}/index.json"), report, links))
     return links
+
+
+def index_with(current: str | None, report: dict[str, Any], links: dict[str, str]) -> str:
+    """The service's index with this validation first (newest first, capped).
+
+    Read-modify-write: two validations of one service finishing in the same instant may drop an
+    index line; the reports themselves are separate objects and never lost.
+    """
+    try:
+        entries = json.loads(current)["validations"] if current else []
+    except (ValueError, KeyError, TypeError):
+        entries = []
+    entry = {
+        "build_id": report["build"]["id"], "revision": report["target"]["revision"], "verdict": report["verdict"],
+        "score": report["score"], "finished_at": report["finished_at"], "report": links["report.html"],
+    }
+    kept = [e for e in entries if isinstance(e, dict) and e.get("build_id") != entry["build_id"]]
+    return json.dumps({"schema": INDEX_SCHEMA, "service": report["target"]["service"],
+                       "validations": [entry, *kept][:INDEX_SIZE]}, indent=2, ensure_ascii=False) + "\n"
 
 
 async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: float) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,22 @@ def publish_build(host: str, project: str, build: dict[str, Any]) -> None:
                       {"buildId": build["id"], "status": str(build["status"])})
 
 
-def start_pipeline(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str, project: str) -> Any:
+@contextlib.contextmanager
+def deployed(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str) -> Iterator[tuple[Any, PreconditionProxy, str]]:
+    """functions-framework serving main.py, pushed to by a `cloud-builds` subscription on the emulator.
+
+    A recording proxy sits in front of the function: it shows every push and the status that acked it.
+    Yields (function process, push proxy, Pub/Sub project).
+    """
     config = tmp_path / "postdeploy.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     env = {"POSTDEPLOY_REPORTS": f"gs://{bucket}/reports", "POSTDEPLOY_SLACK_WEBHOOK": slack.url,
            "POSTDEPLOY_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-    function = processes.functions_framework(processes.free_port(), env, ROOT)
-    return function
+    project = f"e2e-{uuid.uuid4().hex[:8]}"
+    with processes.functions_framework(processes.free_port(), env, ROOT) as function, PreconditionProxy(function.url) as push:
+        processes.create_topic(host, project, "cloud-builds")
+        processes.create_push_subscription(host, project, "postdeploy", "cloud-builds", push.url)
+        yield function, push, project
 
 
 def test_build_lifecycle_gives_exactly_one_report_and_one_message(
@@ -66,13 +76,7 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     _, bucket = gcs
     build = load_build("console_cd_trigger")
     add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
-    project = f"e2e-{uuid.uuid4().hex[:8]}"
-    with contextlib.ExitStack() as stack:
-        function = stack.enter_context(start_pipeline(tmp_path, bucket, slack, pubsub_emulator, project))
-        processes.create_topic(pubsub_emulator, project, "cloud-builds")
-        # A recording proxy in front of the function shows every push and the status that acked it.
-        push = stack.enter_context(PreconditionProxy(function.url))
-        processes.create_push_subscription(pubsub_emulator, project, "postdeploy", "cloud-builds", push.url)
+    with deployed(tmp_path, bucket, slack, pubsub_emulator) as (function, push, project):
         for status in ("QUEUED", "WORKING"):
             publish_build(pubsub_emulator, project, {**build, "status": status})
         publish_build(pubsub_emulator, project, load_build("docker_only"))
@@ -93,7 +97,7 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     names = sorted(b.name for b in storage_client().list_blobs(bucket, prefix="reports/"))
     folder = f"reports/orders/{build['id']}"
     assert names == [f"{folder}/claim-orders-00042-new.txt", f"{folder}/report.html", f"{folder}/report.json",
-                     f"{folder}/report.md", "reports/orders/latest.json"]
+                     f"{folder}/report.md", "reports/orders/index.json", "reports/orders/latest.json"]
     report = json.loads(storage_client().bucket(bucket).blob(f"{folder}/report.json").download_as_text())
     assert report["schema"] == "postdeploy.report/v1" and report["verdict"] == "PASS"
     assert report["target"]["revision"] == "orders-00042-new"
@@ -115,11 +119,7 @@ def test_cloud_run_api_outage_is_redelivered_then_reported_once(
     build = load_build("console_cd_trigger")
     add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
     fake_run.fail_next(1, status=500)
-    project = f"e2e-{uuid.uuid4().hex[:8]}"
-    with start_pipeline(tmp_path, bucket, slack, pubsub_emulator, project) as function, \
-            PreconditionProxy(function.url) as push:
-        processes.create_topic(pubsub_emulator, project, "cloud-builds")
-        processes.create_push_subscription(pubsub_emulator, project, "postdeploy", "cloud-builds", push.url)
+    with deployed(tmp_path, bucket, slack, pubsub_emulator) as (function, push, project):
         publish_build(pubsub_emulator, project, build)
         assert slack.wait_for(1, 60), function.read_log()[-3000:]
         time.sleep(1.5)

@@ -164,3 +164,18 @@ def test_run_api_outage_is_retried_not_acked(fake_run: FakeCloudRun, slack: Slac
     with pytest.raises(RunApiUnavailable):
         handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
     assert list(tmp_path.iterdir()) == [] and slack.messages == []
+
+
+def test_index_lists_validations_newest_first(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path,
+                                              cd_build: dict[str, Any]) -> None:
+    store = LocalStore(str(tmp_path))
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+    handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, None))
+    sample.mode = "broken"
+    later = {**cd_build, "id": "second-build"}
+    fake_run.revision("acme-prod", "us-central1", "orders", "orders-00042-new")["labels"]["gcb-build-id"] = "second-build"
+    handle(push_body(later), config=CONFIG, adapters=adapters(store, None))
+    index = json.loads((tmp_path / "orders" / "index.json").read_text(encoding="utf-8"))
+    assert index["schema"] == "postdeploy.index/v1"
+    assert [(e["build_id"], e["verdict"]) for e in index["validations"]] == [("second-build", "FAIL"), (cd_build["id"], "PASS")]
+    assert index["validations"][0]["report"] == str(tmp_path / "orders" / "second-build" / "report.html")
