@@ -172,10 +172,14 @@ async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | Non
     return attempt
 
 
-async def _token(ctx: CheckContext, audience: str) -> str | None:
+async def _token(ctx: CheckContext, audience: str) -> tuple[str | None, str]:
+    """An ID token for the audience, or None and why not."""
     if ctx.token_source is None:
-        return None
-    return await asyncio.to_thread(ctx.token_source, audience)
+        return None, "no ID token source"
+    try:
+        return await asyncio.to_thread(ctx.token_source, audience), ""
+    except Exception as exc:  # no metadata server, no key file: a reason, not a crash
+        return None, f"could not get an ID token for {audience}: {type(exc).__name__}: {exc}"
 
 
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
@@ -185,17 +189,22 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
     url = target.url.rstrip("/") + config.path
     expectations = [Expectation.parse(t) for t in config.expect_json]
-    token = await _token(ctx, target.url) if config.auth == "id_token" else None
+    token, token_problem = await _token(ctx, target.url) if config.auth == "id_token" else (None, "")
     attempts: list[Attempt] = []
     for i in range(config.tries):
         if i and config.interval_s:
             await asyncio.sleep(config.interval_s)
         attempt = await _attempt(ctx, url, config, token)
-        if attempt.status in (401, 403) and config.auth == "auto" and token is None and ctx.token_source:
-            token = await _token(ctx, target.url)
-            attempt = await _attempt(ctx, url, config, token)
+        if attempt.status in (401, 403) and config.auth == "auto" and token is None and not token_problem:
+            token, token_problem = await _token(ctx, target.url)
+            if token:
+                attempt = await _attempt(ctx, url, config, token)
         attempts.append(attempt)
-    return _judge(config, url, attempts, expectations)
+    result = _judge(config, url, attempts, expectations)
+    if token_problem and config.auth != "none" and result.status is not Status.PASS:
+        result.reasons.append(token_problem)
+        result.evidence.append(Evidence("ID token", token_problem, "a token for a private service", ok=False))
+    return result
 
 
 def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list[Expectation]) -> CheckResult:

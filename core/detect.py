@@ -36,7 +36,8 @@ def _commands(step_args: Iterable[str], entrypoint: str, image: str) -> Iterator
     args = list(step_args)
     base = entrypoint.rsplit("/", 1)[-1]
     if base == "gcloud" or (not entrypoint and ("gcloud" in image or "cloud-sdk" in image or "cloud-cli" in image)):
-        yield ["gcloud", *args]
+        # An image without a gcloud entrypoint gets `gcloud` as its first argument.
+        yield args if args and args[0].rsplit("/", 1)[-1] == "gcloud" else ["gcloud", *args]
         return
     if base in {"bash", "sh", "/bin/sh", "/bin/bash"} or not entrypoint:
         scripts = [args[i + 1] for i, a in enumerate(args[:-1]) if a in {"-c", "-ec", "-eu", "-euc", "-eo"}]

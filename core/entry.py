@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from core.pipeline import Adapters, Validation
 
 _config: Config | None = None
+_adapters: Adapters | None = None
 
 
 @dataclass
@@ -39,10 +40,19 @@ def cached_config() -> Config:
     return _config
 
 
+def cached_adapters() -> Adapters:
+    """Clients and the Slack webhook from the environment, made once per instance."""
+    global _adapters
+    if _adapters is None:
+        from core.pipeline import Adapters
+
+        _adapters = Adapters.from_env()
+    return _adapters
+
+
 def handle(payload: Any, event_id: str = "", config: Config | None = None,
            adapters: Adapters | None = None) -> Handled:
     """Decode, filter and validate one message. Raises only Transient (→ redelivery)."""
-    from_env = adapters is None
     try:
         build = decode(payload, event_id)
     except BadMessage as exc:
@@ -65,8 +75,7 @@ def handle(payload: Any, event_id: str = "", config: Config | None = None,
         log("ERROR", f"acked build {build.id} unvalidated: invalid config {exc}", build_id=build.id)
         return Handled("bad", str(exc))
     try:
-        return Handled("validated", validations=pipeline.run(
-            build, intents, config, pipeline.Adapters.from_env() if from_env else adapters))  # type: ignore[arg-type]
+        return Handled("validated", validations=pipeline.run(build, intents, config, adapters or cached_adapters()))
     except Transient as exc:
         log("WARNING", f"transient fault, asking for redelivery: {exc}", build_id=build.id)
         raise

@@ -82,12 +82,12 @@ def previous_revision(revisions: list[RevisionInfo], service: ServiceInfo, new: 
 
 
 def url_for(service: ServiceInfo, revision: str, intent: DeployIntent) -> str:
-    """The service URL when the revision takes traffic, else a tag URL that reaches it, else ""."""
+    """A tag URL (it reaches exactly this revision), else the service URL when the revision takes traffic, else ""."""
+    tagged = [t for t in service.traffic if t.revision == revision and t.uri]
+    for t in sorted(tagged, key=lambda t: t.tag != intent.tag):
+        return t.uri
     if service.percent_for(revision) > 0 and service.uri:
         return service.uri
-    for t in service.traffic:
-        if t.revision == revision and t.uri and (not intent.tag or t.tag == intent.tag):
-            return t.uri
     return ""
 
 

@@ -81,6 +81,11 @@ def test_recorded_builds(name: str, expected: list[DeployIntent]) -> None:
             [intent("svc", "asia-east1", image="gcr.io/p/svc:2")], id="gcloud-step-name-no-entrypoint",
         ),
         pytest.param(
+            build_with(Step(name="gcr.io/google.com/cloudsdktool/cloud-sdk",
+                            args=("gcloud", "run", "deploy", "svc", "--region", "us-east4", "--image=gcr.io/p/svc:4"))),
+            [intent("svc", "us-east4", image="gcr.io/p/svc:4")], id="cloud-sdk-image-gcloud-as-first-arg",
+        ),
+        pytest.param(
             build_with(Step(name="alpine", entrypoint="sh",
                             args=("-c", "gcloud run deploy svc --region=europe-west4 --image=gcr.io/p/svc:3"))),
             [intent("svc", "europe-west4", image="gcr.io/p/svc:3")], id="sh-c",

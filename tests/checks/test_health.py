@@ -115,3 +115,12 @@ def test_no_url_is_skipped() -> None:
 def test_bad_expectations_are_config_errors(text: str) -> None:
     with pytest.raises(ValueError, match="expected '<path> <op> <value>'"):
         health.Config(expect_json=[text])
+
+
+def test_a_token_that_cannot_be_had_is_a_reason_not_a_crash(sample: SampleService) -> None:
+    def no_credentials(audience: str) -> str:
+        raise RuntimeError("metadata server unreachable")
+
+    result = probe(sample.url, token_source=no_credentials, path="/private")
+    assert result.status is Status.FAIL
+    assert f"could not get an ID token for {sample.url}: RuntimeError: metadata server unreachable" in result.reasons
