@@ -15,6 +15,7 @@ from core.errors import Transient
 from core.logs import log
 from core.model import Build, CheckContext, DeployIntent, Target, TokenSource
 from core.resolve import RevisionSource, resolve
+from core.schema import FUNCTION_TIMEOUT_S
 
 
 @dataclass
@@ -92,7 +93,13 @@ async def validate_target(target: Target, build: Build | None, settings: Setting
     store = adapters.get("store")
     claim = claim_name(target, build)
     if build is not None:
-        claimed = await asyncio.to_thread(store.claim, claim, f"{started.isoformat()} {uuid.uuid4()}")
+        token = f"{started.isoformat()} {uuid.uuid4()}"
+        claimed = await asyncio.to_thread(store.claim, claim, token)
+        if not claimed and await asyncio.to_thread(_abandoned, store, claim, target, build, started):
+            log("WARNING", f"taking over {claim}: claimed over {FUNCTION_TIMEOUT_S:.0f} s ago and no report was written",
+                build_id=build.id, service=target.service)
+            await asyncio.to_thread(store.release, claim)
+            claimed = await asyncio.to_thread(store.claim, claim, token)
         if not claimed:
             log("INFO", f"duplicate delivery: {claim} already claimed", build_id=build.id, service=target.service)
             return None
@@ -114,6 +121,23 @@ async def validate_target(target: Target, build: Build | None, settings: Setting
     log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {links['report.md']}",
         build_id=build.id if build else "", service=target.service, verdict=report["verdict"], score=report["score"])
     return Validation(report, links, slack)
+
+
+def _abandoned(store: Any, claim: str, target: Target, build: Build, now: datetime) -> bool:
+    """A claim whose run died: older than any live run can be (the function timeout) and no report.
+
+    Pub/Sub redelivers a message whose function was killed mid-run; without this, that run's claim
+    would turn the redelivery into a silent duplicate and the validation would be lost.
+    """
+    from report.publish import report_name
+
+    text = store.read(claim) or ""
+    try:
+        claimed_at = datetime.fromisoformat(text.split(" ", 1)[0])
+    except ValueError:
+        return False
+    too_old = (now - claimed_at).total_seconds() > FUNCTION_TIMEOUT_S
+    return too_old and store.read(report_name(target.service, build.id)) is None
 
 
 def manual_build(kind: str = "manual") -> Build:

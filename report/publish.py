@@ -19,26 +19,30 @@ def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
 
 
-def folder(report: dict[str, Any]) -> str:
+def folder(service: str, build_id: str) -> str:
     """``{service}/{build_id}``: where one validation's objects live (under the store's prefix)."""
-    return f"{_safe(report['target']['service'])}/{_safe(report['build']['id'] or 'manual')}"
+    return f"{_safe(service)}/{_safe(build_id or 'manual')}"
+
+
+def report_name(service: str, build_id: str) -> str:
+    """Where a validation's report.json lives: its presence means the validation is done."""
+    return f"{folder(service, build_id)}/report.json"
 
 
 def claim_name(target: Target, build: Build | None) -> str:
     """The create-only object that makes (build id, revision) run once."""
-    build_id = build.id if build else "manual"
-    return f"{_safe(target.service)}/{_safe(build_id)}/claim-{_safe(target.revision or 'unresolved')}.txt"
+    return f"{folder(target.service, build.id if build else '')}/claim-{_safe(target.revision or 'unresolved')}.txt"
 
 
 def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
     """Write report.json/.md/.html and latest.json; return their links. Storage faults propagate."""
-    base = folder(report)
+    base = folder(report["target"]["service"], report["build"]["id"])
     as_json = render_json(report)
     links = {
-        "report.json": store.write(f"{base}/report.json", as_json),
         "report.md": store.write(f"{base}/report.md", render_markdown(report)),
         "report.html": store.write(f"{base}/report.html", render_html(report)),
     }
+    links["report.json"] = store.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
     service = _safe(report["target"]["service"])
     links["latest.json"] = store.write(f"{service}/latest.json", as_json)
     links["index.json"] = store.write(f"{service}/index.json", index_with(store.read(f"{service}/index.json"), report, links))
