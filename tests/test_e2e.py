@@ -80,10 +80,11 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
         for status in ("QUEUED", "WORKING"):
             publish_build(pubsub_emulator, project, {**build, "status": status})
         publish_build(pubsub_emulator, project, load_build("docker_only"))
+        garbage_id = processes.publish(pubsub_emulator, project, "cloud-builds", b"not json at all", {"status": "SUCCESS"})
         publish_build(pubsub_emulator, project, build)
         publish_build(pubsub_emulator, project, build)  # Pub/Sub is at-least-once: a duplicate SUCCESS
 
-        wait_until(lambda: len(push.statuses) >= 5, 60, "five deliveries to be answered")
+        wait_until(lambda: len(push.statuses) >= 6, 60, "six deliveries to be answered")
         wait_until(lambda: "duplicate delivery" in function.read_log(), 30, "the duplicate to be acked")
         time.sleep(1.5)
         log = function.read_log()
@@ -102,9 +103,12 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     assert report["schema"] == "postdeploy.report/v1" and report["verdict"] == "PASS"
     assert report["target"]["revision"] == "orders-00042-new"
 
-    assert statuses == [200] * 5, statuses  # every message acked once: no retry loop, no redelivery
+    assert statuses == [200] * 6, statuses  # every message acked once: no retry loop, no redelivery
     assert "Traceback" not in log
     records = json_lines(log)
+    bad = [r for r in records if r.get("message", "").startswith("acked undecodable message")]
+    assert len(bad) == 1 and bad[0]["message_id"] == garbage_id and bad[0]["severity"] == "WARNING"
+    assert "expected JSON in the message data, found b'not json at all'" in bad[0]["message"]
     verdict_lines = [r for r in records if r.get("message", "").startswith("PASS orders")]
     assert len(verdict_lines) == 1
     assert verdict_lines[0]["severity"] == "INFO"
