@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from core.model import CheckContext, CheckResult, Evidence, Status, Target
-from core.resolve import image_matches
+from core.model import CheckContext, CheckResult, Evidence, Status, Target, image_matches
 from core.schema import CheckSettings
 
 NAME = "deployment"

@@ -7,7 +7,6 @@
     ├── Transient           retry by redelivery: raised only before anything user-visible was sent
     │   ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
     │   └── StorageUnavailable    Cloud Storage 5xx / timeouts
-    └── AlreadyClaimed      a duplicate delivery: another run owns (build id, revision)
 
 Library errors are wrapped at the boundary with ``raise ... from exc``.
 """
@@ -51,7 +50,3 @@ class RunApiUnavailable(Transient):
 
 class StorageUnavailable(Transient):
     """Cloud Storage answered 5xx or timed out."""
-
-
-class AlreadyClaimed(PostdeployError):
-    """Another delivery already claimed this (build id, revision)."""

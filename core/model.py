@@ -186,6 +186,17 @@ class CheckResult:
     next_steps: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Outcome:
+    """A check's result with what the report needs to place it."""
+
+    name: str
+    category: str
+    critical: bool
+    result: CheckResult
+    duration_ms: int
+
+
 TokenSource = Callable[[str], str]
 
 
@@ -197,3 +208,18 @@ class CheckContext:
     build: Build | None = None
     token_source: TokenSource | None = None
     deadline: float = 0.0  # time.monotonic() value the whole run must end by
+
+
+def _untagged(image: str) -> str:
+    name = image.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def image_matches(revision_image: str, built_image: str, build: Build) -> bool:
+    """Same image reference, or the revision pins the digest the build produced for that image."""
+    if not revision_image or not built_image:
+        return False
+    if revision_image == built_image:
+        return True
+    digest = build.image_digests.get(built_image) or build.image_digests.get(_untagged(built_image))
+    return bool(digest) and revision_image == f"{_untagged(built_image)}@{digest}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from core.errors import TargetNotFound
-from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target
+from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
 
 BUILD_LABEL = "gcb-build-id"
 # Revisions become Ready a little after the deploy step; the build's finish time bounds them.
@@ -22,21 +22,6 @@ class RevisionSource(Protocol):
     def list_services(self, project: str, region: str) -> list[str]: ...
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]: ...
-
-
-def _untagged(image: str) -> str:
-    name = image.split("@", 1)[0]
-    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-
-
-def image_matches(revision_image: str, built_image: str, build: Build) -> bool:
-    """Same image reference, or the revision pins the digest the build produced for that image."""
-    if not revision_image or not built_image:
-        return False
-    if revision_image == built_image:
-        return True
-    digest = build.image_digests.get(built_image) or build.image_digests.get(_untagged(built_image))
-    return bool(digest) and revision_image == f"{_untagged(built_image)}@{digest}"
 
 
 def pick_revision(

@@ -5,22 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from core.model import CheckContext, CheckResult, Evidence, Status, Target
-
-
-@dataclass
-class Outcome:
-    """A check's result with what the report needs to place it."""
-
-    name: str
-    category: str
-    critical: bool
-    result: CheckResult
-    duration_ms: int
+from core.model import CheckContext, CheckResult, Evidence, Outcome, Status, Target
 
 
 async def _one(name: str, module: ModuleType, target: Target, config: Any, ctx: CheckContext,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.model import Build, Target
-from core.runner import Outcome
+from core.model import Build, Outcome, Target
 from report.score import Scored, check_score
 
 SCHEMA = "postdeploy.report/v1"

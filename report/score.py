@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.model import CheckResult, Status, Verdict
-from core.runner import Outcome
+from core.model import CheckResult, Outcome, Status, Verdict
 
 # A SKIPPED check has no data; more than this share of assessed weight without data is INCONCLUSIVE.
 MAX_MISSING_SHARE = 0.5

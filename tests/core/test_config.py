@@ -16,7 +16,7 @@ from core import config as config_module
 from core.config import Config, Settings, load
 from core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "deploy" / "postdeploy.example.yaml"
 CHECK_NAMES = "deployment, health"
 SETTINGS_KEYS = "checks, deadline_s, region, rubric"

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from core.model import Build, CheckResult, Evidence, Status, Target, Verdict
-from core.runner import Outcome
+from core.model import Build, CheckResult, Evidence, Outcome, Status, Target, Verdict
 from report import slack
 from report.document import make_report
 from report.render import render_html, render_json, render_markdown, render_table
 from report.score import CategoryScore, Scored
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
+GOLDEN = Path(__file__).parent.parent / "data" / "golden"
 SCRIPT = "<script>alert(1)</script>"
 
 

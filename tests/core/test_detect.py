@@ -13,7 +13,7 @@ from core.detect import deploy_intents, is_candidate
 from core.events import decode
 from core.model import Build, DeployIntent, Step
 
-BUILDS = Path(__file__).parent / "data" / "builds"
+BUILDS = Path(__file__).parent.parent / "data" / "builds"
 CLI_IMAGE = "gcr.io/google.com/cloudsdktool/cloud-sdk:slim"
 
 

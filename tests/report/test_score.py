@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.model import CheckResult, Status, Verdict
-from core.runner import Outcome
+from core.model import CheckResult, Outcome, Status, Verdict
 from report.score import score
 
 WEIGHTS = {"Deployment": 20.0, "Migration": 25.0, "Stability": 20.0, "Business": 20.0, "Testing": 15.0}

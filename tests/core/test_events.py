@@ -14,7 +14,7 @@ import pytest
 from core.errors import BadMessage
 from core.events import decode
 
-BUILDS = Path(__file__).parent / "data" / "builds"
+BUILDS = Path(__file__).parent.parent / "data" / "builds"
 SUBSCRIPTION = "projects/acme-prod/subscriptions/postdeploy"
 
 
