@@ -67,5 +67,6 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if warnings:
         return CheckResult(Status.WARN, warnings[0], evidence, score, reasons=warnings,
                            next_steps=[f"gcloud run services describe {target.service} --region {target.region}"])
-    where = f"serves {percent}%" if percent else "reachable by tag"
+    where = f"serves {percent}%" if percent else "takes no traffic (reachable by its tag URL)" if target.url \
+        else "takes no traffic and has no tag URL"
     return CheckResult(Status.PASS, f"revision {revision.name} is Ready, {where}, runs {revision.image}", evidence, 1.0)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.model import CheckContext, CheckResult, Evidence, Status, Target
 from core.schema import CheckSettings
@@ -98,6 +98,15 @@ class Config(CheckSettings):
         if not value.startswith("/"):
             raise ValueError(f"expected a path starting with '/', found {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _fits_timeout(self) -> Config:
+        worst = self.tries * self.request_timeout_s + (self.tries - 1) * self.interval_s
+        if worst > self.timeout_s:
+            raise ValueError(f"expected tries × request_timeout_s + pauses ≤ timeout_s ({self.timeout_s:g} s), "
+                             f"found {self.tries} × {self.request_timeout_s:g} s + {self.tries - 1} × {self.interval_s:g} s "
+                             f"= {worst:g} s")
+        return self
 
     @field_validator("expect_json")
     @classmethod
@@ -189,14 +198,16 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
     url = target.url.rstrip("/") + config.path
     expectations = [Expectation.parse(t) for t in config.expect_json]
-    token, token_problem = await _token(ctx, target.url) if config.auth == "id_token" else (None, "")
+    # Cloud Run accepts the service's own URL as the audience, also for requests to a tag URL.
+    audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
+    token, token_problem = await _token(ctx, audience) if config.auth == "id_token" else (None, "")
     attempts: list[Attempt] = []
     for i in range(config.tries):
         if i and config.interval_s:
             await asyncio.sleep(config.interval_s)
         attempt = await _attempt(ctx, url, config, token)
         if attempt.status in (401, 403) and config.auth == "auto" and token is None and not token_problem:
-            token, token_problem = await _token(ctx, target.url)
+            token, token_problem = await _token(ctx, audience)
             if token:
                 attempt = await _attempt(ctx, url, config, token)
         attempts.append(attempt)
@@ -238,12 +249,13 @@ def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list
     latencies = [a.latency_ms for a in attempts if a.status is not None]
     slow = False
     if latencies:
+        # The median is judged: the first request to a new revision often pays its cold start.
         p50, worst = statistics.median(latencies), max(latencies)
-        slow = worst > config.latency_budget_ms
+        slow = p50 > config.latency_budget_ms
         evidence.append(Evidence(f"latency of GET {path} (median / max of {len(latencies)})",
-                                 f"{p50:.0f} ms / {worst:.0f} ms", f"≤ {config.latency_budget_ms:.0f} ms", ok=not slow))
+                                 f"{p50:.0f} ms / {worst:.0f} ms", f"median ≤ {config.latency_budget_ms:.0f} ms", ok=not slow))
         if slow:
-            reasons.append(f"expected GET {path} within {config.latency_budget_ms:.0f} ms, slowest took {worst:.0f} ms")
+            reasons.append(f"expected GET {path} within {config.latency_budget_ms:.0f} ms (median), took {p50:.0f} ms")
     evidence.append(Evidence("tries passing", f"{ok_tries}/{len(attempts)}", f"{len(attempts)}/{len(attempts)}",
                              ok=ok_tries == len(attempts)))
     unique_reasons = list(dict.fromkeys(reasons))

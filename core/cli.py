@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--project")
     val.add_argument("--region")
     val.add_argument("--service", help="service name (with --url: the name to file the report under)")
-    val.add_argument("--revision", help="a revision name (default: the service's latest)")
-    val.add_argument("--config", help="postdeploy.yaml (default: POSTDEPLOY_CONFIG or none)")
+    val.add_argument("--revision", help="a revision name (default: the service's latest created revision)")
+    val.add_argument("--config", help="postdeploy.yaml (default: POSTDEPLOY_CONFIG, else postdeploy.yaml beside main.py, else none)")
     val.add_argument("--out", help="report folder or gs://bucket[/prefix] (default POSTDEPLOY_REPORTS or ./reports)")
     val.add_argument("--slack", action="store_true", help="also post to the configured Slack webhook")
     rep = sub.add_parser("replay", help="feed a saved Pub/Sub message or CloudEvent JSON through the function path")
@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from core.config import load
     from core.model import DeployIntent
-    from core.pipeline import Adapters, manual_build, url_target, validate_intent, validate_target
+    from core.pipeline import Adapters, manual_build, url_settings, url_target, validate_intent, validate_target
 
     config = load(args.config)
     adapters = Adapters.from_env(args.out)
@@ -123,7 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"expected --url http(s)://host[/path], found {args.url!r}", file=sys.stderr)
             return EXIT_USAGE
         name = args.service or parts.hostname or "url"
-        settings = config.for_service(name)
+        settings = url_settings(config.for_service(name))
         target = url_target(args.url, name)
         validation = asyncio.run(validate_target(target, build, settings, adapters, time.monotonic() + settings.deadline_s))
     else:
@@ -154,7 +154,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     handled = handle(payload, config=config, adapters=Adapters.from_env(args.out))
     if handled.kind != "validated":
         print(f"{handled.kind}: {handled.reason}")
-        return EXIT_USAGE if handled.kind == "bad" else 0
+        return {"bad": EXIT_USAGE, "error": EXIT["INCONCLUSIVE"]}.get(handled.kind, 0)
     for v in handled.validations:
         _print_validation(v.report, v.links)
     if not handled.validations:

@@ -199,9 +199,14 @@ def load(path: str | None = None) -> Config:
     """Load POSTDEPLOY_CONFIG (file or gs://bucket/object); a missing default file means zero config."""
     explicit = path or os.environ.get("POSTDEPLOY_CONFIG", "")
     if explicit.startswith("gs://"):
+        from core.errors import AccessDenied, TargetNotFound
         from core.gcp import read_gcs_text
 
-        return Config.parse(read_gcs_text(explicit), explicit)
+        try:
+            text = read_gcs_text(explicit)
+        except (TargetNotFound, AccessDenied) as exc:
+            raise ConfigError(explicit, [f"(file): {exc}"]) from exc
+        return Config.parse(text, explicit)
     target = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
     if not target.exists():
         if explicit:

@@ -116,7 +116,7 @@ def _run_deploy(tokens: list[str]) -> DeployIntent | None:
         service=service,
         region=flags.get("--region", ""),
         project=flags.get("--project", ""),
-        image=flags.get("--image", ""),
+        image="" if "$" in flags.get("--image", "") else flags.get("--image", ""),  # a shell variable we cannot read
         no_traffic=flags.get("--no-traffic", "false") == "true",
         tag=flags.get("--tag", ""),
         revision_suffix=flags.get("--revision-suffix", ""),

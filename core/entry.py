@@ -25,7 +25,7 @@ _adapters: Adapters | None = None
 class Handled:
     """What became of one message."""
 
-    kind: str  # "bad", "ignored", "validated"
+    kind: str  # "bad" (undecodable), "ignored" (not ours), "error" (our bug, logged), "validated"
     reason: str = ""
     validations: list[Validation] = field(default_factory=list)
 
@@ -52,7 +52,20 @@ def cached_adapters() -> Adapters:
 
 def handle(payload: Any, event_id: str = "", config: Config | None = None,
            adapters: Adapters | None = None) -> Handled:
-    """Decode, filter and validate one message. Raises only Transient (→ redelivery)."""
+    """Decode, filter and validate one message. Raises only Transient (→ redelivery); everything else is acked."""
+    try:
+        return _handle(payload, event_id, config, adapters)
+    except Transient:
+        raise
+    except Exception as exc:  # a bug must not become a 24-hour redelivery loop
+        from core.logs import log
+
+        log("ERROR", f"acked message {event_id or '?'} after an unexpected error: {type(exc).__name__}: {exc}",
+            message_id=event_id, traceback=_trace(exc))
+        return Handled("error", f"{type(exc).__name__}: {exc}")
+
+
+def _handle(payload: Any, event_id: str, config: Config | None, adapters: Adapters | None) -> Handled:
     try:
         build = decode(payload, event_id)
     except BadMessage as exc:
@@ -67,22 +80,22 @@ def handle(payload: Any, event_id: str = "", config: Config | None = None,
         return Handled("ignored", f"build {build.id} deploys no Cloud Run service")
 
     from core import pipeline
+    from core.config import Config
     from core.logs import log
 
+    problem = ""
     try:
         config = config or cached_config()
     except ConfigError as exc:
-        log("ERROR", f"acked build {build.id} unvalidated: invalid config {exc}", build_id=build.id)
-        return Handled("bad", str(exc))
+        # Say so in a report and in Slack: a silently skipped validation looks like a quiet success.
+        log("ERROR", f"invalid config, reporting build {build.id} as INCONCLUSIVE: {exc}", build_id=build.id)
+        problem = f"postdeploy config {exc.source} is invalid, nothing was checked: " + "; ".join(exc.problems[:3])
+        config = Config.default()
     try:
-        return Handled("validated", validations=pipeline.run(build, intents, config, adapters or cached_adapters()))
+        return Handled("validated", validations=pipeline.run(build, intents, config, adapters or cached_adapters(), problem))
     except Transient as exc:
         log("WARNING", f"transient fault, asking for redelivery: {exc}", build_id=build.id)
         raise
-    except Exception as exc:  # a bug must not become a 24-hour redelivery loop
-        log("ERROR", f"acked build {build.id} after an unexpected error: {type(exc).__name__}: {exc}",
-            build_id=build.id, exc_info_text=_trace(exc))
-        return Handled("bad", f"{type(exc).__name__}: {exc}")
 
 
 def _trace(exc: BaseException) -> str:

@@ -4,9 +4,11 @@
     ├── BadMessage          permanent: the Pub/Sub message cannot be decoded (ack and log)
     ├── ConfigError         permanent: postdeploy.yaml is invalid (lists every problem)
     ├── TargetNotFound      permanent: the service or revision is not there (INCONCLUSIVE report)
-    ├── Transient           retry by redelivery: raised only before anything user-visible was sent
-    │   ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
-    │   └── StorageUnavailable    Cloud Storage 5xx / timeouts
+    ├── AccessDenied        permanent: a Google API answered 403; the message names the role to grant
+    └── Transient           retry by redelivery: raised only before anything user-visible was sent
+        ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
+        ├── StorageUnavailable    Cloud Storage 5xx / timeouts
+        └── Busy                  another delivery is validating this (build, revision) right now
 
 Library errors are wrapped at the boundary with ``raise ... from exc``.
 """
@@ -50,3 +52,11 @@ class RunApiUnavailable(Transient):
 
 class StorageUnavailable(Transient):
     """Cloud Storage answered 5xx or timed out."""
+
+
+class AccessDenied(PostdeployError):
+    """A Google API refused the function's service account."""
+
+
+class Busy(Transient):
+    """Another delivery holds the claim and may still be running; ask Pub/Sub to come back later."""

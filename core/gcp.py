@@ -6,7 +6,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import RunApiUnavailable, StorageUnavailable, TargetNotFound
+from core.errors import AccessDenied, RunApiUnavailable, StorageUnavailable, TargetNotFound
 from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
@@ -46,13 +46,18 @@ class RunRevisionSource:
         self._services = run_v2.ServicesClient(**kwargs)
         self._revisions = run_v2.RevisionsClient(**kwargs)
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        """Call the API (lists are read to the end here, so a later page's error is wrapped too)."""
         from google.api_core import exceptions as gexc
 
         try:
-            return fn(*args, timeout=RUN_TIMEOUT_S, **kwargs)
+            result = fn(timeout=RUN_TIMEOUT_S, **kwargs)
+            return list(result) if hasattr(result, "pages") else result
         except gexc.NotFound as exc:
             raise TargetNotFound(f"{what}: not found ({exc.message})") from exc
+        except gexc.PermissionDenied as exc:
+            raise AccessDenied(f"permission denied on {what}; grant roles/run.viewer to the function's "
+                               f"service account ({exc.message})") from exc
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
             raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}") from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
@@ -125,10 +130,12 @@ def read_gcs_text(uri: str) -> str:
 
     bucket, name = split_gs(uri)
     try:
-        text: str = storage_client().bucket(bucket).blob(name).download_as_text(encoding="utf-8")
+        text: str = storage_client().bucket(bucket).blob(name).download_as_text(encoding="utf-8", timeout=RUN_TIMEOUT_S)
     except gexc.NotFound as exc:
         raise TargetNotFound(f"expected an object at {uri}, found nothing") from exc
-    except gexc.ServerError as exc:
+    except gexc.Forbidden as exc:
+        raise AccessDenied(f"permission denied reading {uri}; grant roles/storage.objectViewer ({exc.message})") from exc
+    except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
         raise StorageUnavailable(f"reading {uri}: {exc}") from exc
     return text
 

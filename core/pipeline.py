@@ -10,12 +10,25 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
+from checks import REGISTRY
 from core.config import Config, Settings
-from core.errors import Transient
+from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
 from core.model import Build, CheckContext, DeployIntent, Target, TokenSource
 from core.resolve import RevisionSource, resolve
+from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
+from report.document import make_report
+from report.publish import claim_name, done_name, notify, store_report
+from report.score import score
+
+# Slack may use a little of the function's margin after the checks' deadline (540 s timeout, ≤ 510 s deadline).
+SLACK_GRACE_S = 20.0
+REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json")
+# Checks that judge Cloud Run facts; with only a URL they are left out, not SKIPPED.
+REVISION_CHECKS = ("deployment",)
 
 
 @dataclass
@@ -53,99 +66,136 @@ class Validation:
     slack: str = ""
 
 
-def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters) -> list[Validation]:
-    """Validate a candidate build synchronously (the function and `replay`); duplicates are dropped."""
-    return [v for v in asyncio.run(validate_build(build, intents, config, adapters)) if v is not None]
+def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,
+        problem: str = "") -> list[Validation]:
+    """Validate a candidate build synchronously (the function and `replay`); duplicates are dropped.
+
+    Every service is validated to the end even when another one fails; then the first Transient
+    fault (else the first other error) is raised, so finished services are not lost to a retry.
+    """
+    results = asyncio.run(validate_build(build, intents, config, adapters, problem))
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise next((e for e in errors if isinstance(e, Transient)), errors[0])
+    return [r for r in results if isinstance(r, Validation)]
 
 
-async def validate_build(build: Build, intents: list[DeployIntent], config: Config,
-                         adapters: Adapters) -> list[Validation | None]:
-    """Validate every service the build deployed; a None entry is a duplicate delivery."""
+async def validate_build(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,
+                         problem: str = "") -> list[Validation | BaseException | None]:
+    """Validate every service the build deployed; None is a duplicate delivery, an exception a failed service."""
     return list(await asyncio.gather(*(
-        validate_intent(build, intent, config.for_service(intent.service), adapters) for intent in intents
-    )))
+        validate_intent(build, intent, config.for_service(intent.service), adapters, problem=problem) for intent in intents
+    ), return_exceptions=True))
 
 
 async def validate_intent(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters,
-                          revision: str = "") -> Validation | None:
+                          revision: str = "", problem: str = "") -> Validation | None:
     """Resolve, claim, check, score, store and notify for one service."""
     started = datetime.now(UTC)
     deadline = time.monotonic() + settings.deadline_s
     source = adapters.get("revisions")
     target = await asyncio.to_thread(resolve, intent, build, source, settings.region, revision)
+    if problem:
+        target = replace(target, problem=problem)
     log("INFO", f"validating {target.service} revision {target.revision or '?'} ({target.match_rule or target.problem})",
         build_id=build.id, service=intent.service)
     return await validate_target(target, build, settings, adapters, deadline, started)
 
 
-async def validate_target(target: Target, build: Build | None, settings: Settings, adapters: Adapters,
+async def validate_target(target: Target, build: Build, settings: Settings, adapters: Adapters,
                           deadline: float, started: datetime | None = None) -> Validation | None:
-    """Claim (build, revision) once, run the checks and publish; None when already claimed."""
-    import httpx
-
-    from checks import REGISTRY
-    from core.runner import run_checks
-    from report.document import make_report
-    from report.publish import claim_name, notify, store_report
-    from report.score import score
-
+    """Claim (build, revision) once, run the checks and publish; None when another delivery already did."""
     started = started or datetime.now(UTC)
     store = adapters.get("store")
     claim = claim_name(target, build)
-    if build is not None:
-        token = f"{started.isoformat()} {uuid.uuid4()}"
-        claimed = await asyncio.to_thread(store.claim, claim, token)
-        if not claimed and await asyncio.to_thread(_abandoned, store, claim, target, build, started):
-            log("WARNING", f"taking over {claim}: claimed over {FUNCTION_TIMEOUT_S:.0f} s ago and no report was written",
-                build_id=build.id, service=target.service)
-            await asyncio.to_thread(store.release, claim)
-            claimed = await asyncio.to_thread(store.claim, claim, token)
-        if not claimed:
-            log("INFO", f"duplicate delivery: {claim} already claimed", build_id=build.id, service=target.service)
-            return None
+    storage_problem = ""
     try:
-        outcomes = []
-        if not target.problem:
-            async with httpx.AsyncClient(follow_redirects=False) as http:
-                ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline)
-                outcomes = await run_checks(target, settings, REGISTRY, ctx)
-        rubric = settings.rubric
-        scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
-        report = make_report(target, build, scored, outcomes, started, datetime.now(UTC))
-        links = await asyncio.to_thread(store_report, store, report)
-    except Transient:
-        if build is not None:
-            await asyncio.to_thread(store.release, claim)
+        owned = await asyncio.to_thread(_claim, store, claim, done_name(target, build), started)
+    except AccessDenied as exc:
+        # Without the bucket there is no dedupe and no report, but Slack can still say what happened.
+        log("ERROR", str(exc), build_id=build.id, service=target.service)
+        owned, storage_problem = True, str(exc)
+    if not owned:
+        log("INFO", f"duplicate delivery: {claim} already done", build_id=build.id, service=target.service)
+        return None
+    try:
+        report, links = await _check_and_store(target, build, settings, adapters, store, deadline, started, storage_problem)
+    except BaseException:
+        if not storage_problem:
+            await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
-    slack = await notify(report, links["report.html"], adapters, deadline + 20)
+    slack = await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
+    if not storage_problem:
+        try:
+            await asyncio.to_thread(store.write, done_name(target, build), f"{datetime.now(UTC).isoformat()} slack: {slack}")
+        except PostdeployError as exc:  # the report and the message are out; a later duplicate may repeat them
+            log("ERROR", f"could not mark {claim} done: {exc}", build_id=build.id, service=target.service)
     log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {links['report.md']}",
-        build_id=build.id if build else "", service=target.service, verdict=report["verdict"], score=report["score"])
+        build_id=build.id, service=target.service, verdict=report["verdict"], score=report["score"])
     return Validation(report, links, slack)
 
 
-def _abandoned(store: Any, claim: str, target: Target, build: Build, now: datetime) -> bool:
-    """A claim whose run died: older than any live run can be (the function timeout) and no report.
+def _claim(store: Any, claim: str, done: str, now: datetime) -> bool:
+    """True when this run owns the validation, False when an earlier one finished it.
 
-    Pub/Sub redelivers a message whose function was killed mid-run; without this, that run's claim
-    would turn the redelivery into a silent duplicate and the validation would be lost.
+    Raises Busy while another run may still be at work: Pub/Sub then redelivers later, and by then
+    that run has finished (a duplicate, acked) or died (its claim is older than any live run can be,
+    the function timeout, and is taken over). Nothing is lost and nothing is posted twice.
     """
-    from report.publish import report_name
-
-    text = store.read(claim) or ""
-    try:
-        claimed_at = datetime.fromisoformat(text.split(" ", 1)[0])
-    except ValueError:
+    token = f"{now.isoformat()} {uuid.uuid4()}"
+    if store.claim(claim, token):
+        return True
+    if store.read(done) is not None:
         return False
-    too_old = (now - claimed_at).total_seconds() > FUNCTION_TIMEOUT_S
-    return too_old and store.read(report_name(target.service, build.id)) is None
+    held = store.read(claim)
+    if held is None:
+        return bool(store.claim(claim, token))
+    try:
+        age = (now - datetime.fromisoformat(held.split(" ", 1)[0])).total_seconds()
+    except ValueError:
+        age = FUNCTION_TIMEOUT_S + 1  # unreadable: no live run of ours wrote it
+    if age <= FUNCTION_TIMEOUT_S:
+        raise Busy(f"another delivery has been validating {claim} for {age:.0f} s; asking for redelivery")
+    if not store.take_over(claim, held, token):
+        raise Busy(f"another delivery took over {claim} first; asking for redelivery")
+    log("WARNING", f"took over {claim}: claimed {age:.0f} s ago by a run that never finished")
+    return True
+
+
+async def _check_and_store(target: Target, build: Build, settings: Settings, adapters: Adapters, store: Any,
+                           deadline: float, started: datetime, storage_problem: str) -> tuple[dict[str, Any], dict[str, str]]:
+    outcomes = []
+    if not target.problem:
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline)
+            outcomes = await run_checks(target, settings, REGISTRY, ctx)
+    rubric = settings.rubric
+    scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
+    report = make_report(target, build, scored, outcomes, started, datetime.now(UTC))
+    if storage_problem:
+        return report, dict.fromkeys(REPORT_FILES, f"(not stored: {storage_problem})")
+    try:
+        return report, await asyncio.to_thread(store_report, store, report)
+    except AccessDenied as exc:
+        log("ERROR", str(exc), build_id=build.id, service=target.service)
+        return report, dict.fromkeys(REPORT_FILES, f"(not stored: {exc})")
 
 
 def manual_build(kind: str = "manual") -> Build:
-    """A stand-in build for `validate`: reports still need an id to be filed under."""
+    """A stand-in build for `validate`: reports still need an id to be filed under (unique per run)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Build(id=f"{kind}-{stamp}", status="MANUAL")
+    return Build(id=f"{kind}-{stamp}-{uuid.uuid4().hex[:6]}", status="MANUAL")
 
 
 def url_target(url: str, service: str) -> Target:
     """A target known only by its URL (`validate --url`)."""
     return replace(Target(service=service, url=url), match_rule="given URL")
+
+
+def url_settings(settings: Settings) -> Settings:
+    """Checks that need Cloud Run facts are not assessed when only a URL is known."""
+    current: Any = settings.checks  # a model built from the registry, opaque to mypy
+    checks = current.model_copy(update={
+        name: settings.check(name).model_copy(update={"enabled": False}) for name in REVISION_CHECKS
+    })
+    return settings.model_copy(update={"checks": checks})

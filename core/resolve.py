@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
-from core.errors import TargetNotFound
+from core.errors import AccessDenied, TargetNotFound
 from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
 
 BUILD_LABEL = "gcb-build-id"
@@ -85,10 +85,21 @@ def resolve(intent: DeployIntent, build: Build, source: RevisionSource, default_
     project = intent.project or build.project_id
     region = intent.region or default_region
     base = Target(service=intent.service, project=project, region=region, intent=intent)
+    if "$" in intent.service:
+        return replace(base, problem=f"the build names its service with a shell variable ('{intent.service}') that postdeploy "
+                       "cannot expand; name it literally in the deploy step or set _SERVICE_NAME")
     if not project or not region:
         missing = "project" if not project else "region"
         return replace(base, problem=f"could not tell the {missing} of service '{intent.service}' from build {build.id}; "
                        "set defaults.region in postdeploy.yaml or deploy with --region")
+    try:
+        return _resolve(base, intent, build, source, revision)
+    except AccessDenied as exc:
+        return replace(base, problem=str(exc))
+
+
+def _resolve(base: Target, intent: DeployIntent, build: Build, source: RevisionSource, revision: str) -> Target:
+    project, region = base.project, base.region
     try:
         service = source.get_service(project, region, intent.service)
     except TargetNotFound:

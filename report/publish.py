@@ -24,9 +24,9 @@ def folder(service: str, build_id: str) -> str:
     return f"{_safe(service)}/{_safe(build_id or 'manual')}"
 
 
-def report_name(service: str, build_id: str) -> str:
-    """Where a validation's report.json lives: its presence means the validation is done."""
-    return f"{folder(service, build_id)}/report.json"
+def done_name(target: Target, build: Build) -> str:
+    """Written after the report and the message are out: later deliveries are duplicates."""
+    return f"{folder(target.service, build.id)}/done-{_safe(target.revision or 'unresolved')}.txt"
 
 
 def claim_name(target: Target, build: Build | None) -> str:

@@ -68,9 +68,18 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
     # Rounded so that exactly half (built from thirds) is not 0.5000000000000001.
     missing = round(1 - judged_weight / assessed_weight, 9) if assessed_weight else 1.0
 
-    reasons = [f"{o.name}: {o.result.summary}" for o in outcomes if o.critical and o.result.status in (Status.FAIL, Status.ERROR)]
-    if reasons:
-        verdict = Verdict.FAIL
+    def said(o: Outcome) -> str:
+        return f"{o.name}: {o.result.summary}"
+
+    failed = [said(o) for o in outcomes if o.critical and o.result.status is Status.FAIL]
+    # A critical check that crashed, timed out or had nothing to measure cannot vouch for the deploy,
+    # and it is no reason to roll back either.
+    unknown = [said(o) for o in outcomes if o.critical and o.result.status in (Status.ERROR, Status.SKIPPED)]
+    reasons: list[str] = []
+    if failed:
+        verdict, reasons = Verdict.FAIL, failed
+    elif unknown:
+        verdict, reasons = Verdict.INCONCLUSIVE, [f"critical check without a verdict: {u}" for u in unknown]
     elif missing > MAX_MISSING_SHARE:
         verdict = Verdict.INCONCLUSIVE
         reasons = [f"{missing:.0%} of the assessed weight has no data (limit {MAX_MISSING_SHARE:.0%})"]
@@ -84,7 +93,7 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
         (o for o in outcomes if o.result.status in (Status.FAIL, Status.ERROR, Status.WARN)),
         key=lambda o: (not o.critical, o.result.status is Status.WARN),
     )
-    reasons += [f"{o.name}: {o.result.summary}" for o in ranked if f"{o.name}: {o.result.summary}" not in reasons]
+    reasons += [said(o) for o in ranked if said(o) not in failed]
     if verdict is not Verdict.INCONCLUSIVE and missing > 0:
         skipped = [o.name for o in outcomes if o.result.status is Status.SKIPPED]
         reasons.append(f"not measured: {', '.join(skipped)}")

@@ -85,8 +85,10 @@ async def post(url: str, body: dict[str, Any], deadline: float) -> Delivery:
             attempts += 1
             try:
                 response = await client.post(url, json=body)
-            except httpx.HTTPError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing reached Slack: safe to retry
                 status, text, wait = None, f"{type(exc).__name__}", DEFAULT_RETRY_AFTER_S * attempts
+            except httpx.HTTPError as exc:  # Slack may have posted it already: never risk a second message
+                return Delivery(False, None, attempts, f"no answer from Slack ({type(exc).__name__}); not retried")
             else:
                 status, text = response.status_code, response.text[:200]
                 if 200 <= status < 300:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import StorageUnavailable
+from core.errors import AccessDenied, StorageUnavailable
 
 DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0
@@ -35,6 +34,9 @@ class ReportStore(Protocol):
 
     def release(self, name: str) -> None:
         """Drop a claim so a redelivery can try again."""
+
+    def take_over(self, name: str, expected: str, text: str) -> bool:
+        """Replace ``name`` only if it still holds ``expected`` (one winner among racing takeovers)."""
 
 
 def content_type(name: str) -> str:
@@ -80,6 +82,13 @@ class LocalStore:
     def release(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
+    def take_over(self, name: str, expected: str, text: str) -> bool:
+        # One process writes a local folder (the CLI), so compare-then-write is enough here.
+        if self.read(name) != expected:
+            return False
+        self.write(name, text)
+        return True
+
 
 class GcsStore:
     """Reports in a bucket via google-cloud-storage.
@@ -103,14 +112,24 @@ class GcsStore:
     def _object(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
+    def _wrap(self, action: str, name: str, exc: Exception) -> Exception:
+        """Library errors → ours: 403 is a permanent AccessDenied, everything else a Transient fault."""
+        from google.api_core import exceptions as gexc
+
+        where = f"gs://{self.bucket_name}/{self._object(name)}"
+        if isinstance(exc, gexc.Forbidden):
+            return AccessDenied(f"permission denied {action} {where}; grant roles/storage.objectAdmin on the bucket "
+                                f"to the function's service account ({exc.message})")
+        return StorageUnavailable(f"{action} {where}: {exc}")
+
     def write(self, name: str, text: str) -> str:
         from google.api_core import exceptions as gexc
 
         blob = self._bucket.blob(self._object(name))
         try:
             blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry)
-        except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
-            raise StorageUnavailable(f"writing gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
+        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            raise self._wrap("writing", name, exc) from exc
         return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
 
     def read(self, name: str) -> str | None:
@@ -120,8 +139,8 @@ class GcsStore:
             text: str = self._bucket.blob(self._object(name)).download_as_text(encoding="utf-8", retry=self._retry)
         except gexc.NotFound:
             return None
-        except (gexc.ServerError, gexc.RetryError, ConnectionError) as exc:
-            raise StorageUnavailable(f"reading gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
+        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            raise self._wrap("reading", name, exc) from exc
         return text
 
     def claim(self, name: str, text: str) -> bool:
@@ -134,15 +153,35 @@ class GcsStore:
         except gexc.PreconditionFailed:
             # The client retries uploads; a retry after a lost response meets our own object.
             return self.read(name) == text
-        except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
-            raise StorageUnavailable(f"claiming gs://{self.bucket_name}/{self._object(name)}: {exc}") from exc
+        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            raise self._wrap("claiming", name, exc) from exc
         return True
 
     def release(self, name: str) -> None:
         from google.api_core import exceptions as gexc
 
-        with contextlib.suppress(gexc.NotFound):
-            self._bucket.blob(self._object(name)).delete()
+        try:
+            self._bucket.blob(self._object(name)).delete(retry=self._retry)
+        except gexc.NotFound:
+            return
+        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            raise self._wrap("releasing", name, exc) from exc
+
+    def take_over(self, name: str, expected: str, text: str) -> bool:
+        from google.api_core import exceptions as gexc
+
+        try:
+            blob = self._bucket.get_blob(self._object(name), retry=self._retry)
+            if blob is None or blob.download_as_text(encoding="utf-8", retry=self._retry) != expected:
+                return False
+            # Only the generation we read may be replaced: of two racing takeovers, one gets 412.
+            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name),
+                                    if_generation_match=blob.generation, retry=self._retry)
+        except gexc.PreconditionFailed:
+            return False
+        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            raise self._wrap("taking over", name, exc) from exc
+        return True
 
 
 def open_store(spec: str | None = None) -> ReportStore:

@@ -39,12 +39,17 @@ def judge(**changes: object) -> CheckResult:
         ({"intent": DeployIntent("orders", image=IMAGE, no_traffic=True)}, Status.WARN,
          "expected no traffic on orders-00002-new (--no-traffic), found 100%"),
         ({"intent": DeployIntent("orders", image=IMAGE, no_traffic=True, tag="canary"),
-          "service_info": replace(SERVICE, traffic=(TrafficInfo("orders-00001-old", 100), TrafficInfo("orders-00002-new", 0, "canary")))},
-         Status.PASS, "reachable by tag"),
+          "url": "https://canary---o.example",
+          "service_info": replace(SERVICE, traffic=(TrafficInfo("orders-00001-old", 100),
+                                                    TrafficInfo("orders-00002-new", 0, "canary", "https://canary---o.example")))},
+         Status.PASS, "takes no traffic (reachable by its tag URL)"),
+        ({"intent": DeployIntent("orders", image=IMAGE, no_traffic=True),
+          "service_info": replace(SERVICE, traffic=(TrafficInfo("orders-00001-old", 100),))},
+         Status.PASS, "takes no traffic and has no tag URL"),
         ({"revision_info": None}, Status.SKIPPED, "no Cloud Run revision data"),
     ],
     ids=["healthy", "not-ready", "no-ready-condition", "wrong-image", "digest-pinned", "no-traffic-unintended",
-         "traffic-despite-no-traffic", "no-traffic-by-tag", "url-only"],
+         "traffic-despite-no-traffic", "no-traffic-by-tag", "no-traffic-no-tag", "url-only"],
 )
 def test_deployment_verdicts(changes: dict[str, object], status: Status, summary: str) -> None:
     result = judge(**changes)

@@ -181,19 +181,26 @@ def test_index_lists_validations_newest_first(fake_run: FakeCloudRun, sample: Sa
     assert index["validations"][0]["report"] == str(tmp_path / "orders" / "second-build" / "report.html")
 
 
-@pytest.mark.parametrize(("age_s", "report_exists", "validated"),
-                         [(600, False, True), (600, True, False), (60, False, False)],
-                         ids=["dead-run-taken-over", "finished-run-is-a-duplicate", "live-run-is-a-duplicate"])
-def test_a_claim_left_by_a_killed_run_is_taken_over(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path,
-                                                    cd_build: dict[str, Any], age_s: int, report_exists: bool,
-                                                    validated: bool) -> None:
+@pytest.mark.parametrize(("age_s", "done", "outcome"),
+                         [(600, False, "validated"), (600, True, "duplicate"), (60, False, "busy")],
+                         ids=["dead-run-taken-over", "finished-run-is-a-duplicate", "live-run-asks-for-redelivery"])
+def test_an_existing_claim(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver, tmp_path: Path,
+                           cd_build: dict[str, Any], age_s: int, done: bool, outcome: str) -> None:
     from datetime import UTC, datetime, timedelta
+
+    from core.errors import Busy
 
     add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
     store = LocalStore(str(tmp_path))
     claimed_at = datetime.now(UTC) - timedelta(seconds=age_s)
     store.claim(f"orders/{cd_build['id']}/claim-orders-00042-new.txt", f"{claimed_at.isoformat()} earlier-run")
-    if report_exists:
-        store.write(f"orders/{cd_build['id']}/report.json", "{}")
-    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, None))
-    assert len(handled.validations) == (1 if validated else 0)
+    if done:
+        store.write(f"orders/{cd_build['id']}/done-orders-00042-new.txt", "done")
+    if outcome == "busy":
+        with pytest.raises(Busy, match=r"another delivery has been validating .* for 60 s"):
+            handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+        assert slack.messages == []
+        return
+    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    assert len(handled.validations) == (1 if outcome == "validated" else 0)
+    assert len(slack.messages) == len(handled.validations)

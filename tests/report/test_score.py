@@ -47,13 +47,19 @@ def all_categories(status: Status = PASS) -> list[Outcome]:
                      id="non-critical-fail-only-lowers-the-score"),
         pytest.param([*all_categories(), check("d2", "Deployment", FAIL, critical=True)], 90.0, Verdict.FAIL,
                      id="critical-fail-is-fail-whatever-the-score"),
-        pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True)], 90.0, Verdict.FAIL,
-                     id="critical-error-is-fail"),
+        # A critical check that crashed cannot vouch for the deploy, nor blame it
+        pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True)], 90.0, Verdict.INCONCLUSIVE,
+                     id="critical-error-is-inconclusive"),
+        pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True),
+                      check("d3", "Deployment", FAIL, critical=True)], 86.7, Verdict.FAIL,
+                     id="critical-fail-beats-critical-error"),
         pytest.param([*all_categories(), check("d2", "Deployment", WARN, critical=True)], 95.0, Verdict.PASS,
                      id="critical-warn-is-not-fail"),
         # Deployment mean(1) = 20 of 20; the SKIPPED one leaves the denominator
-        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED, critical=True)], 100.0, Verdict.PASS,
-                     id="critical-skipped-is-not-fail"),
+        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED, critical=True)], 100.0,
+                     Verdict.INCONCLUSIVE, id="critical-skipped-is-inconclusive"),
+        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED)], 100.0, Verdict.PASS,
+                     id="non-critical-skipped-leaves-the-denominator"),
     ],
 )
 def test_score_and_verdict(outcomes: list[Outcome], expected_score: float, expected_verdict: Verdict) -> None:
