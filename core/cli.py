@@ -150,7 +150,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = load(args.config)
+    # Without --config the function's own path loads POSTDEPLOY_CONFIG (and reports it when invalid).
+    config = load(args.config) if args.config else None
     handled = handle(payload, config=config, adapters=Adapters.from_env(args.out))
     if handled.kind != "validated":
         print(f"{handled.kind}: {handled.reason}")

@@ -101,11 +101,12 @@ def build_from_dict(data: dict[str, Any], message_id: str = "", status: Any = No
         raise BadMessage(f"expected a Build with a string 'id', found keys {sorted(data)[:12]}", message_id)
     results = field(data, "results", {}) or {}
     digests: dict[str, str] = {}
-    for image in field(results, "images", []) or []:
+    images = field(results, "images", [])
+    for image in images if isinstance(images, list) else []:
         name, digest = field(image, "name"), field(image, "digest")
         if isinstance(name, str) and isinstance(digest, str):
             digests[name] = digest
-    subs = field(data, "substitutions", {}) or {}
+    subs = field(data, "substitutions", {})
     artifacts = field(data, "artifacts", {}) or {}
     return Build(
         id=build_id,

@@ -55,7 +55,7 @@ class RunRevisionSource:
             return list(result) if hasattr(result, "pages") else result
         except gexc.NotFound as exc:
             raise TargetNotFound(f"{what}: not found ({exc.message})") from exc
-        except gexc.PermissionDenied as exc:
+        except gexc.Forbidden as exc:  # REST answers Forbidden; gRPC its subclass PermissionDenied
             raise AccessDenied(f"permission denied on {what}; grant roles/run.viewer to the function's "
                                f"service account ({exc.message})") from exc
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:

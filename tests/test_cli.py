@@ -128,3 +128,17 @@ def test_a_filtered_message_imports_no_google_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_invalid_config_is_reported_not_skipped(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
+    build = load_build("console_cd_trigger")
+    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+    bad = tmp_path / "postdeploy.yaml"
+    bad.write_text("version: 1\ndefaults: {checks: {helth: {}}}\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "main.py", "replay", str(_push_file(tmp_path, build)), "--out", str(tmp_path / "r")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "POSTDEPLOY_CONFIG": str(bad)})
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r" / "orders" / build["id"] / "report.json").read_text(encoding="utf-8"))
+    assert report["verdict"] == "INCONCLUSIVE"
+    assert report["summary"].startswith(f"postdeploy config {bad} is invalid, nothing was checked: defaults.checks.helth: unknown key")

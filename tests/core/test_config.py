@@ -302,3 +302,14 @@ def test_check_config_bad_file(tmp_path: Path) -> None:
     assert f"  defaults.bogus: unknown key; valid keys: {SETTINGS_KEYS}" in done.stderr
     assert f"  defaults.checks.helth: unknown key; valid keys: {CHECK_NAMES}" in done.stderr
     assert_offline(seen)
+
+
+def test_config_in_cloud_storage(gcs: tuple[object, str]) -> None:
+    from core.gcp import storage_client
+
+    _, bucket = gcs
+    storage_client().bucket(bucket).blob("cfg/postdeploy.yaml").upload_from_string(
+        "version: 1\ndefaults: {region: europe-west1}\n")
+    assert load(f"gs://{bucket}/cfg/postdeploy.yaml").defaults.region == "europe-west1"
+    with pytest.raises(ConfigError, match=f"expected an object at gs://{bucket}/cfg/missing.yaml, found nothing"):
+        load(f"gs://{bucket}/cfg/missing.yaml")

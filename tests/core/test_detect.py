@@ -91,6 +91,11 @@ def test_recorded_builds(name: str, expected: list[DeployIntent]) -> None:
             [intent("svc", "europe-west4", image="gcr.io/p/svc:3")], id="sh-c",
         ),
         pytest.param(
+            build_with(Step(name="alpine", entrypoint="bash",
+                            args=("-c", 'IMAGE=gcr.io/p/svc:5; gcloud run deploy svc --region=us-west1 --image "$IMAGE"'))),
+            [intent("svc", "us-west1")], id="shell-variable-image-is-unknown-not-wrong",
+        ),
+        pytest.param(
             build_with(Step(name=CLI_IMAGE, entrypoint="bash", args=("-c", (
                 "# gcloud run deploy commented-out --region r0\n"
                 "echo start; gcloud run deploy a --region r1 --no-traffic --tag canary\n"

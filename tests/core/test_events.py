@@ -243,3 +243,8 @@ def test_bad_messages_say_what_was_expected_and_found(payload: Any, event_id: st
     assert "expected" in caught.value.reason
     assert "found" in caught.value.reason
     assert fragment in caught.value.reason
+
+
+def test_odd_shapes_inside_a_build_are_ignored_not_fatal() -> None:
+    build = decode({"id": "b1", "status": "SUCCESS", "results": {"images": 5}, "substitutions": ["x"], "steps": "nope"})
+    assert (build.id, build.image_digests, build.substitutions, build.steps) == ("b1", {}, {}, ())

@@ -204,3 +204,87 @@ def test_an_existing_claim(fake_run: FakeCloudRun, sample: SampleService, slack:
     handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
     assert len(handled.validations) == (1 if outcome == "validated" else 0)
     assert len(slack.messages) == len(handled.validations)
+
+
+class FlakyRevisions:
+    """The real client, except that one service's lookup fails like a Cloud Run 503 until cleared."""
+
+    def __init__(self, failing: str) -> None:
+        self.real = RunRevisionSource()
+        self.failing = failing
+
+    def get_service(self, project: str, region: str, name: str) -> Any:
+        from core.errors import RunApiUnavailable
+
+        if name == self.failing:
+            raise RunApiUnavailable(f"get {name}: 503 Service Unavailable")
+        return self.real.get_service(project, region, name)
+
+    def list_services(self, project: str, region: str) -> list[str]:
+        return self.real.list_services(project, region)
+
+    def list_revisions(self, project: str, region: str, service: str) -> Any:
+        return self.real.list_revisions(project, region, service)
+
+
+def test_one_service_failing_does_not_lose_the_other(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                     tmp_path: Path) -> None:
+    from core.errors import RunApiUnavailable
+
+    build = load_build("bash_two_services")
+    for name in ("web", "worker"):
+        fake_run.add_revision("acme-prod", "us-east1", name, f"{name}-00002-xyz", image=f"gcr.io/acme-prod/{name}:1.8.0",
+                              create_time="2026-11-25T12:03:00Z")
+        fake_run.add_service("acme-prod", "us-east1", name, uri=sample.url, latest_created=f"{name}-00002-xyz",
+                             latest_ready=f"{name}-00002-xyz", traffic=[{"type": 1, "percent": 100}])
+    store, revisions = LocalStore(str(tmp_path)), FlakyRevisions("worker")
+    flaky = Adapters(revisions=lambda: revisions, store=lambda: store, webhook=lambda: slack.url)
+    with pytest.raises(RunApiUnavailable):
+        handle(push_body(build), config=CONFIG, adapters=flaky)
+    assert [m["text"].split()[1] for m in slack.messages] == ["web"]
+    revisions.failing = ""
+    redelivered = handle(push_body(build), config=CONFIG, adapters=flaky)
+    assert [v.report["target"]["service"] for v in redelivered.validations] == ["worker"]
+    assert sorted(m["text"].split()[1] for m in slack.messages) == ["web", "worker"]
+
+
+def test_a_bucket_that_refuses_us_still_gets_a_slack_message(fake_run: FakeCloudRun, sample: SampleService,
+                                                             slack: SlackReceiver, gcs: Any, cd_build: dict[str, Any]) -> None:
+    from report.store import GcsStore
+
+    proxy, bucket = gcs
+    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+    store = GcsStore(bucket, retry_deadline_s=1.0)
+    proxy.fail_next(50, status=403)
+    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    assert handled.validations[0].report["verdict"] == "PASS"
+    assert len(slack.messages) == 1
+    assert "not stored: permission denied claiming gs://" in json.dumps(slack.messages[0])
+    assert "roles/storage.objectAdmin" in json.dumps(slack.messages[0])
+
+
+def test_an_unexpected_error_is_logged_and_acked(slack: SlackReceiver, tmp_path: Path, cd_build: dict[str, Any]) -> None:
+    class Broken:
+        def get_service(self, project: str, region: str, name: str) -> Any:
+            raise RuntimeError("bug in our code")
+
+        def list_services(self, project: str, region: str) -> list[str]:
+            return []
+
+        def list_revisions(self, project: str, region: str, service: str) -> list[Any]:
+            return []
+
+    broken = Adapters(revisions=lambda: Broken(), store=lambda: LocalStore(str(tmp_path)), webhook=lambda: slack.url)
+    handled = handle(push_body(cd_build), config=CONFIG, adapters=broken)
+    assert (handled.kind, handled.reason) == ("error", "RuntimeError: bug in our code")
+    assert slack.messages == []
+
+
+def test_permission_denied_on_cloud_run_is_an_inconclusive_report(fake_run: FakeCloudRun, slack: SlackReceiver,
+                                                                  tmp_path: Path, cd_build: dict[str, Any]) -> None:
+    fake_run.fail_next(1, status=403)
+    report = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack)).validations[0].report
+    assert report["verdict"] == "INCONCLUSIVE"
+    assert report["summary"].startswith("permission denied on get projects/acme-prod/locations/us-central1/services/orders")
+    assert "roles/run.viewer" in report["summary"]
+    assert report["next_steps"] and not report["next_steps"][0].startswith("roll back")
