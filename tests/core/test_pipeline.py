@@ -104,17 +104,23 @@ def test_revision_not_ready_fails_with_the_reason_first(fake_run: FakeCloudRun, 
     assert report["next_steps"][0].startswith("roll back: gcloud run services update-traffic orders --to-revisions=orders-00041-old=100")
 
 
+def add_web_and_worker(fake: FakeCloudRun, url: str, *, web_canary: bool) -> None:
+    """The two services bash_two_services deploys; web optionally as a --no-traffic canary reached by its tag."""
+    for name in ("web", "worker"):
+        revision = f"{name}-00002-xyz"
+        fake.add_revision("acme-prod", "us-east1", name, revision, image=f"gcr.io/acme-prod/{name}:1.8.0",
+                          create_time="2026-11-25T12:03:00Z")
+        canary = web_canary and name == "web"
+        traffic = [{"type": 2, "revision": revision, "percent": 0, "tag": "canary", "uri": url}] if canary \
+            else [{"type": 1, "percent": 100}]
+        fake.add_service("acme-prod", "us-east1", name, uri="https://web.example" if canary else url,
+                         latest_created=revision, latest_ready=revision, traffic=traffic)
+
+
 def test_a_build_deploying_two_services_gives_two_reports(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
                                                           tmp_path: Path) -> None:
     build = load_build("bash_two_services")
-    for name in ("web", "worker"):
-        fake_run.add_revision("acme-prod", "us-east1", name, f"{name}-00002-xyz", image=f"gcr.io/acme-prod/{name}:1.8.0",
-                              create_time="2026-11-25T12:03:00Z")
-    fake_run.add_service("acme-prod", "us-east1", "web", uri="https://web.example", latest_created="web-00002-xyz",
-                         latest_ready="web-00002-xyz", traffic=[
-                             {"type": 2, "revision": "web-00002-xyz", "percent": 0, "tag": "canary", "uri": sample.url}])
-    fake_run.add_service("acme-prod", "us-east1", "worker", uri=sample.url, latest_created="worker-00002-xyz",
-                         latest_ready="worker-00002-xyz", traffic=[{"type": 1, "percent": 100}])
+    add_web_and_worker(fake_run, sample.url, web_canary=True)
     handled = handle(push_body(build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
     verdicts = {v.report["target"]["service"]: (v.report["verdict"], v.report["target"]["url"]) for v in handled.validations}
     assert verdicts == {"web": ("PASS", sample.url), "worker": ("PASS", sample.url)}
@@ -232,11 +238,7 @@ def test_one_service_failing_does_not_lose_the_other(fake_run: FakeCloudRun, sam
     from core.errors import RunApiUnavailable
 
     build = load_build("bash_two_services")
-    for name in ("web", "worker"):
-        fake_run.add_revision("acme-prod", "us-east1", name, f"{name}-00002-xyz", image=f"gcr.io/acme-prod/{name}:1.8.0",
-                              create_time="2026-11-25T12:03:00Z")
-        fake_run.add_service("acme-prod", "us-east1", name, uri=sample.url, latest_created=f"{name}-00002-xyz",
-                             latest_ready=f"{name}-00002-xyz", traffic=[{"type": 1, "percent": 100}])
+    add_web_and_worker(fake_run, sample.url, web_canary=False)
     store, revisions = LocalStore(str(tmp_path)), FlakyRevisions("worker")
     flaky = Adapters(revisions=lambda: revisions, store=lambda: store, webhook=lambda: slack.url)
     with pytest.raises(RunApiUnavailable):
