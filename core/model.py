@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 class Status(enum.StrEnum):
@@ -208,6 +208,46 @@ class CheckContext:
     build: Build | None = None
     token_source: TokenSource | None = None
     deadline: float = 0.0  # time.monotonic() value the whole run must end by
+    probe_runner: ProbeRunner | None = None
+    artifacts: ArtifactSource | None = None
+    secrets: SecretSource | None = None
+
+
+@dataclass
+class ProbeRun:
+    """What running a probe script inside the target's image gave back.
+
+    ``error`` is set when the run itself failed (image pull, OOM, timeout, no result line): the
+    probe's own verdict is then unknown and must never be read as a pass.
+    """
+
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+    where: str = ""  # e.g. "local python /usr/bin/python3" or "Cloud Run job postdeploy-probe-orders"
+
+
+class ProbeRunner(Protocol):
+    """Runs a Python probe script in the deployed image (a Cloud Run job) or a local interpreter."""
+
+    async def run(self, target: Target, interpreter: str, script: str, timeout_s: float) -> ProbeRun: ...
+
+
+class ArtifactSource(Protocol):
+    """Files a build left behind: gs://bucket/path objects, or local paths in local mode."""
+
+    def find(self, pattern: str) -> list[str]:
+        """Names matching a glob such as ``gs://b/results/BUILD/*.xml`` or ``reports/*.xml``."""
+        ...
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        """At most ``max_bytes`` of one file."""
+        ...
+
+
+# Resolves a secret reference, "env:NAME" or "secret:projects/P/secrets/S/versions/V", to its value.
+SecretSource = Callable[[str], str]
 
 
 def _untagged(image: str) -> str:
