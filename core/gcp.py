@@ -156,3 +156,15 @@ def fetch_id_token(audience: str) -> str:
 
     token: str = id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
     return token
+
+
+def resolve_secret(ref: str) -> str:
+    """``env:NAME`` from the environment, ``secret:projects/P/secrets/S/versions/V`` from Secret Manager."""
+    kind, _, name = ref.partition(":")
+    if kind == "env":
+        if name not in os.environ:
+            raise KeyError(f"expected environment variable {name} to be set, found nothing")
+        return os.environ[name]
+    if kind == "secret":
+        return secret_value(name)
+    raise ValueError(f"expected a reference 'env:NAME' or 'secret:projects/…/versions/V', found {ref!r}")
