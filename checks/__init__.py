@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health
+from checks import deployment, health, tests
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
     health.NAME: health,
+    tests.NAME: tests,
 }

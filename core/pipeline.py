@@ -16,7 +16,7 @@ from checks import REGISTRY
 from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
-from core.model import Build, CheckContext, DeployIntent, Target, TokenSource
+from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
 from core.resolve import RevisionSource, resolve
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
@@ -39,6 +39,9 @@ class Adapters:
     store: Callable[[], Any]  # -> report.store.ReportStore
     webhook: Callable[[], str]
     token_source: TokenSource | None = None
+    probe_runner: Callable[[], ProbeRunner | None] = lambda: None
+    artifacts: Callable[[], ArtifactSource | None] = lambda: None
+    secrets: SecretSource | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
@@ -49,12 +52,13 @@ class Adapters:
     @classmethod
     def from_env(cls, reports: str | None = None) -> Adapters:
         """Real adapters: Cloud Run Admin API, POSTDEPLOY_REPORTS, the Slack webhook, ID tokens."""
-        from core.gcp import RunRevisionSource, fetch_id_token
+        from core.artifacts import open_artifacts
+        from core.gcp import RunRevisionSource, fetch_id_token, resolve_secret
         from report.slack import webhook_url
         from report.store import open_store
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
-                   token_source=fetch_id_token)
+                   token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret)
 
 
 @dataclass
@@ -167,7 +171,9 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     outcomes = []
     if not target.problem:
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline)
+            ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
+                               probe_runner=adapters.get("probe_runner"), artifacts=adapters.get("artifacts"),
+                               secrets=adapters.secrets)
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)

@@ -1,0 +1,294 @@
+"""tests: JUnit results from the storage emulator and from a local folder."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from checks import tests as junit
+from core.artifacts import GcsArtifacts, LocalArtifacts
+from core.gcp import storage_client
+from core.model import ArtifactSource, Build, CheckContext, CheckResult, Outcome, Status, Target, Verdict
+from report.score import score
+from tests.conftest import DATA
+from tests.servers.gcs_proxy import PreconditionProxy
+
+JUNIT = DATA / "junit"
+BUILD_ID = "4f1c9a2e-7d3b-4c1e-9a8f-0b6d5e2c1a77"
+OTHER_BUILD = "0a9b8c7d-0000-4c1e-9a8f-0b6d5e2c1a77"
+MIXED = "pytest_e2e_5_of_6_failed.xml"
+SUREFIRE = "TEST-com.acme.orders.CheckoutIT.xml"
+GO = "go_junit_report.xml"
+BARE = "pytest_bare_testsuite_skips.xml"
+
+
+def fixture(name: str) -> bytes:
+    return (JUNIT / name).read_bytes()
+
+
+def check(config: junit.Config, build: Build | None, artifacts: ArtifactSource | None) -> CheckResult:
+    async def go() -> CheckResult:
+        ctx = CheckContext(http=None, build=build, artifacts=artifacts)
+        return await junit.run(Target(service="orders"), config, ctx)
+
+    return asyncio.run(go())
+
+
+def uploaded_build(bucket: str, files: dict[str, bytes], build_id: str = BUILD_ID) -> Build:
+    """Files under results/BUILD/ as Cloud Build's artifacts.objects leaves them, and the build that says so."""
+    b = storage_client().bucket(bucket)
+    for name, data in files.items():
+        b.blob(f"results/{build_id}/{name}").upload_from_string(data, content_type="application/xml")
+    artifacts = {"objects": {"location": f"gs://{bucket}/results/{build_id}/", "paths": ["reports/*.xml", "dist/orders.tar.gz"],
+                             "timing": {"startTime": "2026-11-25T10:03:01Z", "endTime": "2026-11-25T10:03:02Z"}}}
+    return Build(id=build_id, status="SUCCESS", project_id="acme-prod", artifacts=artifacts)
+
+
+def evidence(result: CheckResult) -> dict[str, Any]:
+    return {e.what: e.measured for e in result.evidence}
+
+
+@pytest.mark.parametrize(
+    ("files", "settings", "status", "summary"),
+    [
+        ({"junit.xml": fixture(MIXED)}, {"critical": True}, Status.FAIL,
+         "1/6 tests passed (16.7%, minimum 100%): e2e.test_checkout.test_create_order_returns_201 failed: "
+         "AssertionError: expected 201 (+4 more)"),
+        ({"junit.xml": fixture(MIXED)}, {}, Status.WARN, "1/6 tests passed (16.7%, minimum 100%)"),
+        ({"junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%)"),
+        ({SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}, {"min_pass_rate": 0.8}, Status.WARN,
+         "5/8 tests passed (62.5%, minimum 80%) (2 skipped): com.acme.orders.CheckoutIT.rejectsEmptyCart failed: "
+         "expected: <400> but was: <500> (+2 more)"),
+        ({SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}, {"min_pass_rate": 0.6, "critical": True}, Status.PASS,
+         "5/8 tests passed (62.5%, minimum 60%) (2 skipped)"),
+        ({"junit.xml": fixture("all_passed.xml"), "broken.xml": fixture("malformed.xml")}, {}, Status.WARN,
+         "3/3 tests passed (100%, minimum 100%); gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML "
+         "(no element found: line 2, column 0)"),
+        ({"broken.xml": fixture("malformed.xml")}, {}, Status.ERROR,
+         "no readable test results: gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML (no element found: line 2, column 0)"),
+        ({"lol.xml": fixture("billion_laughs.xml")}, {}, Status.ERROR,
+         "no readable test results: gs://BUCKET/results/BUILD/lol.xml: refused: unsafe XML (entity declarations)"),
+        ({"xxe.xml": fixture("xxe.xml")}, {}, Status.ERROR,
+         "no readable test results: gs://BUCKET/results/BUILD/xxe.xml: refused: unsafe XML (entity declarations)"),
+        ({"coverage.xml": fixture("coverage.xml")}, {}, Status.SKIPPED, "no JUnit XML among the 1 XML files found"),
+        ({"coverage.xml": fixture("coverage.xml"), "junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed"),
+        ({"junit.xml": fixture(BARE)}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%) (2 skipped)"),
+        ({"junit.xml": fixture(BARE)}, {"skipped_count_as_failed": True, "critical": True}, Status.FAIL,
+         "3/5 tests passed (60%, minimum 100%): 2 skipped, counted as not passed"),
+        ({}, {}, Status.SKIPPED, "no JUnit XML found at gs://BUCKET/results/BUILD/*.xml"),
+    ],
+    ids=["5-of-6-failed-critical-fails", "5-of-6-failed-not-critical-warns", "all-passed", "surefire-and-go-below-minimum",
+         "surefire-and-go-above-minimum", "malformed-beside-good-warns", "malformed-only-errors", "billion-laughs-refused",
+         "xxe-refused", "coverage-xml-is-not-junit", "coverage-xml-ignored-beside-junit", "bare-testsuite-skips-not-failures",
+         "skipped-counted-when-asked", "none-found"],
+)
+def test_results_uploaded_by_the_build(gcs: tuple[PreconditionProxy, str], files: dict[str, bytes], settings: dict[str, Any],
+                                       status: Status, summary: str) -> None:
+    _, bucket = gcs
+    build = uploaded_build(bucket, files)
+    result = check(junit.Config(**settings), build, GcsArtifacts())
+    expected = summary.replace("BUCKET", bucket).replace("BUILD", BUILD_ID)
+    assert result.status is status, result.summary
+    assert result.summary.startswith(expected), (result.summary, expected)
+    assert evidence(result)["where it looked"] == f"gs://{bucket}/results/{BUILD_ID}/*.xml"
+
+
+def test_failing_tests_are_listed_with_first_line_messages(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    result = check(junit.Config(), uploaded_build(bucket, {SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}), GcsArtifacts())
+    found = evidence(result)
+    assert found["com.acme.orders.CheckoutIT.rejectsEmptyCart failed"] == "expected: <400> but was: <500>"
+    assert found["com.acme.orders.CheckoutIT.appliesCoupon errored"] == "Connection refused: localhost/127.0.0.1:5432"
+    # go-junit-report says only "Failed" in message=; the reason is the first line of the body.
+    assert found["github.com/acme/orders/api.TestCheckout failed"] == "checkout_test.go:42: expected status 201, got 500"
+    surefire = f"suite com.acme.orders.CheckoutIT (gs://{bucket}/results/{BUILD_ID}/{SUREFIRE})"
+    assert found[surefire] == "2 passed, 1 failed, 1 errored, 1 skipped (1 flaky, passed on rerun)"
+    store = f"suite github.com/acme/orders/store (gs://{bucket}/results/{BUILD_ID}/go.xml)"
+    assert found[store] == "2 passed, 0 failed, 0 errored, 0 skipped"
+    assert found["pass rate"] == "62.5% (5/8)"
+    assert result.score == pytest.approx(5 / 8)
+
+
+def test_the_hand_made_passed_report_comes_out_fail(gcs: tuple[PreconditionProxy, str]) -> None:
+    """5 of 6 end-to-end tests failed while a hand-made report said PASSED: critical, it decides the verdict."""
+    _, bucket = gcs
+    result = check(junit.Config(critical=True), uploaded_build(bucket, {"e2e.xml": fixture(MIXED)}), GcsArtifacts())
+    perfect = [Outcome(name, category, False, CheckResult(Status.PASS, "ok", score=1.0), 1)
+               for name, category in [("deployment", "Deployment"), ("imports", "Migration"), ("logs", "Stability"),
+                                      ("smoke", "Business")]]
+    scored = score([*perfect, Outcome("tests", "Testing", True, result, 1)],
+                   {"Deployment": 20, "Migration": 25, "Stability": 20, "Business": 20, "Testing": 15}, 90, 75)
+    assert scored.verdict is Verdict.FAIL
+    assert scored.reasons[0].startswith("tests: 1/6 tests passed (16.7%, minimum 100%)")
+    assert scored.score == pytest.approx(85 + 15 / 6, abs=0.1)  # the score alone would have said WARN
+
+
+def test_unsafe_xml_is_never_expanded(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    result = check(junit.Config(), uploaded_build(bucket, {"lol.xml": fixture("billion_laughs.xml"), "xxe.xml": fixture("xxe.xml"),
+                                                            "ok.xml": fixture("all_passed.xml")}), GcsArtifacts())
+    assert result.status is Status.WARN
+    text = repr(result)
+    assert "lollol" not in text and "root:" not in text
+    found = evidence(result)
+    for name in ("lol.xml", "xxe.xml"):
+        assert found[f"file gs://{bucket}/results/{BUILD_ID}/{name}"] == "refused: unsafe XML (entity declarations)"
+
+
+def test_build_id_is_substituted_into_configured_patterns(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    uploaded_build(bucket, {"e2e.xml": fixture(MIXED)}, build_id=OTHER_BUILD)
+    build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
+    for pattern in (f"gs://{bucket}/results/${{BUILD_ID}}/*.xml", f"gs://{bucket}/results/$BUILD_ID/*.xml"):
+        result = check(junit.Config(patterns=[pattern]), build, GcsArtifacts())
+        assert result.status is Status.PASS, result.summary
+        assert evidence(result)["where it looked"] == f"gs://{bucket}/results/{BUILD_ID}/*.xml"
+
+
+def test_unknown_variables_are_named_with_the_known_ones(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
+    result = check(junit.Config(patterns=[f"gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml"]), build, GcsArtifacts())
+    assert result.status is Status.ERROR
+    assert result.summary == (f"pattern gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml names ${{BUILD_NUMBER}}, which has no value "
+                              f"(known: BUILD_ID, PROJECT_ID)")
+
+
+def test_without_artifacts_or_patterns_nothing_is_looked_up() -> None:
+    class Refuses:
+        def find(self, pattern: str) -> list[str]:
+            raise AssertionError(f"looked for {pattern}")
+
+        def read(self, name: str, max_bytes: int) -> bytes:
+            raise AssertionError(f"read {name}")
+
+    for build in (Build(id=BUILD_ID, status="SUCCESS"), None):
+        result = check(junit.Config(), build, Refuses())
+        assert result.status is Status.SKIPPED
+        assert result.summary == "the build uploaded no test results (no artifacts.objects) and no tests.patterns configured"
+    only_binaries = Build(id=BUILD_ID, status="SUCCESS", artifacts={"objects": {"location": "gs://acme/b/", "paths": ["dist/*.tar.gz"]}})
+    result = check(junit.Config(), only_binaries, Refuses())
+    assert result.status is Status.SKIPPED
+    assert result.summary == "the build's artifacts.objects paths hold no .xml file (dist/*.tar.gz) and no tests.patterns configured"
+
+
+def test_a_refused_listing_is_an_error_naming_the_role(gcs: tuple[PreconditionProxy, str]) -> None:
+    proxy, bucket = gcs
+    build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
+    proxy.fail_next(5, status=403)
+    result = check(junit.Config(), build, GcsArtifacts(retry_deadline_s=0.5))
+    assert result.status is Status.ERROR
+    assert result.summary.startswith(f"looking for gs://{bucket}/results/{BUILD_ID}/*.xml: permission denied listing")
+    assert "grant roles/storage.objectViewer" in result.summary
+
+
+def test_byte_cap_per_file(gcs: tuple[PreconditionProxy, str]) -> None:
+    _, bucket = gcs
+    padding = b"<!-- " + b"x" * 4000 + b" -->"
+    build = uploaded_build(bucket, {"big.xml": fixture("all_passed.xml").replace(b"<testsuites", padding + b"<testsuites", 1),
+                                    "small.xml": fixture(MIXED)})
+    result = check(junit.Config(max_bytes_per_file=2048), build, GcsArtifacts())
+    assert result.status is Status.WARN
+    assert evidence(result)[f"file gs://{bucket}/results/{BUILD_ID}/big.xml"] == \
+        "unreadable: larger than 2048 bytes (max_bytes_per_file), not parsed"
+    assert result.summary.startswith("1/6 tests passed")  # the small file was still read
+
+
+def write_results(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def test_local_folder_mode(tmp_path: Path) -> None:
+    write_results(tmp_path, {"results/unit.xml": fixture(BARE), "results/e2e/junit.xml": fixture(MIXED),
+                             "results/notes.txt": b"not xml"})
+    local = LocalArtifacts(str(tmp_path))
+    result = check(junit.Config(patterns=["results/*.xml"]), None, local)
+    assert (result.status, result.summary) == (Status.PASS, "3/3 tests passed (100%, minimum 100%) (2 skipped)")
+    result = check(junit.Config(patterns=["results/**/*.xml"], critical=True), None, local)
+    assert result.status is Status.FAIL
+    assert result.summary.startswith("4/9 tests passed (44.4%, minimum 100%) (2 skipped): e2e.test_checkout")
+    result = check(junit.Config(patterns=["../*.xml"]), None, local)
+    assert result.status is Status.ERROR
+    assert result.summary.startswith("looking for ../*.xml: expected a pattern inside")
+
+
+def test_without_an_artifact_source_local_paths_are_read_from_the_working_folder(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    write_results(tmp_path, {"out/junit.xml": fixture("all_passed.xml")})
+    monkeypatch.chdir(tmp_path)
+    result = check(junit.Config(patterns=["out/*.xml"]), None, None)
+    assert (result.status, result.summary) == (Status.PASS, "3/3 tests passed (100%, minimum 100%)")
+
+
+def test_build_id_without_a_build_skips(tmp_path: Path) -> None:
+    result = check(junit.Config(patterns=["results/${BUILD_ID}/*.xml"]), None, LocalArtifacts(str(tmp_path)))
+    assert result.status is Status.SKIPPED
+    assert result.summary == ("nothing to look at: pattern results/${BUILD_ID}/*.xml names ${BUILD_ID}, which has no value "
+                              "(known: none: there is no build)")
+
+
+def test_caps_on_files_and_listed_failures(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r/a.xml": fixture(MIXED), "r/b.xml": fixture("all_passed.xml"), "r/c.xml": fixture(MIXED)})
+    result = check(junit.Config(patterns=["r/*.xml"], max_files=2, max_failures_listed=3), None, LocalArtifacts(str(tmp_path)))
+    found = evidence(result)
+    assert found["files read"] == "2 of 3"
+    assert found["failing tests not listed"] == "2 more"
+    assert sum(1 for e in result.evidence if e.what.endswith(" failed")) == 3
+    assert result.summary.startswith("4/9 tests passed")
+    assert "1 more result files not read (max_files 2)" in result.reasons
+
+
+def test_long_messages_are_capped_to_one_line(tmp_path: Path) -> None:
+    long = "AssertionError: " + "x" * 500
+    xml = (f'<testsuite name="s"><testcase classname="c" name="t"><failure message="{long}&#10;second line"/></testcase>'
+           f'</testsuite>').encode()
+    write_results(tmp_path, {"r.xml": xml})
+    result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
+    message = evidence(result)["c.t failed"]
+    assert len(message) == junit.MESSAGE_CHARS and message.endswith("…") and "second line" not in message
+
+
+@pytest.mark.parametrize(
+    ("xml", "suites"),
+    [
+        (b'<testsuite name="only"><testcase name="a"/><testcase name="b"><skipped/></testcase></testsuite>',
+         [("only", "1 passed, 0 failed, 0 errored, 1 skipped")]),
+        (b'<testsuites><testsuite name="one"><testcase name="a"/></testsuite><testsuite name="two"><testcase name="b">'
+         b'<error message="boom"/></testcase></testsuite></testsuites>',
+         [("one", "1 passed, 0 failed, 0 errored, 0 skipped"), ("two", "0 passed, 0 failed, 1 errored, 0 skipped")]),
+        (b'<testsuites><testsuite name="outer"><testsuite name="inner"><testcase name="a"><failure/></testcase></testsuite>'
+         b'</testsuite></testsuites>',
+         [("outer", "0 passed, 0 failed, 0 errored, 0 skipped"), ("inner", "0 passed, 1 failed, 0 errored, 0 skipped")]),
+        (b'<testsuites name="flat"><testcase name="a"/></testsuites>', [("flat", "1 passed, 0 failed, 0 errored, 0 skipped")]),
+        (b'<j:testsuite xmlns:j="urn:x" name="ns"><j:testcase name="a"><j:failure message="m"/></j:testcase></j:testsuite>',
+         [("ns", "0 passed, 1 failed, 0 errored, 0 skipped")]),
+        (b"<testsuites/>", []),
+    ],
+    ids=["bare-testsuite", "testsuites", "nested-suites", "cases-under-testsuites", "namespaced", "empty-run"],
+)
+def test_parse_junit_shapes(xml: bytes, suites: list[tuple[str, str]]) -> None:
+    assert [(s.name, s.counts) for s in junit.parse_junit(xml, "r.xml")] == suites
+
+
+def test_a_run_with_no_tests_is_skipped(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r.xml": b'<testsuites><testsuite name="s" tests="0"/></testsuites>'})
+    result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
+    assert (result.status, result.summary) == (Status.SKIPPED, "no test ran: 1 suites in 1 files, 0 skipped")
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [({"min_pass_rate": 1.5}, "less than or equal to 1"), ({"patterns": ["  "]}, "empty pattern at [0]"),
+     ({"pattern": ["x"]}, "Extra inputs are not permitted"), ({"max_files": 0}, "greater than or equal to 1")],
+    ids=["rate-above-one", "blank-pattern", "unknown-key", "no-files"],
+)
+def test_config_is_validated(settings: dict[str, Any], error: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=re.escape(error)):
+        junit.Config(**settings)
