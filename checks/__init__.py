@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health, tests
+from checks import deployment, health, smoke, tests
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
     health.NAME: health,
+    smoke.NAME: smoke,
     tests.NAME: tests,
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -14,70 +13,13 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
+from core.expect import MISSING, Expectation, describe, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Status, Target
 from core.schema import CheckSettings
 
 NAME = "health"
 CATEGORY = "Deployment"
 MAX_REDIRECTS = 5
-_EXPR = re.compile(r"^\s*(?P<path>[\w.\-]+)\s*(?:(?P<op>==|!=|<=|>=|<|>)\s*(?P<value>.+?)|\s+(?P<exists>exists))\s*$")
-_BARE_WORD = re.compile(r"^[A-Za-z_][\w.\-]*$")
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """``status == "healthy"``: a dotted JSON path, an operator and a JSON literal."""
-
-    text: str
-    path: str
-    op: str
-    value: Any = None
-
-    @classmethod
-    def parse(cls, text: str) -> Expectation:
-        m = _EXPR.match(text)
-        if not m:
-            raise ValueError(f"expected '<path> <op> <value>' or '<path> exists', found {text!r}")
-        if m.group("exists"):
-            return cls(text, m.group("path"), "exists")
-        raw = m.group("value")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            if not _BARE_WORD.match(raw):
-                raise ValueError(f"expected a JSON literal or a bare word after {m.group('op')!r}, found {raw!r} in {text!r}") from None
-            value = raw
-        return cls(text, m.group("path"), m.group("op"), value)
-
-    def lookup(self, doc: Any) -> Any:
-        current = doc
-        for part in self.path.split("."):
-            if isinstance(current, dict) and part in current:
-                current = current[part]
-            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-                current = current[int(part)]
-            else:
-                return _MISSING
-        return current
-
-    def holds(self, doc: Any) -> tuple[bool, Any]:
-        found = self.lookup(doc)
-        if self.op == "exists":
-            return found is not _MISSING, "present" if found is not _MISSING else "absent"
-        if found is _MISSING:
-            return False, "absent"
-        try:
-            ok = {
-                "==": lambda: found == self.value, "!=": lambda: found != self.value,
-                "<": lambda: found < self.value, "<=": lambda: found <= self.value,
-                ">": lambda: found > self.value, ">=": lambda: found >= self.value,
-            }[self.op]()
-        except TypeError:
-            ok = False
-        return bool(ok), found
-
-
 class Config(CheckSettings):
     """Health is critical by default: a revision that is not healthy is a failed deploy."""
 
@@ -111,14 +53,7 @@ class Config(CheckSettings):
     @field_validator("expect_json")
     @classmethod
     def _expressions(cls, value: list[str]) -> list[str]:
-        problems = []
-        for i, text in enumerate(value):
-            try:
-                Expectation.parse(text)
-            except ValueError as exc:
-                problems.append(f"[{i}] {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        parse_all(value)
         return value
 
 
@@ -177,7 +112,7 @@ async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | Non
     try:
         attempt.body = json.loads(body) if body else None
     except ValueError:
-        attempt.body = _MISSING
+        attempt.body = MISSING
     return attempt
 
 
@@ -197,7 +132,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
         return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
     url = target.url.rstrip("/") + config.path
-    expectations = [Expectation.parse(t) for t in config.expect_json]
+    expectations = parse_all(config.expect_json)
     # Cloud Run accepts the service's own URL as the audience, also for requests to a tag URL.
     audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
     token, token_problem = await _token(ctx, audience) if config.auth == "id_token" else (None, "")
@@ -233,19 +168,19 @@ def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list
         elif not good:
             reasons.append(f"expected status {wanted} from {path}, got {a.status}")
         if good and expectations:
-            if a.body is _MISSING:
+            if a.body is MISSING:
                 reasons.append(f"expected a JSON body from {path}, got something else")
                 good = False
             for exp in expectations:
-                holds, found = exp.holds(a.body if a.body is not _MISSING else None)
+                holds, found = exp.holds(a.body if a.body is not MISSING else None)
                 if not holds:
                     good = False
-                    reasons.append(f"expected {exp.text} in {path}, found {json.dumps(found) if found != 'absent' else 'no such field'}")
+                    reasons.append(f"expected {exp.text} in {path}, found {describe(found)}")
         ok_tries += good
-    last_json = next((a.body for a in reversed(attempts) if a.body not in (None, _MISSING)), None)
+    last_json = next((a.body for a in reversed(attempts) if a.body not in (None, MISSING)), None)
     for exp in expectations:
         holds, found = exp.holds(last_json)
-        evidence.append(Evidence(f"JSON {exp.path}", found, exp.text, ok=holds))
+        evidence.append(Evidence(f"JSON {exp.path}", "no such field" if found is MISSING else found, exp.text, ok=holds))
     latencies = [a.latency_ms for a in attempts if a.status is not None]
     slow = False
     if latencies:

@@ -97,10 +97,37 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _strip(tp: Any) -> Any:
+    """The type under Annotated[...] and Optional[...]."""
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _tagged(tp: Any, tag: Any) -> Any:
+    """The member of a discriminated union (``Annotated[Model, Tag(tag)] | …``) that ``tag`` names, else None."""
+    tp = _strip(tp)
+    if not (isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union):
+        return None
+    return next((_strip(m) for m in typing.get_args(tp)
+                 if any(getattr(meta, "tag", None) == tag for meta in getattr(m, "__metadata__", ()))), None)
+
+
 def _valid_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
     """The keys accepted where an unknown key was found, for the error message."""
     current: Any = model
     for part in loc[:-1]:
+        if (member := _tagged(current, part)) is not None:
+            current = member  # pydantic puts a tagged union member's tag in the location
+            continue
+        current = _strip(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             info = current.model_fields.get(str(part)) or next(
                 (f for f in current.model_fields.values() if f.alias == part), None
@@ -110,10 +137,11 @@ def _valid_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
             current = info.annotation
         elif typing.get_origin(current) is dict:
             current = typing.get_args(current)[1]
+        elif typing.get_origin(current) is list and isinstance(part, int):
+            current = typing.get_args(current)[0]
         else:
             return []
-        if isinstance(current, types.UnionType) or typing.get_origin(current) is typing.Union:
-            current = next((a for a in typing.get_args(current) if a is not type(None)), current)
+    current = _strip(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(f.alias or n for n, f in current.model_fields.items())
     return []

@@ -184,6 +184,14 @@ class CheckResult:
     score: float | None = None
     reasons: list[str] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+    # False when the check had nothing to do by configuration (no golden paths, no test results
+    # uploaded): it is listed but left out of the rubric, like a disabled check, not counted as missing data.
+    assessed: bool = True
+
+
+def not_configured(summary: str) -> CheckResult:
+    """SKIPPED because nothing was asked of the check: listed in the report, left out of the score."""
+    return CheckResult(Status.SKIPPED, summary, assessed=False)
 
 
 @dataclass

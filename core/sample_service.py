@@ -1,15 +1,29 @@
-"""The bundled sample service: healthy, slow and failing routes for demo and tests."""
+"""The bundled sample service: healthy, slow and failing routes, a small orders API and an agent WebSocket.
+
+WebSocket upgrades are served on the same port as HTTP: the handler hands the upgraded connection to
+the sans-I/O ``websockets.server.ServerProtocol`` and pumps bytes between the socket and it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import select
 import socket
 import threading
+import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 HEALTHY_BODY = {"status": "healthy", "version": "1.4.2", "checks": {"db": "ok"}}
 BROKEN_BODY = {"status": "degraded", "checks": {"db": "timeout"}}
@@ -17,6 +31,10 @@ DEFAULT_SLOW_MS = 1500
 MAX_SLOW_MS = 10_000
 DEFAULT_HUGE_BYTES = 5_000_000
 CHUNK_BYTES = 64 * 1024
+AGENT_SUBPROTOCOL = "agent.v1"
+AGENT_MODES = ("ok", "chatty", "wrong-order", "slow", "close-early", "error-mid")
+WS_IDLE_S = 30.0  # a client that never closes does not hold a handler thread for ever
+WS_READ_BYTES = 64 * 1024
 
 
 class _Server(ThreadingHTTPServer):
@@ -65,7 +83,17 @@ class _Handler(BaseHTTPRequestHandler):
         query = {
             k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()
         }
-        if path == "/health":
+        if path in ("/ws/agent", "/ws/private"):
+            self._agent(query, private=path == "/ws/private")
+        elif path == "/orders":
+            self._send_json(200, {"items": service.list_orders()})
+        elif path.startswith("/orders/"):
+            order = service.get_order(path.removeprefix("/orders/"))
+            if order is None:
+                self._send_json(404, {"error": f"no order {path.removeprefix('/orders/')}"})
+            else:
+                self._send_json(200, order)
+        elif path == "/health":
             if service.mode == "broken":
                 self._send(503, json.dumps(BROKEN_BODY), "application/json")
             else:
@@ -103,14 +131,73 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         elif path == "/json":
             self._send(200, query.get("body", "{}"), "application/json")
+        elif path == "/headers":
+            self._send_json(200, {"headers": {k.lower(): v for k, v in self.headers.items()}})
         else:
             self._send(404, "not found")
 
     def do_POST(self) -> None:
-        """Reject every POST: the sample service only serves GET routes."""
-        self.server.service._record("POST", self.path)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(405, "method not allowed", headers={"Allow": "GET"})
+        """Create an order on /orders (``?fail=1`` answers 500); every other POST is refused."""
+        service = self.server.service
+        service._record("POST", self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = urlsplit(self.path)
+        if parts.path != "/orders":
+            self._send(405, "method not allowed", headers={"Allow": "GET"})
+            return
+        if parse_qs(parts.query).get("fail") == ["1"]:
+            self._send_json(500, {"error": "order store unavailable"})
+            return
+        try:
+            item = json.loads(body).get("item")
+        except (ValueError, AttributeError):
+            item = None
+        if not isinstance(item, str) or not item:
+            self._send_json(400, {"error": "expected a JSON object with a non-empty string 'item'"})
+            return
+        order = service.add_order(item)
+        self._send_json(201, order, headers={"Location": f"/orders/{order['id']}"})
+
+    def do_DELETE(self) -> None:
+        """Delete an order: 204, or 404 when there is no such order."""
+        service = self.server.service
+        service._record("DELETE", self.path)
+        path = urlsplit(self.path).path
+        if not path.startswith("/orders/"):
+            self._send(405, "method not allowed", headers={"Allow": "GET"})
+        elif service.delete_order(path.removeprefix("/orders/")):
+            self._send(204, "")
+        else:
+            self._send_json(404, {"error": f"no order {path.removeprefix('/orders/')}"})
+
+    def _send_json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(doc), "application/json", headers)
+
+    def _agent(self, query: dict[str, str], private: bool) -> None:
+        """The agent stream: one prompt in, ordered events out, then wait for the client to close."""
+        service = self.server.service
+        self.close_connection = True
+        protocol = ServerProtocol(select_subprotocol=_agent_subprotocol)
+        # BaseHTTPRequestHandler has consumed the request head; the protocol parses it again from bytes.
+        head = self.requestline + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()) + "\r\n"
+        protocol.receive_data(head.encode("iso-8859-1"))
+        request = next((e for e in protocol.events_received() if isinstance(e, Request)), None)
+        if request is None:
+            self._send(400, "expected a WebSocket handshake request")
+            return
+        if private and (service.token is None or request.headers.get("Authorization") != f"Bearer {service.token}"):
+            response = protocol.reject(401, "unauthorized\n")
+            response.headers["WWW-Authenticate"] = "Bearer"
+        else:
+            response = protocol.accept(request)
+        protocol.send_response(response)
+        ws = _WebSocket(self.connection, self.rfile, protocol)
+        ws.flush()
+        if protocol.state is not State.OPEN:
+            return
+        self.connection.settimeout(WS_IDLE_S)
+        with contextlib.suppress(OSError):  # the client went away; nothing to tell it
+            service._agent_session(ws, query)
 
     def _send(
         self,
@@ -143,6 +230,68 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+def _agent_subprotocol(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """Accept ``agent.v1`` when offered, and clients that offer no subprotocol."""
+    return Subprotocol(AGENT_SUBPROTOCOL) if AGENT_SUBPROTOCOL in offered else None
+
+
+class _WebSocket:
+    """A server-side WebSocket: bytes between a blocking socket and a sans-I/O ServerProtocol."""
+
+    def __init__(self, sock: socket.socket, rfile: Any, protocol: ServerProtocol) -> None:
+        self.sock = sock
+        self.rfile = rfile  # reads go through the handler's buffer, which may already hold bytes
+        self.protocol = protocol
+        self.pending: list[Frame] = []
+        self.fragments: list[bytes] = []
+
+    def flush(self) -> None:
+        """Write what the protocol wants sent; an empty chunk means half-close."""
+        for data in self.protocol.data_to_send():
+            if data:
+                self.sock.sendall(data)
+            else:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_WR)
+
+    def send_json(self, doc: Any) -> None:
+        """Send one text message holding JSON."""
+        self.protocol.send_text(json.dumps(doc).encode())
+        self.flush()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake and wait for the client's answer."""
+        self.protocol.send_close(code, reason)
+        self.flush()
+        while self.receive() is not None:
+            pass
+
+    def receive(self) -> bytes | None:
+        """The next whole message from the client, or None once the connection is closed."""
+        while True:
+            while self.pending:
+                frame = self.pending.pop(0)
+                if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                    self.fragments.append(bytes(frame.data))
+                    if frame.fin:
+                        message, self.fragments = b"".join(self.fragments), []
+                        return message
+            if self.protocol.state is State.CLOSED:
+                return None
+            try:
+                data = self.rfile.read1(WS_READ_BYTES)
+            except (OSError, ValueError):
+                data = b""
+            if data:
+                self.protocol.receive_data(data)
+            else:
+                self.protocol.receive_eof()
+            self.flush()
+            self.pending += [e for e in self.protocol.events_received() if isinstance(e, Frame)]
+            if not data and not self.pending:
+                return None
+
+
 def _status(text: str) -> int:
     code = int(text) if text.isdigit() else 0
     return code if 200 <= code <= 599 else 0
@@ -162,6 +311,8 @@ class SampleService:
         self.mode = mode
         self.token = token
         self.requests: list[tuple[str, str]] = []
+        self.orders: dict[str, dict[str, Any]] = {}
+        self._order_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -204,6 +355,76 @@ class SampleService:
     def _record(self, method: str, path: str) -> None:
         with self._lock:
             self.requests.append((method, path))
+
+    def add_order(self, item: str) -> dict[str, Any]:
+        """Store a new order and return it."""
+        with self._lock:
+            order = {"id": next(self._order_ids), "item": item}
+            self.orders[str(order["id"])] = order
+            return dict(order)
+
+    def get_order(self, order_id: str) -> dict[str, Any] | None:
+        """One order by id, or None."""
+        with self._lock:
+            order = self.orders.get(order_id)
+            return dict(order) if order else None
+
+    def list_orders(self) -> list[dict[str, Any]]:
+        """Every order, oldest first."""
+        with self._lock:
+            return [dict(o) for o in self.orders.values()]
+
+    def delete_order(self, order_id: str) -> bool:
+        """Delete an order; False when there was none."""
+        with self._lock:
+            return self.orders.pop(order_id, None) is not None
+
+    def _think(self, ws: _WebSocket, seconds: float) -> bool:
+        """Pause like a slow agent while still answering a close from the client; False when the session is over."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._stopping.is_set():
+                return False
+            readable, _, _ = select.select([ws.sock], [], [], min(left, 0.05))
+            if readable and ws.receive() is None:
+                return False
+        return True
+
+    def _agent_session(self, ws: _WebSocket, query: dict[str, str]) -> None:
+        """After one prompt, stream the events of ``?mode=`` (see AGENT_MODES), then wait for the close."""
+        mode = query.get("mode", "ok")
+        prompt_message = ws.receive()
+        if prompt_message is None:
+            return
+        try:
+            prompt = json.loads(prompt_message).get("prompt", "")
+        except (ValueError, AttributeError):
+            prompt = prompt_message.decode(errors="replace")
+        started = {"type": "agent_started"}
+        thinking = {"type": "agent_thinking", "step": 1}
+        completed = {"type": "agent_completed", "answer": f"echo: {prompt}"}
+        if mode == "close-early":
+            ws.send_json(started)
+            ws.close(1001, "going away")
+            return
+        if mode == "error-mid":
+            ws.send_json(started)
+            ws.send_json({"type": "error", "message": "model unavailable"})
+            ws.close(1011, "model unavailable")
+            return
+        if mode == "wrong-order":
+            events = [started, completed, thinking]
+        elif mode == "chatty":
+            events = [{"type": "heartbeat"}, started, {"type": "token", "text": "ec"}, thinking, thinking, completed]
+        else:
+            events = [started, thinking, completed]
+        pause_s = min(_int(query.get("ms"), DEFAULT_SLOW_MS), MAX_SLOW_MS) / 1000 if mode == "slow" else 0.0
+        for event in events:
+            if event is completed and pause_s and not self._think(ws, pause_s):
+                return
+            ws.send_json(event)
+        while ws.receive() is not None:
+            pass
 
     def __enter__(self) -> Self:
         self.start()

@@ -11,7 +11,8 @@ FUNCTION_TIMEOUT_S = 540.0
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Inputs stay out of error texts: a rejected value may be a credential.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
 class CheckSettings(Strict):

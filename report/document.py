@@ -73,6 +73,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
             {
                 "name": o.name, "category": o.category, "status": o.result.status.value,
                 "score": check_score(o.result), "critical": o.critical, "summary": o.result.summary,
+                "assessed": o.result.assessed,
                 "evidence": [
                     {"what": e.what, "measured": _json_safe(e.measured), "threshold": _json_safe(e.threshold),
                      "previous": _json_safe(e.previous), "ok": e.ok}

@@ -27,7 +27,7 @@ def _show(value: Any) -> str:
 
 def _md(value: Any) -> str:
     """Free text in Markdown: HTML a service echoed back stays text."""
-    return _show(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _show(value).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cell(value: Any) -> str:

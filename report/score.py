@@ -48,8 +48,9 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
     """Apply the rubric; categories without an enabled check are dropped and the rest renormalised."""
     categories: list[CategoryScore] = []
     not_assessed: list[str] = []
+    assessed = [o for o in outcomes if o.result.assessed]
     for name, weight in weights.items():
-        members = [o for o in outcomes if o.category == name]
+        members = [o for o in assessed if o.category == name]
         if not members or weight <= 0:
             not_assessed.append(name)
             continue
@@ -74,7 +75,7 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
     failed = [said(o) for o in outcomes if o.critical and o.result.status is Status.FAIL]
     # A critical check that crashed, timed out or had nothing to measure cannot vouch for the deploy,
     # and it is no reason to roll back either.
-    unknown = [said(o) for o in outcomes if o.critical and o.result.status in (Status.ERROR, Status.SKIPPED)]
+    unknown = [said(o) for o in assessed if o.critical and o.result.status in (Status.ERROR, Status.SKIPPED)]
     reasons: list[str] = []
     if failed:
         verdict, reasons = Verdict.FAIL, failed
@@ -95,6 +96,6 @@ def score(outcomes: list[Outcome], weights: dict[str, float], pass_at: float, wa
     )
     reasons += [said(o) for o in ranked if said(o) not in failed]
     if verdict is not Verdict.INCONCLUSIVE and missing > 0:
-        skipped = [o.name for o in outcomes if o.result.status is Status.SKIPPED]
+        skipped = [o.name for o in assessed if o.result.status is Status.SKIPPED]
         reasons.append(f"not measured: {', '.join(skipped)}")
     return Scored(total, verdict, categories, not_assessed, reasons, round(missing, 3))

@@ -175,3 +175,13 @@ def test_reasons_put_critical_failures_first() -> None:
     scored = score(outcomes, WEIGHTS, 90.0, 75.0)
 
     assert scored.reasons == ["c: c said FAIL", "f: f said FAIL", "w: w said WARN"]
+
+
+def test_a_check_with_nothing_configured_is_left_out_not_missing() -> None:
+    from core.model import not_configured
+
+    idle = Outcome("smoke", "Business", True, not_configured("no golden paths configured"), 0)
+    scored = score([check("d", "Deployment", PASS), idle], WEIGHTS, 90, 75)
+    # Business has no assessed check: dropped like a disabled one, so Deployment alone scores 20/20 → 100 PASS
+    assert (scored.score, scored.verdict, scored.missing_weight_share) == (100.0, Verdict.PASS, 0.0)
+    assert "Business" in scored.not_assessed

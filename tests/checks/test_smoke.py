@@ -1,0 +1,500 @@
+"""smoke against the real sample service on loopback: CRUD paths, the agent WebSocket, secrets and verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from checks import smoke
+from core.model import CheckContext, CheckResult, Status, Target
+from core.sample_service import SampleService
+
+TOKEN = "test-id-token"  # what the `sample` fixture accepts on /private and /ws/private
+AGENT_EVENTS = ["agent_started", "agent_thinking", "agent_completed"]
+PROMPT = [{"json": {"prompt": "hi"}}]
+
+# The shape documented for users; run here so that the example cannot drift from the code.
+EXAMPLE = """
+paths:
+  - name: create-order
+    critical: true
+    steps:
+      - http: {name: create, method: POST, path: /orders, json: {item: "book"}, expect_status: [201],
+               expect_json: ["id exists", 'item == "book"'], latency_budget_ms: 800,
+               capture: {order_id: id}}
+      - http: {name: read, method: GET, path: "/orders/${steps.create.order_id}", expect_status: [200]}
+      - http: {name: list, path: /orders, expect_json: ["items.length >= 1"]}
+  - name: agent-stream
+    steps:
+      - websocket: {name: chat, path: /ws/private, subprotocol: agent.v1, headers: {Authorization: "Bearer ${env:AGENT_TOKEN}"},
+                    send: [{json: {prompt: "hi"}}], expect_events: [agent_started, agent_thinking, agent_completed],
+                    event_field: type, expect: ['type == "agent_completed"'], timeout_s: 5}
+"""
+
+
+def run_smoke(url: str, paths: list[dict[str, Any]], *, token_source: Callable[[str], str] | None = None,
+              secrets: Callable[[str], str] | None = None, deadline_in_s: float | None = None, **settings: Any) -> CheckResult:
+    async def go() -> CheckResult:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + deadline_in_s if deadline_in_s else 0.0
+            ctx = CheckContext(http=http, token_source=token_source, secrets=secrets, deadline=deadline)
+            config = smoke.Config.model_validate({"paths": paths, **settings})
+            return await smoke.run(Target(service="sample", url=url), config, ctx)
+
+    return asyncio.run(go())
+
+
+def path(name: str, *steps: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    return {"name": name, "steps": list(steps), **settings}
+
+
+def http(path: str, **settings: Any) -> dict[str, Any]:
+    return {"http": {"path": path, **settings}}
+
+
+def ws(path: str = "/ws/agent", **settings: Any) -> dict[str, Any]:
+    return {"websocket": {"path": path, "send": PROMPT, "expect_events": AGENT_EVENTS, "timeout_s": 3, **settings}}
+
+
+def evidence(result: CheckResult, what_part: str) -> list[Any]:
+    return [e for e in result.evidence if what_part in e.what]
+
+
+# ---------------------------------------------------------------- HTTP paths
+
+
+def test_crud_flow_passes_with_captures(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path(
+        "orders",
+        http("/orders", name="create", method="POST", json={"item": "book"}, expect_status=[201],
+             expect_json=["id exists", 'item == "book"'], capture={"order_id": "id"}),
+        http("/orders/${steps.create.json.id}", name="read", expect_json=['item == "book"']),
+        http("/orders", name="copy", method="POST", json={"item": "${steps.create.json.item} (copy)", "of": "${steps.create.order_id}"},
+             expect_status=[201], expect_json=['item == "book (copy)"']),
+        http("/orders", name="list", expect_json=["items.length == 2", 'items.0.item == "book"']),
+        http("/orders/${steps.create.order_id}", name="delete", method="DELETE", expect_status=[204]),
+        http("/orders/${steps.create.order_id}", name="gone", expect_status=[404], expect_json=['error matches "^no order 1$"']),
+    )])
+    assert result.status is Status.PASS, result.reasons
+    assert (result.score, result.summary) == (1.0, "1/1 golden paths pass (orders)")
+    assert [r for r in sample.requests if r[1].startswith("/orders/")] == [
+        ("GET", "/orders/1"), ("DELETE", "/orders/1"), ("GET", "/orders/1")]
+    assert set(sample.orders) == {"2"}
+
+
+def test_values_from_earlier_steps_are_percent_encoded_in_paths(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path(
+        "odd-item",
+        http("/orders", name="create", method="POST", json={"item": "a/b c?"}, expect_status=[201]),
+        http("/orders/${steps.create.json.item}", expect_status=[404]),
+    )])
+    assert result.status is Status.PASS, result.reasons
+    assert ("GET", "/orders/a%2Fb%20c%3F") in sample.requests
+
+
+def test_500_mid_sequence_fails_the_path_and_stops_it(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path(
+        "checkout",
+        http("/orders", name="create", method="POST", json={"item": "book"}, expect_status=[201]),
+        http("/orders?fail=1", name="pay", method="POST", json={"item": "book"}, expect_status=[201]),
+        http("/orders/${steps.create.json.id}", name="read"),
+    )])
+    assert result.status is Status.WARN
+    assert result.score == 0.0
+    assert result.summary == "0/1 golden paths pass; checkout: expected status 201 from POST /orders?fail=1, got 500"
+    assert [(e.measured, e.ok) for e in evidence(result, "checkout/read")] == [("not run", None)]
+    assert ("GET", "/orders/1") not in sample.requests
+    assert "curl -i -X POST '" + sample.url + "/orders?fail=1'" in result.next_steps
+
+
+BODY = {"status": "ok", "count": 3, "name": "Ada Lovelace", "items": [{"id": 7, "tags": ["a", "b"]}]}
+
+
+@pytest.mark.parametrize(
+    ("expectation", "holds", "found"),
+    [
+        ('status == "ok"', True, '"ok"'),
+        ("status != down", True, '"ok"'),
+        ("count >= 3", True, "3"),
+        ("count < 3", False, "3"),
+        ("items.0.id exists", True, "7"),
+        ("items.1.id exists", False, "no such field"),
+        ('name matches "^Ada"', True, '"Ada Lovelace"'),
+        ("name matches ^Lovelace", False, '"Ada Lovelace"'),
+        ('count matches "3"', False, "3"),
+        ("items.length == 1", True, "1"),
+        ("items.0.tags.length > 2", False, "2"),
+        ("items.-1.id == 7", True, "7"),
+        ("name.length == 12", True, "12"),
+    ],
+    ids=["equals", "not-equals-bare-word", "ge", "lt-fails", "exists", "exists-fails", "matches", "matches-fails",
+         "matches-needs-a-string", "length", "length-fails", "negative-index", "string-length"],
+)
+def test_json_assertions(sample: SampleService, expectation: str, holds: bool, found: str) -> None:
+    result = run_smoke(sample.url, [path("json", http("/json", query={"body": json.dumps(BODY)}, expect_json=[expectation]))])
+    assert result.status is (Status.PASS if holds else Status.WARN), result.summary
+    [item] = evidence(result, "JSON ")
+    assert (item.measured, item.threshold, item.ok) == (found, expectation, holds)
+    if not holds:
+        assert result.summary.endswith(f"expected {expectation} in GET /json, found {found}")
+
+
+def test_a_body_that_is_not_json_fails_the_assertions(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path("p", http("/ok", expect_json=["status exists"]))])
+    assert result.status is Status.WARN
+    assert result.summary.endswith("p: expected a JSON body from GET /ok, got something else")
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        (http("/slow?ms=300", latency_budget_ms=100), "expected GET /slow?ms=300 within 100 ms, took"),
+        (http("/slow?ms=3000", timeout_s=0.3), "GET /slow?ms=3000: timed out after 0.3 s"),
+        (http("/huge?bytes=2000000"), "GET /huge?bytes=2000000: body larger than 1000000 bytes (cap)"),
+        (http("/drop"), "GET /drop: connection failed: RemoteProtocolError"),
+        (http("/missing"), "expected status 2xx from GET /missing, got 404"),
+        (http("/orders", name="c", method="POST", json={"item": "x"}, capture={"oops": "nope"}),
+         "expected field nope in POST /orders to capture as oops, found no such field"),
+        (http("/orders", method="POST", json={"wrong": "x"}, expect_status=[201], expect_json=['item == "x"']),
+         "expected status 201 from POST /orders, got 400"),
+    ],
+    ids=["over-latency-budget", "step-timeout", "body-cap", "dropped", "404", "capture-missing", "400"],
+)
+def test_http_step_failures(sample: SampleService, step: dict[str, Any], reason: str) -> None:
+    result = run_smoke(sample.url, [path("p", step)], max_body_bytes=1_000_000)
+    assert result.status is Status.WARN
+    assert reason in result.summary, result.summary
+
+
+def test_same_host_redirects_are_followed_and_others_refused(sample: SampleService) -> None:
+    with SampleService() as other:
+        elsewhere = other.url.replace("127.0.0.1", "localhost") + "/ok"
+        result = run_smoke(sample.url, [path("local", http("/redirect-local")),
+                                        path("foreign", http(f"/redirect?to={elsewhere}"))])
+        assert other.requests == []
+    assert result.status is Status.WARN
+    assert result.summary == f"1/2 golden paths pass; foreign: GET /redirect?to={elsewhere}: redirect to another host refused: {elsewhere}"
+
+
+# ---------------------------------------------------------------- WebSocket paths
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"path": "/ws/agent?mode=chatty"},
+        {"subprotocol": "agent.v1"},
+        {"send": [{"text": '{"prompt": "hi"}'}]},
+        {"expect_events": ["agent_started", "agent_completed"]},
+        {"expect_events": [], "expect": ['type == "agent_completed"']},
+    ],
+    ids=["ordered-events", "other-messages-in-between", "subprotocol", "text-message", "subset-in-order", "match-without-events"],
+)
+def test_websocket_exchange_passes(sample: SampleService, settings: dict[str, Any]) -> None:
+    step = ws(**{"expect": ['answer == "echo: hi"'], **settings})
+    result = run_smoke(sample.url, [path("agent", step)])
+    assert result.status is Status.PASS, result.reasons
+    [close] = evidence(result, "close of")
+    assert (close.measured, close.ok) == ("1000 (OK), closed by postdeploy", True)
+
+
+def test_websocket_values_feed_later_steps(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path(
+        "agent-to-order",
+        ws(name="chat", capture={"answer": "answer"}),
+        http("/orders", method="POST", json={"item": "${steps.chat.answer}"}, expect_status=[201], expect_json=['item == "echo: hi"']),
+    )])
+    assert result.status is Status.PASS, result.reasons
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"path": "/ws/agent?mode=wrong-order"}, "expected agent_thinking after agent_started, got agent_completed"),
+        ({"expect_events": ["agent_thinking", "agent_started"]}, "expected agent_thinking first, got agent_started"),
+        ({"path": "/ws/agent?mode=slow&ms=3000", "timeout_s": 0.5},
+         "saw agent_started, agent_thinking within 0.5 s; never agent_completed"),
+        ({"expect_events": ["agent_done"], "timeout_s": 0.5}, "saw no expected event within 0.5 s (3 messages); never agent_done"),
+        ({"path": "/ws/agent?mode=close-early"},
+         "server closed the connection with 1001 (going away) after agent_started; never agent_thinking, agent_completed"),
+        ({"path": "/ws/agent?mode=error-mid"}, 'got error event after agent_started: {"type": "error", "message": "model unavailable"}'),
+        ({"path": "/ws/agent?mode=error-mid", "fail_on_events": []},
+         "server closed the connection with 1011 (model unavailable) after agent_started; never agent_thinking, agent_completed"),
+        ({"expect": ['answer == "no"']}, 'expected answer == "no" in the agent_completed message, found "echo: hi"'),
+        ({"expect_events": [], "expect": ["type == nope"], "timeout_s": 0.5},
+         'no message matched type == nope within 0.5 s (3 messages; last: {"type": "agent_completed", "answer": "echo: hi"})'),
+        ({"subprotocol": "other.v2"}, "expected subprotocol other.v2 from WebSocket /ws/agent, server chose none"),
+        ({"path": "/ws/private"}, "expected 101 Switching Protocols from WebSocket /ws/private, got HTTP 401 (no ID token source)"),
+        ({"path": "/ok"}, "expected 101 Switching Protocols from WebSocket /ok, got HTTP 200"),
+    ],
+    ids=["wrong-order", "wrong-first", "timeout", "timeout-nothing-seen", "closed-early", "error-event", "error-close-1011",
+         "final-assertion", "no-match", "subprotocol-refused", "upgrade-401", "not-a-websocket"],
+)
+def test_websocket_failures_say_what_happened(sample: SampleService, settings: dict[str, Any], reason: str) -> None:
+    result = run_smoke(sample.url, [path("agent", ws(**settings))])
+    assert result.status is Status.WARN
+    assert result.summary.startswith("0/1 golden paths pass; agent: ")
+    assert reason in result.summary, result.summary
+
+
+def test_closed_early_is_recorded_with_the_servers_close_code(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path("agent", ws("/ws/agent?mode=close-early"))])
+    [close] = evidence(result, "close of")
+    [messages] = evidence(result, "messages (type)")
+    assert (close.measured, close.ok) == ("1001 (going away), closed by the server", False)
+    assert (messages.measured, messages.threshold, messages.ok) == (
+        "agent_started", "agent_started → agent_thinking → agent_completed in order within 3 s", False)
+
+
+def test_websocket_redirects_stay_on_the_same_host(sample: SampleService) -> None:
+    with SampleService() as other:
+        elsewhere = other.url.replace("http://127.0.0.1", "ws://localhost") + "/ws/agent"
+        result = run_smoke(sample.url, [path("local", ws("/redirect?to=/ws/agent")),
+                                        path("foreign", ws(f"/redirect?to={elsewhere}"))])
+        assert other.requests == []
+    assert result.summary == (f"1/2 golden paths pass; foreign: WebSocket /redirect?to={elsewhere}: "
+                              f"redirect to another host refused: {elsewhere}")
+
+
+def test_connection_refused() -> None:
+    with SampleService() as gone:
+        url = gone.url
+    result = run_smoke(url, [path("agent", ws()), path("api", http("/ok"))])
+    assert result.status is Status.WARN
+    port = url.rsplit(":", 1)[1]
+    assert f"agent: could not connect to ws://127.0.0.1:{port}/ws/agent: connection refused" in result.reasons
+    assert any(r.startswith("api: GET /ok: connection failed: ConnectError") for r in result.reasons), result.reasons
+
+
+# ---------------------------------------------------------------- secrets and ID tokens
+
+
+def test_secret_header_from_env_is_sent_but_never_shown(sample: SampleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TOKEN", TOKEN)
+    auth = {"Authorization": "Bearer ${env:AGENT_TOKEN}", "X-Client": "smoke"}
+    result = run_smoke(sample.url, [path("api", http("/private", headers=auth)),
+                                    path("agent", ws("/ws/private", headers=auth)),
+                                    path("echo", http("/headers", headers=auth, expect_json=['headers.authorization == "wrong"']))])
+    assert result.status is Status.WARN
+    assert result.summary == ('2/3 golden paths pass; echo: expected headers.authorization == "wrong" in GET /headers, '
+                              'found "Bearer <redacted>"')
+    assert TOKEN not in repr(result)
+    shown = {e.measured for e in evidence(result, "request headers")}
+    assert shown == {"Authorization: <redacted> (from env:AGENT_TOKEN), X-Client: smoke"}
+
+
+def test_secret_manager_reference_goes_through_the_secret_source(sample: SampleService) -> None:
+    asked: list[str] = []
+
+    def secrets(ref: str) -> str:
+        asked.append(ref)
+        return TOKEN
+
+    ref = "${secret:projects/p/secrets/agent-token/versions/3}"
+    result = run_smoke(sample.url, [path("api", http("/private", headers={"Authorization": f"Bearer {ref}"})),
+                                    path("agent", ws("/ws/private", headers={"Authorization": f"Bearer {ref}"}))], secrets=secrets)
+    assert result.status is Status.PASS, result.reasons
+    assert asked == ["secret:projects/p/secrets/agent-token/versions/3"]  # resolved once per run
+    assert TOKEN not in repr(result)
+
+
+def _missing(ref: str) -> str:
+    raise KeyError(f"expected {ref} to exist, found nothing")
+
+
+@pytest.mark.parametrize(
+    ("header", "secrets", "reason"),
+    [
+        ("Bearer ${env:UNSET_TOKEN}", None,
+         "could not resolve ${env:UNSET_TOKEN}: expected environment variable UNSET_TOKEN to be set, found nothing"),
+        ("Bearer ${secret:projects/p/secrets/s/versions/1}", None,
+         "could not resolve ${secret:projects/p/secrets/s/versions/1}: no secret source"),
+        ("Bearer ${env:UNSET_TOKEN}", _missing, "could not resolve ${env:UNSET_TOKEN}: expected env:UNSET_TOKEN to exist, found nothing"),
+    ],
+    ids=["env-unset", "no-secret-source", "source-raises"],
+)
+def test_an_unresolvable_secret_fails_the_step_before_sending(sample: SampleService, header: str,
+                                                              secrets: Callable[[str], str] | None, reason: str) -> None:
+    result = run_smoke(sample.url, [path("api", http("/private", headers={"Authorization": header}))], secrets=secrets)
+    assert result.summary == f"0/1 golden paths pass; api: GET /private: header Authorization: {reason}"
+    assert ("GET", "/private") not in sample.requests
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer abc123"},
+        {"authorization": "abc123"},
+        {"Cookie": "sid=abc123"},
+        {"X-Api-Key": "abc123"},
+        {"X-Forwarded-Credential": "abc123"},
+        {"X-Anything": "Bearer abc123"},
+        {"X-Anything": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.abc123"},
+    ],
+    ids=["authorization", "lowercase-name", "cookie", "api-key", "credential-name", "bearer-in-any-header", "jwt-in-any-header"],
+)
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+def test_a_literal_credential_is_a_config_error(headers: dict[str, str], kind: str) -> None:
+    with pytest.raises(ValidationError, match="found a literal value") as caught:
+        smoke.Config.model_validate({"paths": [path("p", {kind: {"path": "/x", "headers": headers}})]})
+    assert "abc123" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "Bearer ${env:AGENT_TOKEN}"}, {"Cookie": "sid=${secret:projects/p/secrets/s/versions/latest}"},
+     {"X-Client": "smoke"}, {"X-Session": "${steps.first.json.session}"}],
+    ids=["env", "secret", "plain", "earlier-step"],
+)
+def test_references_are_accepted(headers: dict[str, str]) -> None:
+    smoke.Config.model_validate({"paths": [path("p", http("/a", name="first"), http("/b", headers=headers))]})
+
+
+@pytest.mark.parametrize("auth", ["auto", "id_token"])
+def test_private_service_gets_an_id_token(sample: SampleService, auth: str) -> None:
+    audiences: list[str] = []
+
+    def token_source(audience: str) -> str:
+        audiences.append(audience)
+        return TOKEN
+
+    result = run_smoke(sample.url, [path("api", http("/private")), path("agent", ws("/ws/private"))],
+                       token_source=token_source, auth=auth)
+    assert result.status is Status.PASS, result.reasons
+    assert audiences == [sample.url]  # fetched once, shared by the paths
+    assert TOKEN not in repr(result)
+
+
+def test_id_token_moves_aside_when_the_app_uses_authorization(sample: SampleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_TOKEN", "app-level-token")
+    result = run_smoke(sample.url, [path("echo", http(
+        "/headers", headers={"Authorization": "Bearer ${env:APP_TOKEN}"},
+        expect_json=['headers.authorization == "Bearer <redacted>"', "headers.x-serverless-authorization exists"]))],
+        token_source=lambda audience: TOKEN, auth="id_token")
+    # The first expectation fails because the server saw the real value, which the report then hides.
+    assert result.summary == ('0/1 golden paths pass; echo: expected headers.authorization == "Bearer <redacted>" in GET /headers, '
+                              'found "Bearer <redacted>"')
+    assert [e.ok for e in evidence(result, "JSON headers.x-serverless-authorization")] == [True]
+    assert "app-level-token" not in repr(result) and TOKEN not in repr(result)
+
+
+# ---------------------------------------------------------------- verdict, budget, config
+
+
+GOT_500 = "expected status 2xx from GET /status/500, got 500"
+
+
+@pytest.mark.parametrize(
+    ("critical", "status", "score", "summary"),
+    [
+        ({"checkout": True}, Status.FAIL, 0.5, f"1/2 golden paths pass; checkout (critical): {GOT_500}"),
+        ({}, Status.WARN, 0.5, f"1/2 golden paths pass; checkout: {GOT_500}"),
+        ({"browse": True}, Status.WARN, 0.5, f"1/2 golden paths pass; checkout: {GOT_500}"),
+    ],
+    ids=["critical-path-fails", "non-critical-warns", "only-passing-path-critical"],
+)
+def test_critical_paths_decide_fail_or_warn(sample: SampleService, critical: dict[str, bool], status: Status, score: float,
+                                            summary: str) -> None:
+    paths = [path("browse", http("/ok"), critical=critical.get("browse", False)),
+             path("checkout", http("/status/500"), critical=critical.get("checkout", False))]
+    result = run_smoke(sample.url, paths)
+    assert (result.status, result.score, result.summary) == (status, score, summary)
+
+
+def test_critical_failures_lead_the_summary(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [path("a", http("/status/503")), path("b", http("/ok")), path("c", http("/status/500"), critical=True)])
+    assert result.status is Status.FAIL
+    assert result.score == pytest.approx(1 / 3)
+    assert result.summary == "1/3 golden paths pass; c (critical): expected status 2xx from GET /status/500, got 500 (+1 more failing)"
+    assert result.reasons[1] == "a: expected status 2xx from GET /status/503, got 503"
+
+
+@pytest.mark.parametrize(
+    ("settings", "critical"),
+    [({"paths": [path("p", http("/a"), critical=True)]}, True), ({"paths": [path("p", http("/a"))]}, False),
+     ({"paths": [path("p", http("/a"), critical=True)], "critical": False}, False)],
+    ids=["critical-path-makes-the-check-critical", "no-critical-path", "explicit-check-setting-wins"],
+)
+def test_check_criticality_follows_its_paths(settings: dict[str, Any], critical: bool) -> None:
+    assert smoke.Config.model_validate(settings).critical is critical
+
+
+def test_no_paths_is_skipped(sample: SampleService) -> None:
+    result = run_smoke(sample.url, [])
+    assert (result.status, result.summary) == (Status.SKIPPED, "no golden paths configured")
+
+
+def test_no_url_is_skipped() -> None:
+    result = run_smoke("", [path("p", http("/ok"))])
+    assert (result.status, result.summary) == (Status.SKIPPED, "nothing to probe: no URL")
+
+
+def test_paths_run_concurrently_each_within_its_bound(sample: SampleService) -> None:
+    started = time.monotonic()
+    result = run_smoke(sample.url, [path("a", http("/slow?ms=500")), path("b", http("/slow?ms=500")), path("c", http("/slow?ms=500")),
+                                    path("bounded", http("/slow?ms=3000"), http("/ok"), timeout_s=0.4)])
+    assert time.monotonic() - started < 1.4
+    assert result.summary == "3/4 golden paths pass; bounded: GET /slow?ms=3000: path bounded did not finish within 0.4 s"
+    assert [e.measured for e in evidence(result, "bounded/http2")] == ["not run"]
+
+
+def test_the_runs_deadline_bounds_every_path(sample: SampleService) -> None:
+    started = time.monotonic()
+    result = run_smoke(sample.url, [path("slow", http("/slow?ms=3000"))], deadline_in_s=0.8)
+    assert time.monotonic() - started < 1.5
+    assert "GET /slow?ms=3000: the check's time budget ran out" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ([path("p", http("/a", expect_json=['name matches "("']))], "expected a valid regex after 'matches'"),
+        ([path("p", http("/a", expect_json=["status = ok"]))], "expected '<path> <op> <value>'"),
+        ([path("p", {"http": {"path": "/a"}, "websocket": {"path": "/b"}})], "expected a mapping with one key, http or websocket"),
+        ([path("p", http("/a"), {"grpc": {"path": "/a"}})], "paths.0.steps.1\n  expected a mapping with one key, http or websocket"),
+        ([path("p", {"http": "/a"})], "expected a mapping with one key, http or websocket"),
+        ([path("p", http("/a", unknown=1))], "Extra inputs are not permitted"),
+        ([path("p", http("/a/${steps.later.json.id}"), http("/b", name="later"))],
+         "refers to 'later', which is not an earlier step (earlier steps: none)"),
+        ([path("p", http("/a", name="one"), http("/b/${steps.one.order_id}"))],
+         "${steps.one.order_id}: expected one of status, json.PATH after steps.one, found 'order_id'"),
+        ([path("p", http("/a?t=${env:TOKEN}"))], "${env:TOKEN} is a secret reference; secrets are only allowed in headers"),
+        ([path("p", http("/a", json={"password": "${secret:projects/p/secrets/s/versions/1}"}))], "secrets are only allowed in headers"),
+        ([path("p", http("/a", headers={"X-Id": "${nonsense}"}))], "expected ${env:NAME}"),
+        ([path("p", http("/a", name="x"), http("/b", name="x"))], "steps[1] (x): duplicate step name"),
+        ([path("p", http("/a")), path("p", http("/b"))], "expected unique path names, found p more than once"),
+        ([path("p", http("a"))], "expected a path starting with '/'"),
+        ([path("p", http("/a", json={}, text="x"))], "expected at most one body, json or text, found both"),
+        ([path("p", http("/a", method="FETCH"))], "expected one of GET, HEAD"),
+        ([path("p", ws(send=[{"json": 1, "text": "x"}]))], "expected exactly one of json or text"),
+        ([path("p", http("/a", capture={"status": "x"}))], "other than status and json"),
+        ([path("p")], "at least 1 item"),
+        ([path("p", http("/a"), timeout_s=120)], "expected each path's timeout_s ≤ timeout_s (60 s), found p (120 s)"),
+    ],
+    ids=["bad-regex", "bad-expression", "two-kinds", "unknown-kind", "not-a-mapping", "unknown-key", "later-step", "unknown-capture",
+         "secret-in-query", "secret-in-body", "bad-reference", "duplicate-step", "duplicate-path", "relative-path", "two-bodies",
+         "bad-method", "message-two-bodies", "reserved-capture-name", "no-steps", "path-timeout-over-check-timeout"],
+)
+def test_config_errors(paths: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        smoke.Config.model_validate({"paths": paths})
+    assert message in str(caught.value)
+
+
+def test_the_documented_example_runs(sample: SampleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TOKEN", TOKEN)
+    settings = yaml.safe_load(EXAMPLE)
+    config = smoke.Config.model_validate(settings)
+    assert config.critical and [type(s).__name__ for p in config.paths for s in p.steps] == ["HttpStep"] * 3 + ["WebSocketStep"]
+    result = run_smoke(sample.url, **settings)
+    assert result.status is Status.PASS, result.reasons
+    assert result.summary == "2/2 golden paths pass (create-order, agent-stream)"
