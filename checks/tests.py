@@ -12,7 +12,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from pydantic import Field, field_validator
 
-from core.model import ArtifactSource, Build, CheckContext, CheckResult, Evidence, Status, Target
+from core.model import ArtifactSource, Build, CheckContext, CheckResult, Evidence, Status, Target, not_configured
 from core.schema import CheckSettings
 
 NAME = "tests"
@@ -223,7 +223,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not raw:
         raw, why = artifact_patterns(ctx.build)
         if not raw:
-            return CheckResult(Status.SKIPPED, why)
+            return not_configured(why)
     variables = build_variables(ctx.build)
     patterns: list[str] = []
     problems: list[str] = []
