@@ -84,9 +84,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
     from datetime import datetime
 
     from core import demo
+    from core.artifacts import open_artifacts
     from core.entry import handle
     from core.pipeline import Adapters
     from core.sample_service import SampleService
@@ -94,10 +96,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     now = datetime.now(UTC)
     build_id = f"demo-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
-    with SampleService(mode="broken" if args.broken else "healthy") as service:
+    with SampleService(mode="broken" if args.broken else "healthy") as service, \
+            tempfile.TemporaryDirectory(prefix="postdeploy-demo-") as artifacts_root:
+        location = demo.write_test_results(Path(artifacts_root), build_id, args.broken)
         adapters = Adapters(revisions=lambda: demo.demo_source(service.url, build_id, now),
-                            store=lambda: LocalStore(args.out), webhook=lambda: "")
-        handled = handle(demo.demo_message(demo.demo_build(build_id, now)), config=demo.demo_config(),
+                            store=lambda: LocalStore(args.out), webhook=lambda: "",
+                            artifacts=lambda: open_artifacts(artifacts_root))
+        handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
                          adapters=adapters)
     for v in handled.validations:
         _print_validation(v.report, v.links)

@@ -6,6 +6,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from core.config import Config
@@ -24,7 +25,44 @@ defaults:
       tries: 3
       interval_s: 0.2
       latency_budget_ms: 500
+    smoke:
+      paths:
+        - name: create-order
+          critical: true
+          steps:
+            - http: {name: create, method: POST, path: /orders, json: {item: book}, expect_status: [201], capture: {order_id: id}}
+            - http: {name: read, path: "/orders/${steps.create.order_id}", expect_json: ['item == "book"']}
+        - name: agent-stream
+          steps:
+            - websocket: {name: chat, path: /ws/agent, send: [{json: {prompt: hi}}],
+                          expect_events: [agent_started, agent_thinking, agent_completed], expect: ['answer == "echo: hi"'],
+                          timeout_s: 5}
+    tests:
+      min_pass_rate: 1.0
 """
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites>
+  <testsuite name="pytest" tests="6" failures="{failures}" errors="0" skipped="0" time="4.2">
+    <testcase classname="tests.test_orders" name="test_create_order" time="0.31"/>
+    <testcase classname="tests.test_orders" name="test_read_order" time="0.12"/>
+    <testcase classname="tests.test_orders" name="test_list_orders" time="0.10"/>
+    <testcase classname="tests.test_agent" name="test_stream_events_in_order" time="1.52"/>
+    <testcase classname="tests.test_agent" name="test_close_cleanly" time="0.44"/>
+    <testcase classname="tests.e2e" name="test_checkout" time="1.71">{checkout}</testcase>
+  </testsuite>
+</testsuites>
+"""
+FAILED_CHECKOUT = '<failure message="AssertionError: expected 201, got 500">assert 500 == 201</failure>'
+
+
+def write_test_results(root: Path, build_id: str, broken: bool) -> str:
+    """The JUnit file the demo build 'uploaded'; returns the artifacts location relative to ``root``."""
+    location = f"test-results/{build_id}/"
+    folder = root / location
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "junit.xml").write_text(
+        JUNIT.format(failures=1 if broken else 0, checkout=FAILED_CHECKOUT if broken else ""), encoding="utf-8")
+    return location
 
 
 @dataclass
@@ -46,7 +84,7 @@ class StaticRevisionSource:
         return list(self.revisions.get(service, []))
 
 
-def demo_build(build_id: str, now: datetime) -> dict[str, Any]:
+def demo_build(build_id: str, now: datetime, artifacts_location: str = "") -> dict[str, Any]:
     """A SUCCESS notification for a build that ran `gcloud run deploy` (camelCase, as Cloud Build sends)."""
     return {
         "id": build_id, "projectId": PROJECT, "status": "SUCCESS",
@@ -61,6 +99,7 @@ def demo_build(build_id: str, now: datetime) -> dict[str, Any]:
         "images": [IMAGE],
         "substitutions": {"TRIGGER_NAME": "sample-app-main", "BRANCH_NAME": "main", "COMMIT_SHA": "4f2a9c1e7b3d"},
         "logUrl": f"https://console.cloud.google.com/cloud-build/builds/{build_id}?project=123456789",
+        "artifacts": {"objects": {"location": artifacts_location, "paths": ["reports/junit.xml"]}} if artifacts_location else {},
     }
 
 

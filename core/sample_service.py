@@ -137,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "not found")
 
     def do_POST(self) -> None:
-        """Create an order on /orders (``?fail=1`` answers 500); every other POST is refused."""
+        """Create an order on /orders (``?fail=1`` or mode "broken" answers 500); every other POST is refused."""
         service = self.server.service
         service._record("POST", self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -145,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path != "/orders":
             self._send(405, "method not allowed", headers={"Allow": "GET"})
             return
-        if parse_qs(parts.query).get("fail") == ["1"]:
+        if parse_qs(parts.query).get("fail") == ["1"] or service.mode == "broken":
             self._send_json(500, {"error": "order store unavailable"})
             return
         try:

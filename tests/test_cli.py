@@ -34,6 +34,9 @@ def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
     report = json.loads(next(p for p in paths if p.suffix == ".json").read_text(encoding="utf-8"))
     assert report["verdict"] == "PASS"
     assert report["target"]["match_rule"].startswith("label gcb-build-id=demo-")
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses == {"deployment": "PASS", "health": "PASS", "smoke": "PASS", "tests": "PASS"}
+    assert "6/6 tests passed" in done.stdout and "2/2 golden paths pass" in done.stdout
 
 
 def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
@@ -42,6 +45,8 @@ def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
     assert "FAIL  sample-app" in done.stdout
     assert "expected status 200 from /health, got 503 after 3 tries" in done.stdout
     assert "roll back: gcloud run services update-traffic sample-app" in done.stdout
+    assert "create-order (critical): expected status 201 from POST /orders, got 500" in done.stdout
+    assert "5/6 tests passed" in done.stdout and "tests.e2e.test_checkout failed" in done.stdout
 
 
 @pytest.mark.parametrize(("mode", "code", "verdict"), [("healthy", 0, "PASS"), ("broken", 2, "FAIL")])
