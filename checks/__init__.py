@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health, smoke, tests
+from checks import deployment, health, imports, smoke, tests
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
     health.NAME: health,
+    imports.NAME: imports,
     smoke.NAME: smoke,
     tests.NAME: tests,
 }

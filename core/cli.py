@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from core.errors import ConfigError, PostdeployError
 
 EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2, "INCONCLUSIVE": 3}
+ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 4
 
 
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--config", help="postdeploy.yaml (default: POSTDEPLOY_CONFIG, else postdeploy.yaml beside main.py, else none)")
     val.add_argument("--out", help="report folder or gs://bucket[/prefix] (default POSTDEPLOY_REPORTS or ./reports)")
     val.add_argument("--slack", action="store_true", help="also post to the configured Slack webhook")
+    val.add_argument("--python", help="run the imports probe with this local interpreter instead of a Cloud Run job")
     rep = sub.add_parser("replay", help="feed a saved Pub/Sub message or CloudEvent JSON through the function path")
     rep.add_argument("file")
     rep.add_argument("--config")
@@ -90,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from core import demo
     from core.artifacts import open_artifacts
     from core.entry import handle
-    from core.pipeline import Adapters
+    from core.pipeline import Adapters, local_probe_runner
     from core.sample_service import SampleService
     from report.store import LocalStore
 
@@ -101,7 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         location = demo.write_test_results(Path(artifacts_root), build_id, args.broken)
         adapters = Adapters(revisions=lambda: demo.demo_source(service.url, build_id, now),
                             store=lambda: LocalStore(args.out), webhook=lambda: "",
-                            artifacts=lambda: open_artifacts(artifacts_root))
+                            artifacts=lambda: open_artifacts(artifacts_root),
+                            probe_runner=local_probe_runner(sys.executable, str(ROOT)))
         handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
                          adapters=adapters)
     for v in handled.validations:
@@ -115,12 +118,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from core.config import load
     from core.model import DeployIntent
-    from core.pipeline import Adapters, manual_build, url_settings, url_target, validate_intent, validate_target
+    from core.pipeline import Adapters, local_probe_runner, manual_build, url_settings, url_target, validate_intent, validate_target
 
     config = load(args.config)
     adapters = Adapters.from_env(args.out)
     if not args.slack:
         adapters.webhook = lambda: ""
+    if args.python:
+        adapters.probe_runner = local_probe_runner(args.python)
     build = manual_build()
     if args.url:
         parts = urlsplit(args.url)

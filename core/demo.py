@@ -39,6 +39,13 @@ defaults:
                           timeout_s: 5}
     tests:
       min_pass_rate: 1.0
+    imports:
+      modules:
+        - core.sample_service:SampleService
+        - {name: core.sample_legacy:SampleService, expect_deprecation: true}
+        - json:loads
+      commands:
+        - {name: interpreter, args: [python, --version], expect_stdout: "^Python 3"}
 """
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites>

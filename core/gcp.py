@@ -13,7 +13,7 @@ RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
 RUN_TIMEOUT_S = 30.0
 
 
-def _client_kwargs(endpoint_env: str) -> dict[str, Any]:
+def client_kwargs(endpoint_env: str) -> dict[str, Any]:
     """Point a client at a local fake when the endpoint override is set (REST, no credentials)."""
     endpoint = os.environ.get(endpoint_env, "")
     if not endpoint:
@@ -42,7 +42,7 @@ class RunRevisionSource:
     def __init__(self) -> None:
         from google.cloud import run_v2
 
-        kwargs = _client_kwargs(RUN_ENDPOINT_ENV)
+        kwargs = client_kwargs(RUN_ENDPOINT_ENV)
         self._services = run_v2.ServicesClient(**kwargs)
         self._revisions = run_v2.RevisionsClient(**kwargs)
 

@@ -39,7 +39,8 @@ class Adapters:
     store: Callable[[], Any]  # -> report.store.ReportStore
     webhook: Callable[[], str]
     token_source: TokenSource | None = None
-    probe_runner: Callable[[], ProbeRunner | None] = lambda: None
+    # Per target: the Cloud Run job runner needs a revision and the service's copy_env setting.
+    probe_runner: Callable[[Target, Settings], ProbeRunner | None] = lambda target, settings: None
     artifacts: Callable[[], ArtifactSource | None] = lambda: None
     secrets: SecretSource | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -58,7 +59,23 @@ class Adapters:
         from report.store import open_store
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
-                   token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret)
+                   token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
+                   probe_runner=cloud_probe_runner)
+
+
+def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
+    """A Cloud Run job running the revision's image; none without a revision (URL-only validation)."""
+    from core.probes import CloudRunJobRunner
+
+    return CloudRunJobRunner(copy_env=settings.check("imports").copy_env) if target.revision else None  # type: ignore[attr-defined]
+
+
+def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target, Settings], ProbeRunner | None]:
+    """Every probe in a local interpreter (`--python PATH`, the demo)."""
+    from core.probes import LocalRunner
+
+    runner = LocalRunner(python=python, cwd=cwd)
+    return lambda target, settings: runner
 
 
 @dataclass
@@ -172,7 +189,7 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     if not target.problem:
         async with httpx.AsyncClient(follow_redirects=False) as http:
             ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
-                               probe_runner=adapters.get("probe_runner"), artifacts=adapters.get("artifacts"),
+                               probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
                                secrets=adapters.secrets)
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric

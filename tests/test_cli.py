@@ -35,7 +35,9 @@ def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
     assert report["verdict"] == "PASS"
     assert report["target"]["match_rule"].startswith("label gcb-build-id=demo-")
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert statuses == {"deployment": "PASS", "health": "PASS", "smoke": "PASS", "tests": "PASS"}
+    assert statuses == {"deployment": "PASS", "health": "PASS", "imports": "PASS", "smoke": "PASS", "tests": "PASS"}
+    imports = next(c for c in report["checks"] if c["name"] == "imports")
+    assert any("core.sample_legacy" in e["what"] and "DeprecationWarning" in str(e["measured"]) for e in imports["evidence"])
     assert "6/6 tests passed" in done.stdout and "2/2 golden paths pass" in done.stdout
 
 

@@ -1,0 +1,281 @@
+"""A hand-written fake of the Cloud Logging API v2 `entries.list` call (REST), for the official client.
+
+Entries are stored in the real LogEntry JSON shape (camelCase: ``logName``, ``resource{type, labels}``,
+``timestamp``, ``severity``, ``textPayload`` | ``jsonPayload``, ``labels``, ``httpRequest``, ...).
+The filter is applied loosely: comparisons joined by ``AND`` are honoured (``=``, ``!=``, ``:``, ``>=``,
+``<=``, ``>``, ``<`` on dotted paths, quoted path segments, severities and timestamps); anything the
+fake does not understand (``OR``, ``NOT``, parentheses, bare text) is ignored, i.e. matches. Tests
+should assert the filter they sent from ``.requests`` rather than rely on the fake's evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlsplit
+
+from tests.servers.fake_run import error_body
+
+Json = dict[str, Any]
+SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
+_CLAUSE = re.compile(r'^\s*(?P<path>[A-Za-z_][\w.]*(?:\."[^"]*")?[\w.]*)\s*(?P<op>>=|<=|!=|=|:|>|<)\s*(?P<value>.+?)\s*$')
+_MISSING = object()
+
+
+def rfc3339(when: datetime | None = None) -> str:
+    """A UTC timestamp in the API's format (microseconds, ``Z``)."""
+    when = when or datetime.now(UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _split_and(expression: str) -> list[str]:
+    """Top-level clauses of ``a AND b AND c`` (quotes respected); newlines count as AND, like the API."""
+    clauses, current, quoted = [], [], False
+    tokens = re.split(r'(")', expression)
+    for token in tokens:
+        if token == '"':
+            quoted = not quoted
+            current.append(token)
+            continue
+        if quoted:
+            current.append(token)
+            continue
+        parts = re.split(r"\s+AND\s+|\n", token)
+        current.append(parts[0])
+        for part in parts[1:]:
+            clauses.append("".join(current))
+            current = [part]
+    clauses.append("".join(current))
+    return [c.strip() for c in clauses if c.strip()]
+
+
+def _path_parts(path: str) -> list[str]:
+    return [p.strip('"') for p in re.findall(r'"[^"]*"|[^.]+', path)]
+
+
+def _lookup(entry: Json, path: str) -> Any:
+    current: Any = entry
+    for part in _path_parts(path):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return _MISSING
+    return current
+
+
+def _compare(found: Any, op: str, wanted: str, path: str) -> bool:
+    if op == ":":
+        return wanted.lower() in (json.dumps(found) if isinstance(found, dict | list) else str(found)).lower()
+    if path == "severity":
+        have = SEVERITIES.index(str(found)) if str(found) in SEVERITIES else 0
+        want = SEVERITIES.index(wanted.upper()) if wanted.upper() in SEVERITIES else 0
+        left, right = have, want
+    elif path in ("timestamp", "receiveTimestamp"):
+        left_t, right_t = _parse_time(str(found)), _parse_time(wanted)
+        if left_t is None or right_t is None:
+            return True
+        left, right = left_t.timestamp(), right_t.timestamp()  # type: ignore[assignment]
+    else:
+        try:
+            left, right = float(found), float(wanted)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            left, right = str(found), wanted  # type: ignore[assignment]
+    return {
+        "=": left == right, "!=": left != right, ">=": left >= right, "<=": left <= right, ">": left > right, "<": left < right,
+    }[op]
+
+
+def matches(entry: Json, expression: str) -> bool:
+    """Loose evaluation of a Logging filter: AND-joined comparisons; unknown syntax matches."""
+    for clause in _split_and(expression or ""):
+        if clause.startswith(("(", "NOT ", "-")) or " OR " in clause:
+            continue
+        m = _CLAUSE.match(clause)
+        if not m:
+            continue
+        raw = m.group("value")
+        wanted = raw[1:-1].replace('\\"', '"') if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+        found = _lookup(entry, m.group("path"))
+        if found is _MISSING:
+            if m.group("op") == "!=":
+                continue
+            return False
+        if not _compare(found, m.group("op"), wanted, m.group("path")):
+            return False
+    return True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeLogging
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+    def do_POST(self) -> None:
+        """`entries:list` (the client reads with POST)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"_raw": raw.decode(errors="replace")}
+        status, answer = self.server.fake._handle("POST", urlsplit(self.path).path, body)
+        self._send(status, answer)
+
+    def do_GET(self) -> None:
+        """Nothing else is served."""
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(*self.server.fake._handle("GET", urlsplit(self.path).path, {}))
+
+    def _send(self, status: int, body: Json) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakeLogging:
+    """Serves ``POST /v2/entries:list`` from entries that tests (or other fakes) add."""
+
+    def __init__(self) -> None:
+        self.entries: list[Json] = []
+        self.requests: list[Json] = []  # every entries:list body, in order
+        self._failures: list[int] = []
+        self._lag = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def add_entry(
+        self,
+        *,
+        project: str = "test",
+        log: str = "run.googleapis.com/stdout",
+        text: str | None = None,
+        json_payload: Json | None = None,
+        resource_type: str = "global",
+        resource_labels: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        severity: str = "DEFAULT",
+        timestamp: str | datetime | None = None,
+        http_request: Json | None = None,
+        trace: str = "",
+    ) -> Json:
+        """Store one LogEntry (real JSON shape) and return it; ``log`` is the unescaped log id."""
+        stamp = timestamp if isinstance(timestamp, str) else rfc3339(timestamp)
+        entry: Json = {
+            "logName": f"projects/{project}/logs/{quote(log, safe='')}",
+            "resource": {"type": resource_type, "labels": dict(resource_labels or {})},
+            "timestamp": stamp,
+            "receiveTimestamp": stamp,
+            "severity": severity,
+            "insertId": f"{next(self._ids):012x}",
+        }
+        if text is not None:
+            entry["textPayload"] = text
+        if json_payload is not None:
+            entry["jsonPayload"] = json_payload
+        if labels:
+            entry["labels"] = dict(labels)
+        if http_request:
+            entry["httpRequest"] = http_request
+        if trace:
+            entry["trace"] = trace
+        with self._lock:
+            self.entries.append(entry)
+        return entry
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Make the next `n` requests fail with `status` (429 carries no Retry-After, like the API)."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def lag(self, n: int = 1) -> None:
+        """The next `n` list calls find nothing: entries are not queryable yet (ingestion delay)."""
+        with self._lock:
+            self._lag += n
+
+    def _handle(self, method: str, path: str, body: Json) -> tuple[int, Json]:
+        with self._lock:
+            if method == "POST" and path == "/v2/entries:list":
+                self.requests.append(body)
+            if self._failures:
+                status = self._failures.pop(0)
+                return status, error_body(status, f"injected failure {status}")
+            if method != "POST" or path != "/v2/entries:list":
+                return 404, error_body(404, f"Method not found: {method} {path}")
+            if self._lag:
+                self._lag -= 1
+                return 200, {}
+            projects = {n.split("/", 1)[1] for n in body.get("resourceNames", []) if n.startswith("projects/")}
+            found = [
+                e for e in self.entries
+                if (not projects or e["logName"].split("/")[1] in projects) and matches(e, body.get("filter", ""))
+            ]
+        found.sort(key=lambda e: _parse_time(e["timestamp"]) or datetime.min.replace(tzinfo=UTC),
+                   reverse="desc" in str(body.get("orderBy", "")).lower())
+        start = int(body.get("pageToken") or 0)
+        size = int(body.get("pageSize") or 50)
+        answer: Json = {}
+        if found[start:start + size]:
+            answer["entries"] = copy.deepcopy(found[start:start + size])
+        if start + size < len(found):
+            answer["nextPageToken"] = str(start + size)
+        return 200, answer
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL to pass as ``api_endpoint``."""
+        if self._server is None:
+            raise RuntimeError("fake Logging is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        """Start serving and return the endpoint."""
+        if self._server is None:
+            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server.fake = self
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        """Stop serving."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
