@@ -438,8 +438,11 @@ bind_project_role() {
 
 grant_roles() {
   note "granting $SA only what it uses"
-  # Resolve the build's service and revision (services.get, revisions.list) in any region.
-  bind_project_role roles/run.viewer
+  # Resolve the build's service and revision (services.get, revisions.list) in any region, and run the
+  # imports probe as a Cloud Run job in the revision's image (jobs.create/update/run with overrides).
+  bind_project_role roles/run.developer
+  # The probe job runs as the revision's own service account, which the function must be allowed to act as.
+  bind_project_role roles/iam.serviceAccountUser
   # Read the new revision's error logs and compare them with the previous revision's.
   bind_project_role roles/logging.viewer
   # Read Cloud Run request/latency/memory metrics per revision.
