@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +15,10 @@ from typing import Any
 import pytest
 
 from core.logs import use_console
+from core.probes import LOGGING_ENDPOINT_ENV
 from core.sample_service import SampleService
 from tests.servers import processes
+from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_run import FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
@@ -51,6 +57,29 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloudRun]:
     with FakeCloudRun() as fake:
         monkeypatch.setenv("POSTDEPLOY_RUN_API_ENDPOINT", fake.endpoint)
         yield fake
+
+
+@pytest.fixture
+def fake_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
+    with FakeLogging() as fake:
+        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, fake.endpoint)
+        yield fake
+
+
+def make_probe_venv(root: Path) -> Path:
+    """A throwaway virtualenv (no pip: fast) with tests/data/probe/probe_sample installed; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, capture_output=True)
+    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    shutil.copytree(DATA / "probe" / "probe_sample", Path(purelib) / "probe_sample", ignore=shutil.ignore_patterns("__pycache__"))
+    return python
+
+
+@pytest.fixture(scope="session")
+def venv_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of one probe virtualenv shared by the session (tests only run it, never install into it)."""
+    return str(make_probe_venv(tmp_path_factory.mktemp("probe-venv")))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ from pydantic import ValidationError
 from checks import imports
 from core.errors import AccessDenied
 from core.model import Build, CheckContext, CheckResult, Evidence, ProbeRun, Status, Target
-from core.probes import LOGGING_ENDPOINT_ENV, RESULT_MARKER, CloudRunJobRunner, LocalRunner, parse_result
-from tests.core.test_probes import make_probe_venv
+from core.probes import RESULT_MARKER, CloudRunJobRunner, LocalRunner, parse_result
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_run import FakeCloudRun
 
@@ -26,11 +24,6 @@ P, R, S, REV = "acme-prod", "us-central1", "orders", "orders-00042-new"
 IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 DIGEST = "sha256:7a1c5e0f3b9d2c4a6e8f0b1d3c5e7a9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c"
 CLI = ["python", "-m", "probe_sample.cli"]
-
-
-@pytest.fixture(scope="module")
-def venv_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(make_probe_venv(tmp_path_factory.mktemp("imports-venv")))
 
 
 @dataclass
@@ -238,13 +231,6 @@ def test_evidence_per_entry(venv_python: str) -> None:
 
 
 # --- through a Cloud Run job (fake Admin API + fake Logging API) ----------------------------------------------
-
-
-@pytest.fixture
-def fake_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
-    with FakeLogging() as fake:
-        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, fake.endpoint)
-        yield fake
 
 
 def test_through_a_cloud_run_job(fake_run: FakeCloudRun, fake_logging: FakeLogging, venv_python: str) -> None:

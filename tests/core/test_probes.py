@@ -6,11 +6,8 @@ import ast
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,6 @@ from core.errors import AccessDenied, RunApiUnavailable
 from core.model import Build, ProbeRun, Target
 from core.probes import (
     BUDGET_ENV,
-    LOGGING_ENDPOINT_ENV,
     RESULT_MARKER,
     CloudRunJobRunner,
     CommandProbe,
@@ -39,21 +35,6 @@ P, R, S, REV = "acme-prod", "us-central1", "orders", "orders-00042-new"
 IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 TARGET = Target(service=S, project=P, region=R, revision=REV, image=IMAGE)
 JOB = f"projects/{P}/locations/{R}/jobs/postdeploy-probe-orders"
-
-
-def make_probe_venv(root: Path) -> Path:
-    """A throwaway virtualenv (no pip: fast) with tests/data/probe/probe_sample installed; returns its python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, capture_output=True)
-    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    shutil.copytree(DATA / "probe_sample", Path(purelib) / "probe_sample", ignore=shutil.ignore_patterns("__pycache__"))
-    return python
-
-
-@pytest.fixture(scope="session")
-def venv_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(make_probe_venv(tmp_path_factory.mktemp("probe-venv")))
 
 
 def local(python: str, script: str, timeout_s: float = 30.0) -> ProbeRun:
@@ -309,13 +290,6 @@ def test_pinned_image(image: str, digests: dict[str, str], expected: str) -> Non
 
 
 # --- Cloud Run job runner against the fake Admin API and the fake Logging API -----------------------------
-
-
-@pytest.fixture
-def fake_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
-    with FakeLogging() as fake:
-        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, fake.endpoint)
-        yield fake
 
 
 @pytest.fixture

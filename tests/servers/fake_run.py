@@ -10,15 +10,14 @@ path, JSON body) for writes.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import threading
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 if TYPE_CHECKING:
     from tests.servers.fake_logging import FakeLogging
@@ -84,19 +83,7 @@ def ready_condition(ready: bool, message: str = "", when: str = "") -> Json:
     return condition
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeCloudRun
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep test output quiet."""
-
+class _Handler(LoopbackHandler["FakeCloudRun"]):
     def do_GET(self) -> None:
         """Answer a read call from the fake's state."""
         self._reply("GET")
@@ -114,24 +101,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply("DELETE")
 
     def _reply(self, method: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            sent = json.loads(raw) if raw else {}
-        except ValueError:
-            sent = {"_raw": raw.decode(errors="replace")}
-        status, body = self.server.fake._handle(method, self.path, sent)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(*self.owner._handle(method, self.path, self.read_json()))
 
 
-class FakeCloudRun:
+class FakeCloudRun(LoopbackServer):
     """Serves services and revisions as REST-shaped dicts that tests may mutate."""
 
     def __init__(self) -> None:
+        super().__init__(_Handler, "fake Cloud Run")
         self.services: dict[str, Json] = {}
         self.revisions: dict[str, Json] = {}
         self.requests: list[tuple[str, str]] = []
@@ -150,8 +127,6 @@ class FakeCloudRun:
         self._plans: dict[str, Json] = {}
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @staticmethod
     def service_name(project: str, region: str, service: str) -> str:
@@ -282,32 +257,7 @@ class FakeCloudRun:
     @property
     def endpoint(self) -> str:
         """Base URL to pass as `api_endpoint`."""
-        if self._server is None:
-            raise RuntimeError("fake Cloud Run is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> str:
-        """Start serving and return the endpoint."""
-        if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
-            self._server.fake = self
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                daemon=True,
-            )
-            self._thread.start()
-        return self.endpoint
-
-    def stop(self) -> None:
-        """Stop serving."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return self.base_url
 
     def _handle(self, method: str, target: str, body: Json | None = None) -> tuple[int, Json]:
         parts = urlsplit(target)
@@ -628,17 +578,6 @@ class FakeCloudRun:
         self.operations[operation] = {"name": operation, "done": False, "_execution": name}
         return 200, self._operation_view(operation)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _page(key: str, items: list[Json], query: dict[str, str]) -> Json:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import sys
 import threading
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+
+from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 PRECONDITION_MESSAGE = "At least one of the pre-conditions you specified did not hold."
 HOP_BY_HOP = {
@@ -68,23 +67,7 @@ def _metadata(content_type: str, body: bytes) -> dict[str, Any]:
     return {}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    proxy: PreconditionProxy
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep test output quiet."""
-
+class _Handler(LoopbackHandler["PreconditionProxy"]):
     def do_GET(self) -> None:
         """Forward the request."""
         self._proxy()
@@ -92,11 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _proxy(self) -> None:
-        body = self._read_body()
+        body = self.read_body()
         headers = [
             (k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP
         ]
-        status, out_headers, out_body = self.server.proxy._handle(
+        status, out_headers, out_body = self.owner._handle(
             self.command, self.path, headers, body
         )
         length = str(len(out_body))
@@ -111,22 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(out_body)
 
-    def _read_body(self) -> bytes:
-        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline().strip():
-            pass
-        return b"".join(chunks)
 
-
-class PreconditionProxy:
+class PreconditionProxy(LoopbackServer):
     """Forwards to `upstream`; 412 when an upload's `ifGenerationMatch` fails."""
 
     def __init__(self, upstream: str) -> None:
+        super().__init__(_Handler, "precondition proxy")
         parts = urlsplit(upstream)
         self.upstream = upstream.rstrip("/")
         self._host = parts.hostname or "127.0.0.1"
@@ -138,43 +111,16 @@ class PreconditionProxy:
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """Base URL to use as STORAGE_EMULATOR_HOST."""
-        if self._server is None:
-            raise RuntimeError("precondition proxy is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.base_url
 
     def fail_next(self, n: int = 1, status: int = 503) -> None:
         """Make the next `n` requests fail with `status` without reaching upstream."""
         with self._lock:
             self._failures.extend([status] * n)
-
-    def start(self) -> str:
-        """Start serving and return the proxy URL."""
-        if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
-            self._server.proxy = self
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                daemon=True,
-            )
-            self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -251,15 +197,3 @@ class PreconditionProxy:
             return response.status, response.getheaders(), response.read()
         finally:
             conn.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
