@@ -247,6 +247,12 @@ class WebSocketStep(_Step):
         parse_all(value)
         return value
 
+    @model_validator(mode="after")
+    def _expects_something(self) -> WebSocketStep:
+        if not self.expect_events and not self.expect:
+            raise ValueError("expected expect_events or expect: a WebSocket step that waits for nothing proves nothing")
+        return self
+
     @field_validator("event_field")
     @classmethod
     def _field(cls, value: str) -> str:
@@ -350,8 +356,11 @@ class Config(CheckSettings):
         if duplicates:
             raise ValueError(f"expected unique path names, found {', '.join(duplicates)} more than once")
         too_long = [f"{p.name} ({p.timeout_s:g} s)" for p in self.paths if p.timeout_s and p.timeout_s > self.timeout_s]
+        too_long += [f"{p.name}/{s.name or s.label()} ({s.timeout_s:g} s)" for p in self.paths for s in p.steps
+                     if "timeout_s" in s.model_fields_set and s.timeout_s > (p.timeout_s or self.timeout_s)]
         if too_long:
-            raise ValueError(f"expected each path's timeout_s ≤ timeout_s ({self.timeout_s:g} s), found {', '.join(too_long)}")
+            raise ValueError(f"expected each path's and step's timeout_s ≤ the enclosing timeout_s ({self.timeout_s:g} s), "
+                             f"found {', '.join(too_long)}")
         if "critical" not in self.model_fields_set and any(p.critical for p in self.paths):
             # A failing critical path must be able to fail the verdict, which only critical checks do.
             self.critical = True
@@ -379,6 +388,7 @@ class StepOutcome:
     reasons: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     output: StepOutput = field(default_factory=StepOutput)
+    setup_failed: bool = False  # postdeploy could not send it (secret, token): no verdict on the service
 
     @property
     def ok(self) -> bool:
@@ -415,6 +425,10 @@ class PathOutcome:
 
 class _StepFailed(Exception):
     """A step that could not be sent: an unresolvable reference or secret."""
+
+
+class _SetupFailed(_StepFailed):
+    """postdeploy's own setup failed (a secret or token it could not get): not the service's fault."""
 
 
 class _Refused(Exception):
@@ -466,20 +480,25 @@ class _Session:
                 value = await asyncio.to_thread(self.ctx.secrets, key)
             except Exception as exc:  # a missing variable or secret fails the step, with the reason
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                raise _StepFailed(f"could not resolve {ref.text}: {message}") from exc
+                raise _SetupFailed(f"could not resolve {ref.text}: {message}") from exc
         elif ref.kind == "env":
             if ref.name not in os.environ:
-                raise _StepFailed(f"could not resolve {ref.text}: expected environment variable {ref.name} to be set, found nothing")
+                raise _SetupFailed(f"could not resolve {ref.text}: expected environment variable {ref.name} to be set, found nothing")
             value = os.environ[ref.name]
         else:
-            raise _StepFailed(f"could not resolve {ref.text}: no secret source")
+            raise _SetupFailed(f"could not resolve {ref.text}: no secret source")
+        value = value.strip()  # secrets stored with `echo` end in a newline
+        if not value.isascii() or not value.isprintable():
+            raise _SetupFailed(f"{ref.text} resolves to a value that cannot be sent in a header "
+                               "(control or non-ASCII characters)")
         self._remember(value)
         self._secrets[key] = value
         return value
 
     def _remember(self, value: str) -> None:
         if len(value) >= MIN_SCRUBBED_CHARS:
-            self.scrubbed.add(value)
+            # Also the escaped spellings a repr or a JSON dump of an echoed value would show.
+            self.scrubbed.update({value, json.dumps(value)[1:-1], repr(value)[1:-1]})
             if value.startswith(("Bearer ", "Basic ")):
                 self.scrubbed.add(value.split(" ", 1)[1])
 
@@ -537,7 +556,7 @@ class _Session:
             try:
                 headers[name] = await self.render(template, outputs)
             except _StepFailed as exc:
-                raise _StepFailed(f"header {name}: {exc}") from exc
+                raise type(exc)(f"header {name}: {exc}") from exc  # keeps a setup failure one
             refs = refs_in(template)
             if refs or _SENSITIVE_HEADER.search(name):
                 shown.append(f"{name}: {REDACTED}" + (f" (from {', '.join(r.text[2:-1] for r in refs)})" if refs else ""))
@@ -899,7 +918,8 @@ async def _step(session: _Session, step: HttpStep | WebSocketStep, prefix: str, 
         return await _websocket(session, step, prefix, outputs)
     except _StepFailed as exc:
         return StepOutcome(step.name, step.label(), [f"{step.label()}: {exc}"],
-                           [Evidence(f"{prefix}: {step.label()}", "not sent", "every reference resolves", ok=False)])
+                           [Evidence(f"{prefix}: {step.label()}", "not sent", "every reference resolves", ok=False)],
+                           setup_failed=isinstance(exc, _SetupFailed))
 
 
 async def _path(session: _Session, path: PathConfig, budget_end: float) -> PathOutcome:
@@ -941,7 +961,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not target.url:
         why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
         return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
-    margin = min(BUDGET_MARGIN_S, config.timeout_s / 10)
+    margin = min(BUDGET_MARGIN_S + CLOSE_TIMEOUT_S, config.timeout_s / 4)  # room to close sockets and report
     budget_end = time.monotonic() + config.timeout_s - margin
     if ctx.deadline > 0:
         budget_end = min(budget_end, ctx.deadline - margin)
@@ -962,4 +982,7 @@ def _judge(session: _Session, paths: list[PathOutcome]) -> CheckResult:
     reasons += [f"{p.config.name}: {r}" for p in failed for s in p.steps for r in s.reasons if r != p.problem]
     more = f" (+{len(failed) - 1} more failing)" if len(failed) > 1 else ""
     status = Status.FAIL if failed[0].config.critical else Status.WARN
+    if all(any(s.setup_failed for s in p.steps) for p in failed if p.config.critical or p is failed[0]):
+        # Our own missing secret or token must not read as a broken deploy (nor suggest a rollback).
+        status = Status.ERROR
     return CheckResult(status, f"{head}; {reasons[0]}{more}", evidence, score, reasons=reasons, next_steps=_next_steps(session, failed))

@@ -327,6 +327,33 @@ def test_an_unresolvable_secret_fails_the_step_before_sending(sample: SampleServ
     result = run_smoke(sample.url, [path("api", http("/private", headers={"Authorization": header}))], secrets=secrets)
     assert result.summary == f"0/1 golden paths pass; api: GET /private: header Authorization: {reason}"
     assert ("GET", "/private") not in sample.requests
+    assert result.status is Status.ERROR  # our missing secret is no verdict on the service
+
+
+def test_a_secret_with_a_trailing_newline_is_sent_trimmed(sample: SampleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TOKEN", "test-id-token\n")
+    result = run_smoke(sample.url, [path("api", http("/private", headers={"Authorization": "Bearer ${env:AGENT_TOKEN}"}))])
+    assert result.status is Status.PASS, result.summary
+
+
+def test_a_secret_that_cannot_be_a_header_is_an_error_that_never_shows_it(sample: SampleService,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TOKEN", "s3cr3t\nvalue-é")
+    result = run_smoke(sample.url, [path("api", http("/private", headers={"Authorization": "Bearer ${env:AGENT_TOKEN}"}),
+                                         critical=True)])
+    assert result.status is Status.ERROR
+    assert "resolves to a value that cannot be sent in a header" in result.summary
+    assert "s3cr3t" not in repr(result)
+
+
+def test_a_websocket_step_must_wait_for_something() -> None:
+    with pytest.raises(ValidationError, match="a WebSocket step that waits for nothing proves nothing"):
+        smoke.Config.model_validate({"paths": [path("p", {"websocket": {"path": "/ws/agent", "send": PROMPT}})]})
+
+
+def test_a_step_timeout_longer_than_its_path_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match=r"found p/slow \(30 s\)"):
+        smoke.Config.model_validate({"paths": [path("p", http("/slow", name="slow", timeout_s=30), timeout_s=5)]})
 
 
 @pytest.mark.parametrize(
@@ -478,7 +505,8 @@ def test_the_runs_deadline_bounds_every_path(sample: SampleService) -> None:
         ([path("p", ws(send=[{"json": 1, "text": "x"}]))], "expected exactly one of json or text"),
         ([path("p", http("/a", capture={"status": "x"}))], "other than status and json"),
         ([path("p")], "at least 1 item"),
-        ([path("p", http("/a"), timeout_s=120)], "expected each path's timeout_s ≤ timeout_s (60 s), found p (120 s)"),
+        ([path("p", http("/a"), timeout_s=120)],
+         "expected each path's and step's timeout_s ≤ the enclosing timeout_s (60 s), found p (120 s)"),
     ],
     ids=["bad-regex", "bad-expression", "two-kinds", "unknown-kind", "not-a-mapping", "unknown-key", "later-step", "unknown-capture",
          "secret-in-query", "secret-in-body", "bad-reference", "duplicate-step", "duplicate-path", "relative-path", "two-bodies",
