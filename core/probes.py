@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import AccessDenied, RunApiUnavailable
-from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs
+from core.gcp import LOGGING_ENDPOINT_ENV as LOGGING_ENDPOINT_ENV  # re-exported: tests and callers import it from here
+from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, logging_client
 from core.model import Build, ProbeRun, Target
 
 RESULT_MARKER = "POSTDEPLOY_PROBE_RESULT"
 RESULT_SCHEMA = "postdeploy.probe/v1"
 # The runner tells the script how long it may take (it knows the overheads the check does not).
 BUDGET_ENV = "POSTDEPLOY_PROBE_BUDGET_S"
-LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
 JOB_PREFIX = "postdeploy-probe-"
 JOB_CONTAINER = "probe"
 JOB_NAME_MAX = 63
@@ -232,14 +232,35 @@ def probe_command(command, deadline):
     for pattern in command["forbid_output"]:
         found = re.search(pattern, stdout, re.MULTILINE) or re.search(pattern, stderr, re.MULTILINE)
         if found:
-            failures.append("expected no output matching /%s/, found %r" % (pattern, found.group(0)[:200]))
+            failures.append("expected no output matching /%s/, found a match (text not shown)" % pattern)
     result.update(exit_code=code, duration_ms=ms, passed=not failures, failures=failures,
                   stdout=tail(stdout), stderr=tail(stderr))
     return result
 
 
+SAFE_ENV = {"PATH", "HOME", "PWD", "OLDPWD", "HOSTNAME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "SHELL",
+            "TERM", "USER", "PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "CLOUD_RUN_JOB",
+            "CLOUD_RUN_EXECUTION", "CLOUD_RUN_TASK_INDEX", "CLOUD_RUN_TASK_COUNT", "POSTDEPLOY_PROBE_BUDGET_S"}
+
+
+def redact(value, secrets):
+    """Strings with the values of the environment (the revision's secrets among them) blanked out."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "<redacted>")
+        return value
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return dict((k, redact(v, secrets)) for k, v in value.items())
+    return value
+
+
 def fit(report):
     """The report as one JSON line, shortened (never cut mid-JSON) to stay one readable log entry."""
+    # The job runs with the revision's env and secrets: none of their values may reach the report.
+    secrets = sorted((v for k, v in os.environ.items() if k not in SAFE_ENV and len(v) >= 8), key=len, reverse=True)
+    report = redact(report, secrets)
     line = json.dumps(report, separators=(",", ":"))
     if len(line) <= LINE_CAP:
         return line
@@ -611,7 +632,7 @@ class CloudRunJobRunner:
             f'timestamp>="{since}"',
             f'textPayload:"{RESULT_MARKER}"',
         ])
-        client = await asyncio.to_thread(_logging_client, target.project)
+        client = await asyncio.to_thread(logging_client, target.project)
         last_error = ""
         for attempt in range(self.log_attempts):
             if attempt:
@@ -634,19 +655,6 @@ class CloudRunJobRunner:
 
 class _LogReadFailed(Exception):
     """Cloud Logging answered 429/5xx or could not be reached; worth another try."""
-
-
-def _logging_client(project: str) -> Any:
-    """A google-cloud-logging client; REST and no credentials when POSTDEPLOY_LOGGING_API_ENDPOINT is set."""
-    from google.cloud import logging as cloud_logging
-
-    endpoint = os.environ.get(LOGGING_ENDPOINT_ENV, "")
-    if not endpoint:
-        return cloud_logging.Client(project=project)
-    from google.auth.credentials import AnonymousCredentials
-
-    return cloud_logging.Client(project=project, credentials=AnonymousCredentials(), _use_grpc=False,
-                                client_options={"api_endpoint": endpoint})
 
 
 def _read_lines(client: Any, project: str, log_filter: str) -> list[str]:
