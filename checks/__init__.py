@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health, imports, smoke, tests
+from checks import deployment, health, imports, logs, smoke, tests
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
     health.NAME: health,
     imports.NAME: imports,
+    logs.NAME: logs,
     smoke.NAME: smoke,
     tests.NAME: tests,
 }

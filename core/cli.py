@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--out", help="report folder or gs://bucket[/prefix] (default POSTDEPLOY_REPORTS or ./reports)")
     val.add_argument("--slack", action="store_true", help="also post to the configured Slack webhook")
     val.add_argument("--python", help="run the imports probe with this local interpreter instead of a Cloud Run job")
+    val.add_argument("--log-file", help="judge this JSON-lines or text log file instead of Cloud Logging")
     rep = sub.add_parser("replay", help="feed a saved Pub/Sub message or CloudEvent JSON through the function path")
     rep.add_argument("file")
     rep.add_argument("--config")
@@ -126,6 +127,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         adapters.webhook = lambda: ""
     if args.python:
         adapters.probe_runner = local_probe_runner(args.python)
+    if args.log_file:
+        from core.logsource import FileLogSource
+
+        log_file = args.log_file
+        adapters.log_source = lambda target, settings: FileLogSource(log_file, default_revision=target.revision)
     build = manual_build()
     if args.url:
         parts = urlsplit(args.url)

@@ -8,6 +8,7 @@
     └── Transient           retry by redelivery: raised only before anything user-visible was sent
         ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
         ├── StorageUnavailable    Cloud Storage 5xx / timeouts
+        ├── LoggingUnavailable    Cloud Logging 429 / 5xx after bounded retries
         └── Busy                  another delivery is validating this (build, revision) right now
 
 Library errors are wrapped at the boundary with ``raise ... from exc``.
@@ -60,3 +61,7 @@ class AccessDenied(PostdeployError):
 
 class Busy(Transient):
     """Another delivery holds the claim and may still be running; ask Pub/Sub to come back later."""
+
+
+class LoggingUnavailable(Transient):
+    """Cloud Logging answered 429/5xx or could not be reached, after bounded retries."""

@@ -10,6 +10,7 @@ from core.errors import AccessDenied, RunApiUnavailable, StorageUnavailable, Tar
 from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
+LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
 RUN_TIMEOUT_S = 30.0
 
 
@@ -105,6 +106,20 @@ class RunRevisionSource:
                 log_uri=r.log_uri,
             ))
         return revisions
+
+
+def logging_client(project: str = "") -> Any:
+    """A google-cloud-logging client; REST and no credentials when POSTDEPLOY_LOGGING_API_ENDPOINT is set."""
+    from google.cloud import logging as cloud_logging
+
+    endpoint = os.environ.get(LOGGING_ENDPOINT_ENV, "")
+    if not endpoint:
+        return cloud_logging.Client(project=project or None)
+    from google.auth.credentials import AnonymousCredentials
+
+    return cloud_logging.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
+                                credentials=AnonymousCredentials(), _use_grpc=False,
+                                client_options={"api_endpoint": endpoint})
 
 
 def storage_client() -> Any:

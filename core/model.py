@@ -6,7 +6,10 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from core.logsource import LogSource
 
 
 class Status(enum.StrEnum):
@@ -219,6 +222,7 @@ class CheckContext:
     probe_runner: ProbeRunner | None = None
     artifacts: ArtifactSource | None = None
     secrets: SecretSource | None = None
+    log_source: LogSource | None = None
 
 
 @dataclass

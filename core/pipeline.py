@@ -16,6 +16,7 @@ from checks import REGISTRY
 from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
+from core.logsource import LogSource
 from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
 from core.resolve import RevisionSource, resolve
 from core.runner import run_checks
@@ -43,6 +44,7 @@ class Adapters:
     probe_runner: Callable[[Target, Settings], ProbeRunner | None] = lambda target, settings: None
     artifacts: Callable[[], ArtifactSource | None] = lambda: None
     secrets: SecretSource | None = None
+    log_source: Callable[[Target, Settings], LogSource | None] = lambda target, settings: None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
@@ -60,7 +62,7 @@ class Adapters:
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
-                   probe_runner=cloud_probe_runner)
+                   probe_runner=cloud_probe_runner, log_source=cloud_log_source)
 
 
 def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
@@ -68,6 +70,13 @@ def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None
     from core.probes import CloudRunJobRunner
 
     return CloudRunJobRunner(copy_env=settings.check("imports").copy_env) if target.revision else None  # type: ignore[attr-defined]
+
+
+def cloud_log_source(target: Target, settings: Settings) -> LogSource | None:
+    """Cloud Logging for a Cloud Run revision; none when only a URL is known."""
+    from core.logsource import CloudLoggingSource
+
+    return CloudLoggingSource() if target.revision else None
 
 
 def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target, Settings], ProbeRunner | None]:
@@ -190,7 +199,7 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
         async with httpx.AsyncClient(follow_redirects=False) as http:
             ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
                                probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
-                               secrets=adapters.secrets)
+                               secrets=adapters.secrets, log_source=adapters.log_source(target, settings))
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)

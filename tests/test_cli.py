@@ -13,11 +13,13 @@ import pytest
 
 from core.sample_service import SampleService
 from tests.conftest import add_orders_service, load_build
+from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_run import FakeCloudRun
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
-HEALTH = "version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
+HEALTH = ("version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
+          "    logs: {settle_s: 0}\n")
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -35,7 +37,8 @@ def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
     assert report["verdict"] == "PASS"
     assert report["target"]["match_rule"].startswith("label gcb-build-id=demo-")
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert statuses == {"deployment": "PASS", "health": "PASS", "imports": "PASS", "smoke": "PASS", "tests": "PASS"}
+    assert statuses == {"deployment": "PASS", "health": "PASS", "imports": "PASS", "logs": "SKIPPED", "smoke": "PASS",
+                        "tests": "PASS"}
     imports = next(c for c in report["checks"] if c["name"] == "imports")
     assert any("core.sample_legacy" in e["what"] and "DeprecationWarning" in str(e["measured"]) for e in imports["evidence"])
     assert "6/6 tests passed" in done.stdout and "2/2 golden paths pass" in done.stdout
@@ -63,9 +66,13 @@ def test_validate_url_exit_code_follows_the_verdict(tmp_path: Path, mode: str, c
     assert " deployment " not in done.stdout  # no Cloud Run facts with only a URL: left out, not SKIPPED
 
 
-def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
+def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService,
+                                                    tmp_path: Path) -> None:
     add_orders_service(fake_run, sample.url, "some-build", image=IMAGE)
-    done = cli("validate", "--project", "acme-prod", "--region", "us-central1", "--service", "orders", "--out", str(tmp_path))
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(HEALTH, encoding="utf-8")
+    done = cli("validate", "--project", "acme-prod", "--region", "us-central1", "--service", "orders", "--config", str(config),
+               "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "orders-00042-new" in done.stdout
 
@@ -77,7 +84,8 @@ def _push_file(tmp_path: Path, build: dict[str, object]) -> Path:
     return path
 
 
-def test_replay_runs_the_function_path(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
+def test_replay_runs_the_function_path(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService,
+                                       tmp_path: Path) -> None:
     build = load_build("console_cd_trigger")
     add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
     config = tmp_path / "postdeploy.yaml"

@@ -496,7 +496,7 @@ def test_only_this_executions_result_line_is_read(cloud: FakeCloudRun, fake_logg
 
 def test_environment_values_never_reach_the_result(venv_python: str) -> None:
     """The job runs with the revision's secrets in its env: an error quoting one must not carry it out."""
-    script = probe_script([ImportProbe("json:loads")], [CommandProbe("leak", ["python", "-c", "import os; print(os.environ['DB_URL'])"])])
+    script = probe_script([ImportProbe("json:loads")], [CommandProbe("leak", ("python", "-c", "import os; print(os.environ['DB_URL'])"))])
     runner = LocalRunner(python=venv_python, env={"DB_URL": "postgres://app:hunter2-very-secret@db/orders"})
     run = asyncio.run(runner.run(Target(service="s"), "python", script, 30))
     assert "hunter2" not in run.stdout

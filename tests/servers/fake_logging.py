@@ -3,8 +3,9 @@
 Entries are stored in the real LogEntry JSON shape (camelCase: ``logName``, ``resource{type, labels}``,
 ``timestamp``, ``severity``, ``textPayload`` | ``jsonPayload``, ``labels``, ``httpRequest``, ...).
 The filter is applied loosely: comparisons joined by ``AND`` are honoured (``=``, ``!=``, ``:``, ``>=``,
-``<=``, ``>``, ``<`` on dotted paths, quoted path segments, severities and timestamps); anything the
-fake does not understand (``OR``, ``NOT``, parentheses, bare text) is ignored, i.e. matches. Tests
+``<=``, ``>``, ``<`` on dotted paths, quoted path segments, severities and timestamps), and so is one
+parenthesised group of comparisons joined by ``OR``; anything else (``NOT``, nesting, bare text) is
+ignored, i.e. matches. Tests
 should assert the filter they sent from ``.requests`` rather than rely on the fake's evaluation.
 """
 
@@ -100,24 +101,45 @@ def _compare(found: Any, op: str, wanted: str, path: str) -> bool:
     }[op]
 
 
+def _split_or(group: str) -> list[str]:
+    """Alternatives of ``a OR b OR c`` (quotes respected)."""
+    parts, current, quoted = [], [], False
+    for token in re.split(r'(")', group):
+        if token == '"':
+            quoted = not quoted
+            current.append(token)
+        elif quoted:
+            current.append(token)
+        else:
+            pieces = re.split(r"\s+OR\s+", token)
+            current.append(pieces[0])
+            for piece in pieces[1:]:
+                parts.append("".join(current))
+                current = [piece]
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _clause(entry: Json, clause: str) -> bool:
+    """One comparison; syntax the fake does not understand matches."""
+    if clause.startswith("(") and clause.endswith(")") and " OR " in clause:
+        return any(_clause(entry, part) for part in _split_or(clause[1:-1]))
+    if clause.startswith(("(", "NOT ", "-")) or " OR " in clause:
+        return True
+    m = _CLAUSE.match(clause)
+    if not m:
+        return True
+    raw = m.group("value")
+    wanted = raw[1:-1].replace('\\"', '"') if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    found = _lookup(entry, m.group("path"))
+    if found is _MISSING:
+        return m.group("op") == "!="
+    return _compare(found, m.group("op"), wanted, m.group("path"))
+
+
 def matches(entry: Json, expression: str) -> bool:
-    """Loose evaluation of a Logging filter: AND-joined comparisons; unknown syntax matches."""
-    for clause in _split_and(expression or ""):
-        if clause.startswith(("(", "NOT ", "-")) or " OR " in clause:
-            continue
-        m = _CLAUSE.match(clause)
-        if not m:
-            continue
-        raw = m.group("value")
-        wanted = raw[1:-1].replace('\\"', '"') if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
-        found = _lookup(entry, m.group("path"))
-        if found is _MISSING:
-            if m.group("op") == "!=":
-                continue
-            return False
-        if not _compare(found, m.group("op"), wanted, m.group("path")):
-            return False
-    return True
+    """Loose evaluation of a Logging filter: AND-joined comparisons and one level of ``(a OR b)``; unknown syntax matches."""
+    return all(_clause(entry, clause) for clause in _split_and(expression or ""))
 
 
 class _Server(ThreadingHTTPServer):
@@ -208,6 +230,14 @@ class FakeLogging:
         with self._lock:
             self.entries.append(entry)
         return entry
+
+    def add_revision_entry(self, service: str, revision: str, *, region: str = "us-central1", project: str = "test",
+                           log: str = "run.googleapis.com/stderr", **fields: Any) -> Json:
+        """One entry of a Cloud Run revision (resource ``cloud_run_revision`` with its labels)."""
+        labels = {"service_name": service, "revision_name": revision, "location": region,
+                  "configuration_name": service, "project_id": project}
+        return self.add_entry(project=project, log=log, resource_type="cloud_run_revision", resource_labels=labels,
+                              **fields)
 
     def fail_next(self, n: int = 1, status: int = 503) -> None:
         """Make the next `n` requests fail with `status` (429 carries no Retry-After, like the API)."""

@@ -1,0 +1,250 @@
+"""logs: signatures on real-shaped entries, new/gone/increased by rate, and the queries sent to FakeLogging."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from checks import logs
+from core.gcp import LOGGING_ENDPOINT_ENV
+from core.logsource import CloudLoggingSource, FileLogSource, LogEntry, LogSource, entry_from_parts
+from core.model import CheckContext, CheckResult, RevisionInfo, Status, Target
+from tests.conftest import DATA
+from tests.servers.fake_logging import FakeLogging, rfc3339
+
+NEW, OLD = "orders-00042-new", "orders-00041-old"
+RECORDED = json.loads((DATA / "logs" / "cloud_run_entries.json").read_text(encoding="utf-8"))
+FAST = {"settle_s": 0}
+
+
+def entry(name: str, when: datetime | None = None, revision: str = NEW) -> dict[str, Any]:
+    data: dict[str, Any] = copy.deepcopy(RECORDED[name])
+    data["timestamp"] = rfc3339(when or datetime.now(UTC))
+    data["resource"]["labels"]["revision_name"] = revision
+    return data
+
+
+def as_entry(name: str) -> LogEntry:
+    data = RECORDED[name]
+    return entry_from_parts(timestamp=None, severity=data["severity"], payload=data.get("jsonPayload", data.get("textPayload")),
+                            http_request=data.get("httpRequest"))
+
+
+def text(value: str, severity: str = "ERROR") -> LogEntry:
+    return LogEntry(None, severity=severity, text=value)
+
+
+def target(created: datetime, previous: str = OLD) -> Target:
+    return Target(service="orders", project="acme-prod", region="us-central1", revision=NEW, previous_revision=previous,
+                  revision_info=RevisionInfo(name=NEW, create_time=created))
+
+
+def check(source: LogSource | None, tgt: Target, **settings: Any) -> CheckResult:
+    async def go() -> CheckResult:
+        ctx = CheckContext(http=None, log_source=source)
+        return await logs.run(tgt, logs.Config(**{**FAST, **settings}), ctx)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
+    with FakeLogging() as server:
+        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, server.endpoint)
+        yield server
+
+
+TRACEBACK = '''Traceback (most recent call last):
+  File "/app/orders/api.py", line 42, in handle_checkout
+    order = ORDERS[order_id]
+KeyError: 'ord_7Hq2xK9p'
+'''
+
+
+@pytest.mark.parametrize(("entry_", "title"), [
+    pytest.param(as_entry("python_traceback"), "KeyError at orders/api.py:42 handle_checkout", id="traceback-in-textPayload"),
+    pytest.param(as_entry("json_stack_trace"), "httpx.HTTPStatusError at httpx/_models.py:829 raise_for_status",
+                 id="json-message-and-stack_trace"),
+    pytest.param(as_entry("request_503"), "HTTP 503 POST /orders/{id}/checkout", id="request-log-503"),
+    pytest.param(as_entry("deprecation"), "DeprecationWarning: datetime.datetime.utcnow() is deprecated and scheduled for "
+                 "removal in a future version. Use timezone-aware objects to represent datetimes in UTC: datetime.date…",
+                 id="deprecation-warning-capped"),
+    pytest.param(text("ERROR checkout failed for user 'bob' after 3 tries\n  at line two"),
+                 "ERROR checkout failed for user '<value>' after <n> tries", id="multi-line-text-first-line"),
+    pytest.param(text(f"handled request\n{TRACEBACK}\nDuring handling of the above exception, another exception occurred:\n\n"
+                      'Traceback (most recent call last):\n  File "/app/orders/api.py", line 50, in handle_checkout\n'
+                      "    raise NotFound(order_id)\norders.errors.NotFound: ord_7Hq2xK9p"),
+                 "orders.errors.NotFound at orders/api.py:50 handle_checkout", id="chained-traceback-last-wins"),
+    pytest.param(text("Traceback (most recent call last):", "DEFAULT"), "exception (traceback without frames)",
+                 id="traceback-header-alone"),
+])
+def test_signature_titles(entry_: LogEntry, title: str) -> None:
+    assert logs.signature_of(entry_)[1] == title
+
+
+def test_same_error_with_different_ids_is_one_signature() -> None:
+    entries = [
+        text("payment failed for order 8f14e45f-ceea-467f-a1f3-6a1a3b4c5d6e at 2026-11-25T10:04:01.5Z: 'card_declined' (hash deadbeef42)"),
+        text("payment failed for order 0b6d5e2c-1a77-4c1e-9a8f-4f1c9a2e7d3b at 2026-11-25T10:05:17Z: 'no_funds' (hash 9c0ffee1b)"),
+        text(TRACEBACK), text(TRACEBACK.replace("ord_7Hq2xK9p", "ord_Zz91aa0q").replace("line 42", "line 43")),
+    ]
+    grouped, _ = logs.group(entries)
+    assert {k: s.count for k, s in grouped.items()} == {
+        "payment failed for order <uuid> at <time>: '<value>' (hash <hex>)": 2,
+        "KeyError at orders/api.py handle_checkout": 2,
+    }
+
+
+def test_classification_by_rate_new_gone_increased() -> None:
+    new, _ = logs.group([text("A")] * 10 + [text("B")] * 2 + [text("C")] * 1)
+    old, _ = logs.group([text("A")] * 10 + [text("B")] * 10 + [text("D")] * 3)
+    # 5 minutes now vs 50 minutes before: A went from 0.2/min to 2/min, B stayed 0.2 → 0.4.
+    result = {s.key: s for s in logs.classify(new, old, 5.0, 50.0, 2.0)}
+    assert {k: s.status for k, s in result.items()} == {"A": "increased", "B": "increased", "C": "new", "D": "gone"}
+    assert (result["A"].rate, result["A"].previous_rate) == (2.0, 0.2)
+    only_b = logs.group([text("B")] * 2)[0]  # 0.4/min now
+    assert logs.classify(only_b, logs.group([text("B")] * 15)[0], 5.0, 50.0, 2.0)[0].status == "same"  # was 0.3/min
+    assert logs.classify(only_b, logs.group([text("B")] * 30)[0], 5.0, 50.0, 2.0)[0].status == "fewer"  # was 0.6/min
+
+
+def test_excerpts_are_redacted_and_capped() -> None:
+    secret = text('login failed: password=hunter2 api_key="AKIAIOSFODNN7EXAMPLE" Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.'
+                  'eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl url=https://bob:s3cret@db.internal/x ' + "x" * 900)
+    cut = logs.excerpt(secret, 200)
+    assert len(cut) == 200 and cut.endswith("…")
+    for leaked in ("hunter2", "AKIAIOSFODNN7EXAMPLE", "eyJzdWIi", "s3cret"):
+        assert leaked not in cut
+    assert "password=[REDACTED]" in cut and "Bearer [REDACTED]" in cut
+    assert logs.excerpt(text(TRACEBACK + "y" * 0), 60).endswith("KeyError: 'ord_7Hq2xK9p'")
+
+
+def filters(fake: FakeLogging) -> dict[str, list[str]]:
+    by_revision: dict[str, list[str]] = {}
+    for body in fake.requests:
+        revision = re.search(r'revision_name="([^"]+)"', body["filter"])
+        by_revision.setdefault(revision.group(1) if revision else "", []).append(body["filter"])
+    return by_revision
+
+
+def test_new_error_since_deploy_fails_with_two_calls_and_explicit_windows(fake: FakeLogging) -> None:
+    now = datetime.now(UTC)
+    created = now - timedelta(minutes=2)
+    for i in range(6):
+        fake.entries.append(entry("python_traceback", created + timedelta(seconds=10 + i)))
+    fake.entries.append(entry("request_200", created + timedelta(seconds=5)))
+    fake.entries.append(entry("json_stack_trace", created - timedelta(minutes=3), revision=OLD))
+    fake.entries.append(entry("python_traceback", created - timedelta(hours=2), revision=OLD))  # before the baseline
+    source = CloudLoggingSource()
+    result = check(source, target(created), baseline_s=600)
+    assert result.status is Status.FAIL
+    assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (6×, 3/min)"
+    sent = filters(fake)
+    assert len(sent[NEW]) == 1 and len(sent[OLD]) == 1 and source.calls == 2
+    stamp = created.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert f'timestamp>="{stamp}"' in sent[NEW][0]
+    before = (created - timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    start = (created - timedelta(microseconds=1) - timedelta(seconds=600)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert f'timestamp>="{start}" AND timestamp<="{before}"' in sent[OLD][0]
+    assert sent[NEW][0].endswith('AND (severity>=ERROR OR httpRequest.status>=500 OR textPayload:"Traceback" OR '
+                                 'jsonPayload.message:"Traceback" OR textPayload:"DeprecationWarning" OR '
+                                 'jsonPayload.message:"DeprecationWarning" OR textPayload:"FutureWarning" OR '
+                                 'jsonPayload.message:"FutureWarning")')
+    shown = {e.what: e for e in result.evidence}
+    assert "gone signature: httpx.HTTPStatusError at httpx/_models.py:829 raise_for_status" in shown
+    new_sig = shown["new signature: KeyError at orders/api.py:42 handle_checkout"]
+    assert new_sig.previous == "0× (0/min)" and "KeyError: 'sku'" in str(new_sig.measured)
+
+
+def test_known_error_at_a_higher_rate_warns(fake: FakeLogging) -> None:
+    now = datetime.now(UTC)
+    created = now - timedelta(minutes=1)
+    for i in range(4):
+        fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
+    fake.entries.append(entry("request_503", created - timedelta(minutes=5), revision=OLD))
+    result = check(CloudLoggingSource(), target(created))
+    assert result.status is Status.WARN and result.score == 0.5
+    assert result.summary.startswith("error increased: HTTP 503 POST /orders/{id}/checkout (4×, 4/min), was 0.1/min")
+
+
+def test_no_errors_but_request_logs_is_a_pass_after_one_extra_call(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    fake.entries.append(entry("request_200", created + timedelta(seconds=3)))
+    result = check(CloudLoggingSource(), target(created))
+    assert result.status is Status.PASS and result.summary.startswith(f"no errors logged by {NEW}")
+    sent = filters(fake)
+    assert len(sent[NEW]) == 2 and len(sent[OLD]) == 1
+    assert fake.requests[-1]["pageSize"] == 1 and "severity" not in fake.requests[-1]["filter"]
+
+
+def test_nothing_ingested_yet_is_skipped_not_passed(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(seconds=20)
+    fake.entries.append(entry("python_traceback", created - timedelta(minutes=1), revision=OLD))
+    result = check(CloudLoggingSource(), target(created))
+    assert result.status is Status.SKIPPED and result.assessed
+    assert "no log entries at all" in result.summary and "not a pass" in result.summary
+    assert len(fake.requests) == 3
+
+
+def test_deprecations_are_information_and_prove_logs_exist(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    fake.entries.append(entry("deprecation", created + timedelta(seconds=3)))
+    result = check(CloudLoggingSource(), target(created))
+    assert result.status is Status.PASS and len(fake.requests) == 2
+    (info,) = [e for e in result.evidence if e.what.startswith("deprecation warning: ")]
+    assert info.ok is None and str(info.measured).startswith("1×")
+
+
+def test_ignored_errors_do_not_count(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
+    result = check(CloudLoggingSource(), target(created), ignore=[r"^KeyError at orders/api\.py"])
+    assert result.status is Status.PASS
+    assert any(e.what == "entries ignored (logs.ignore)" and e.measured == 1 for e in result.evidence)
+
+
+def test_error_rate_threshold_fails_even_without_new_signatures(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    for i in range(5):
+        fake.entries.append(entry("python_traceback", created + timedelta(seconds=i)))
+        fake.entries.append(entry("python_traceback", created - timedelta(minutes=5, seconds=i), revision=OLD))
+    result = check(CloudLoggingSource(), target(created), max_error_rate_per_min=2, increase_ratio=100)
+    assert result.status is Status.FAIL and result.summary.startswith("expected at most 2 errors/min, found 5/min")
+
+
+def test_permission_denied_is_an_error_naming_the_role(fake: FakeLogging) -> None:
+    fake.fail_next(2, 403)
+    result = check(CloudLoggingSource(), target(datetime.now(UTC) - timedelta(minutes=1)))
+    assert result.status is Status.ERROR and "roles/logging.viewer" in result.summary
+
+
+def test_quota_429_then_success(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
+    fake.fail_next(1, 429)
+    result = check(CloudLoggingSource(backoff_s=0.01), target(created, previous=""))
+    assert result.status is Status.FAIL and len(fake.requests) == 2
+    assert "no previous revision to compare with: every error signature counts as new" in result.reasons
+
+
+def test_no_log_source_is_skipped() -> None:
+    result = check(None, target(datetime.now(UTC)))
+    assert result.status is Status.SKIPPED and "no log source" in result.summary
+
+
+def test_local_log_file(tmp_path: Any) -> None:
+    now = datetime.now(UTC)
+    log = tmp_path / "service.log"
+    log.write_text(f"{now:%Y-%m-%d %H:%M:%S},001 INFO sample: listening\n{now:%Y-%m-%d %H:%M:%S},002 ERROR sample: boom\n"
+                   + TRACEBACK, encoding="utf-8")
+    source = FileLogSource(log, default_revision=NEW)
+    result = check(source, target(now - timedelta(seconds=30)))
+    assert result.status is Status.FAIL
+    assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (1×, 1/min)"
+    assert source.calls == 2
