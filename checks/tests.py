@@ -236,6 +236,11 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         else:
             patterns.append(filled)
     evidence = [Evidence("where it looked", ", ".join(patterns) or "nowhere", ok=None)]
+    # Results under a path without this build's id may have been written by another build since.
+    shared = [p for p in patterns if ctx.build is not None and ctx.build.id not in p]
+    if shared:
+        evidence.append(Evidence("results attributable to this build", "no: the location has no build id", "a path with "
+                                 "${BUILD_ID} in it", ok=False))
 
     source = ctx.artifacts
     if source is None:
@@ -259,7 +264,12 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
 
     names = found[: config.max_files]
     collected = await asyncio.to_thread(_collect, source, names, config.max_bytes_per_file)
-    return _judge(config, names, found, collected, evidence, problems)
+    result = _judge(config, names, found, collected, evidence, problems)
+    if shared and result.status is Status.PASS:
+        why = (f"results read from {', '.join(shared)}, a location every build writes to: they may be another build's; "
+               "put ${BUILD_ID} in artifacts.objects.location or set tests.patterns")
+        return CheckResult(Status.WARN, f"{result.summary}; {why}", result.evidence, result.score, reasons=[why, *result.reasons])
+    return result
 
 
 def _judge(config: Config, names: list[str], found: list[str], collected: _Collected, evidence: list[Evidence],

@@ -20,6 +20,7 @@ DEFAULT_PASS = 90.0
 DEFAULT_WARN = 75.0
 DEFAULT_DEADLINE_S = 480.0
 DEADLINE_MARGIN_S = 30.0
+SENSITIVE_KEYS = frozenset({"headers", "token", "password", "secret"})
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
 
 
@@ -157,7 +158,10 @@ def _problems(exc: ValidationError, model: Any, prefix: str = "") -> list[str]:
             lines.append(f"{path}: unknown key; valid keys: {', '.join(valid)}" if valid else f"{path}: unknown key")
         else:
             message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {message} (found {err.get('input')!r})" if err["type"] != "value_error" else f"{path}: {message}")
+            # A header value may be a credential: never echo what was found there.
+            secret = any(str(part).lower() in SENSITIVE_KEYS for part in loc)
+            shown = "" if err["type"] == "value_error" or secret else f" (found {err.get('input')!r})"
+            lines.append(f"{path}: {message}{shown}")
     return lines
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -103,11 +104,29 @@ def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Ada
     Every service is validated to the end even when another one fails; then the first Transient
     fault (else the first other error) is raised, so finished services are not lost to a retry.
     """
-    results = asyncio.run(validate_build(build, intents, config, adapters, problem))
+    results = _run_detached(validate_build(build, intents, config, adapters, problem))
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         raise next((e for e in errors if isinstance(e, Transient)), errors[0])
     return [r for r in results if isinstance(r, Validation)]
+
+
+def _run_detached(coro: Any) -> Any:
+    """Run a coroutine to the end without waiting for worker threads a timed-out check left behind.
+
+    ``asyncio.run`` joins the default executor on exit, so one hung blocking call (a slow listing,
+    a stuck download) would hold the acknowledgement hostage past the function timeout. The stray
+    thread finishes or dies with the instance; the result is already stored and sent.
+    """
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="postdeploy")
+    loop.set_default_executor(executor)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def validate_build(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,

@@ -292,3 +292,14 @@ def test_a_run_with_no_tests_is_skipped(tmp_path: Path) -> None:
 def test_config_is_validated(settings: dict[str, Any], error: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=re.escape(error)):
         junit.Config(**settings)
+
+
+def test_results_in_a_location_shared_by_every_build_cannot_pass(tmp_path: Path) -> None:
+    write_results(tmp_path, {"test-results/junit.xml": fixture("all_passed.xml")})
+    build = Build(id=BUILD_ID, status="SUCCESS",
+                  artifacts={"objects": {"location": "test-results/", "paths": ["reports/junit.xml"]}})
+    result = check(junit.Config(), build, LocalArtifacts(str(tmp_path)))
+    assert result.status is Status.WARN
+    assert "a location every build writes to: they may be another build's" in result.summary
+    attributable = next(e for e in result.evidence if e.what == "results attributable to this build")
+    assert attributable.ok is False

@@ -314,3 +314,11 @@ def test_config_in_cloud_storage(gcs: tuple[object, str]) -> None:
     assert load(f"gs://{bucket}/cfg/postdeploy.yaml").defaults.region == "europe-west1"
     with pytest.raises(ConfigError, match=f"expected an object at gs://{bucket}/cfg/missing.yaml, found nothing"):
         load(f"gs://{bucket}/cfg/missing.yaml")
+
+
+def test_a_rejected_header_value_is_never_echoed() -> None:
+    text = "version: 1\ndefaults:\n  checks:\n    smoke:\n      paths:\n        - name: p\n          steps:\n" \
+           "            - http: {path: /a, headers: {X-Api-Key: 81726354918273645}}\n"
+    with pytest.raises(ConfigError) as caught:
+        Config.parse(text, "t.yaml")
+    assert caught.value.problems and "81726354918273645" not in " ".join(caught.value.problems)

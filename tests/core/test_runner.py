@@ -61,3 +61,18 @@ def test_the_deadline_caps_every_check() -> None:
                                       CheckContext(http=None, deadline=time.monotonic() + 0.3)))
     assert outcomes[0].result.status is Status.ERROR
     assert "did not finish within 0.3 s" in outcomes[0].result.summary
+
+
+def test_a_hung_worker_thread_does_not_hold_the_acknowledgement() -> None:
+    from core.pipeline import _run_detached
+
+    async def check_with_a_stuck_call() -> str:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(time.sleep, 3), 0.2)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    started = time.monotonic()
+    assert _run_detached(check_with_a_stuck_call()) == "timed out"
+    assert time.monotonic() - started < 2  # asyncio.run would have joined the sleeping thread (3 s)
