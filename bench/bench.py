@@ -2,21 +2,31 @@
 
 P1  cold import of `main` vs `import functions_framework` alone (fresh interpreters, medians, ratio)
 P2  time to ack a filtered message in-process (a QUEUED build and a non-deploy SUCCESS build)
+P3  validation wall time vs the slowest check, with injected latencies: concurrent run_checks vs one check after another
+P6  Logging API calls per validation: the logs check over the official client against tests/servers/fake_logging
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 15
 ACKS = 2000
+LATENCIES_S = (0.2, 0.4, 0.6, 0.8)
+P3_RUNS = 5
 TIMER = "import time, sys; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
@@ -49,6 +59,90 @@ def ack_time(on_build: object, build: dict[str, object]) -> float:
     return statistics.median(times)
 
 
+def sleeping_check(name: str, seconds: float) -> ModuleType:
+    """A check module that only waits: its latency is the injected one."""
+    from core.model import CheckResult, Status
+
+    module = ModuleType(name)
+
+    async def run(target: object, config: object, ctx: object) -> CheckResult:
+        await asyncio.sleep(seconds)
+        return CheckResult(Status.PASS, f"slept {seconds} s")
+
+    module.NAME, module.CATEGORY, module.run = name, "Bench", run  # type: ignore[attr-defined]
+    return module
+
+
+def wall_times() -> tuple[float, float]:
+    """Seconds for run_checks over the sleeping checks: all at once, and one registry entry after another."""
+    from core.model import CheckContext, Target
+    from core.runner import run_checks
+
+    registry = {f"sleep{i}": sleeping_check(f"sleep{i}", d) for i, d in enumerate(LATENCIES_S)}
+    config = SimpleNamespace(enabled=True, timeout_s=30.0, critical=False, category="")
+    settings = SimpleNamespace(checks=SimpleNamespace(**dict.fromkeys(registry, config)))
+    target = Target(service="bench", url="http://127.0.0.1:9")
+
+    async def concurrent() -> float:
+        started = time.perf_counter()
+        await run_checks(target, settings, registry, CheckContext(http=None, deadline=time.monotonic() + 60))
+        return time.perf_counter() - started
+
+    async def sequential() -> float:
+        started = time.perf_counter()
+        for name, module in registry.items():
+            await run_checks(target, settings, {name: module}, CheckContext(http=None, deadline=time.monotonic() + 60))
+        return time.perf_counter() - started
+
+    return asyncio.run(concurrent()), asyncio.run(sequential())
+
+
+def logging_calls() -> dict[str, int]:
+    """entries.list requests the logs check sends per validation, by what the revisions logged."""
+    from checks import logs
+    from core.gcp import LOGGING_ENDPOINT_ENV
+    from core.logsource import CloudLoggingSource
+    from core.model import CheckContext, RevisionInfo, Target
+    from tests.servers.fake_logging import FakeLogging, rfc3339
+
+    recorded = json.loads((ROOT / "tests/data/logs/cloud_run_entries.json").read_text(encoding="utf-8"))
+    new, old = "orders-00042-new", "orders-00041-old"
+    created = datetime.now(UTC) - timedelta(minutes=2)
+
+    def entry(name: str, when: datetime, revision: str) -> dict[str, Any]:
+        data: dict[str, Any] = copy.deepcopy(recorded[name])
+        data["timestamp"] = rfc3339(when)
+        data["resource"]["labels"]["revision_name"] = revision
+        return data
+
+    cases = {
+        "new errors": [entry("python_traceback", created + timedelta(seconds=10 + i), new) for i in range(6)]
+        + [entry("json_stack_trace", created - timedelta(minutes=3), old)],
+        "no errors, request logs": [entry("request_200", created + timedelta(seconds=5), new)],
+        "nothing ingested yet": [entry("python_traceback", created - timedelta(minutes=1), old)],
+    }
+    target = Target(service="orders", project="acme-prod", region="us-central1", revision=new, previous_revision=old,
+                    revision_info=RevisionInfo(name=new, create_time=created))
+    counts = {}
+    saved = {k: os.environ.get(k) for k in (LOGGING_ENDPOINT_ENV, "GOOGLE_CLOUD_PROJECT")}
+    try:
+        for case, entries in cases.items():
+            with FakeLogging() as fake:
+                os.environ[LOGGING_ENDPOINT_ENV] = fake.endpoint
+                os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "bench")
+                fake.entries.extend(entries)
+                ctx = CheckContext(http=None, log_source=CloudLoggingSource())
+                result = asyncio.run(logs.run(target, logs.Config(settle_s=0), ctx))
+                counts[f"{case} ({result.status.value})"] = len(fake.requests)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return counts
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     ff = cold_import("functions_framework")
@@ -66,6 +160,18 @@ def main() -> None:
                                                           "google.auth", "google.api_core")))
     print(f"P2 ack a filtered message in-process (median of {ACKS}): QUEUED deploy build {queued * 1e6:.0f} µs, "
           f"non-deploy SUCCESS build {foreign * 1e6:.0f} µs; Google SDK modules imported: {len(sdk)}")
+
+    runs = [wall_times() for _ in range(P3_RUNS)]
+    concurrent = statistics.median(r[0] for r in runs)
+    sequential = statistics.median(r[1] for r in runs)
+    slowest = max(LATENCIES_S)
+    print(f"P3 checks sleeping {', '.join(f'{d:g}' for d in LATENCIES_S)} s (median of {P3_RUNS}): slowest check "
+          f"{slowest * 1000:.0f} ms, concurrent wall {concurrent * 1000:.0f} ms, sequential wall {sequential * 1000:.0f} ms; "
+          f"concurrent/slowest = {concurrent / slowest:.3f}, sequential/concurrent = {sequential / concurrent:.2f}")
+
+    calls = logging_calls()
+    print("P6 entries.list calls per validation (new + previous revision): "
+          + ", ".join(f"{case} {n}" for case, n in calls.items()))
 
 
 if __name__ == "__main__":

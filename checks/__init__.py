@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health, imports, logs, smoke, tests
+from checks import deployment, health, imports, logs, metrics, smoke, tests
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
     health.NAME: health,
     imports.NAME: imports,
     logs.NAME: logs,
+    metrics.NAME: metrics,
     smoke.NAME: smoke,
     tests.NAME: tests,
 }

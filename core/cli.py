@@ -93,21 +93,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from core import demo
     from core.artifacts import open_artifacts
     from core.entry import handle
+    from core.logsource import FileLogSource
     from core.pipeline import Adapters, local_probe_runner
     from core.sample_service import SampleService
     from report.store import LocalStore
 
     now = datetime.now(UTC)
     build_id = f"demo-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
-    with SampleService(mode="broken" if args.broken else "healthy") as service, \
-            tempfile.TemporaryDirectory(prefix="postdeploy-demo-") as artifacts_root:
-        location = demo.write_test_results(Path(artifacts_root), build_id, args.broken)
-        adapters = Adapters(revisions=lambda: demo.demo_source(service.url, build_id, now),
-                            store=lambda: LocalStore(args.out), webhook=lambda: "",
-                            artifacts=lambda: open_artifacts(artifacts_root),
-                            probe_runner=local_probe_runner(sys.executable, str(ROOT)))
-        handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
-                         adapters=adapters)
+    # Broken: /health and order creation fail, and every request logs a KeyError traceback the old revision never had.
+    mode = "broken+raising" if args.broken else "healthy"
+    with tempfile.TemporaryDirectory(prefix="postdeploy-demo-") as artifacts_root:
+        log_path = Path(artifacts_root) / "sample-app.log"
+        demo.write_previous_log(log_path, now)
+        with SampleService(mode=mode, log_path=log_path, revision=demo.NEW_REVISION) as service:
+            demo.serve_traffic(service.url)
+            location = demo.write_test_results(Path(artifacts_root), build_id, args.broken)
+            adapters = Adapters(revisions=lambda: demo.demo_source(service.url, build_id, now),
+                                store=lambda: LocalStore(args.out), webhook=lambda: "",
+                                artifacts=lambda: open_artifacts(artifacts_root),
+                                probe_runner=local_probe_runner(sys.executable, str(ROOT)),
+                                log_source=lambda target, settings: FileLogSource(log_path, default_revision=target.revision))
+            handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
+                             adapters=adapters)
     for v in handled.validations:
         _print_validation(v.report, v.links)
     if handled.kind != "validated":

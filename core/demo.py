@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 
 PROJECT, REGION, SERVICE = "demo-project", "us-central1", "sample-app"
 IMAGE = "us-central1-docker.pkg.dev/demo-project/apps/sample-app:v1.4.2"
+NEW_REVISION, PREVIOUS_REVISION = f"{SERVICE}-00002-dem", f"{SERVICE}-00001-abc"
+NEW_REVISION_AGE = timedelta(minutes=1)  # the deploy created the new revision this long before the demo runs
 DEMO_CONFIG = """
 version: 1
 defaults:
@@ -39,6 +41,9 @@ defaults:
                           timeout_s: 5}
     tests:
       min_pass_rate: 1.0
+    logs:
+      settle_s: 0  # a local file has no ingestion delay
+      timeout_s: 30
     imports:
       modules:
         - core.sample_service:SampleService
@@ -60,6 +65,40 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 </testsuites>
 """
 FAILED_CHECKOUT = '<failure message="AssertionError: expected 201, got 500">assert 500 == 201</failure>'
+
+
+def write_previous_log(path: Path, now: datetime) -> None:
+    """The previous revision's lines in the sample service's log: its traffic in the ten minutes before the deploy,
+    with a known error at a low rate (the new revision no longer has it: the report lists it as gone)."""
+    created = now - NEW_REVISION_AGE
+    labels = {"revision_name": PREVIOUS_REVISION}
+    lines = []
+    for minutes in range(9, 0, -1):
+        when = created - timedelta(minutes=minutes)
+        lines.append({"timestamp": _stamp(when), "severity": "INFO", "message": "GET /orders 200",
+                      "httpRequest": {"requestMethod": "GET", "requestUrl": "/orders", "status": 200, "latency": "0.004s"},
+                      "logging.googleapis.com/labels": labels})
+        if minutes % 3 == 0:
+            lines.append({"timestamp": _stamp(when + timedelta(seconds=1)), "severity": "ERROR",
+                          "message": f"payment gateway timed out after 30 s for order ord_{minutes}x7Qp2",
+                          "logging.googleapis.com/labels": labels})
+    with path.open("a", encoding="utf-8") as out:
+        out.writelines(json.dumps(line) + "\n" for line in lines)
+
+
+def serve_traffic(url: str) -> None:
+    """Users' requests to the new revision between its creation and the validation: what the logs check judges
+    (it reads entries up to the moment it starts, not those of the probes running beside it)."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=5) as http:
+        http.get("/orders")
+        http.post("/orders", json={"item": "lamp"})
+        http.get("/orders")
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def write_test_results(root: Path, build_id: str, broken: bool) -> str:
@@ -119,13 +158,13 @@ def demo_message(build: dict[str, Any]) -> dict[str, Any]:
 
 def demo_source(url: str, build_id: str, now: datetime) -> StaticRevisionSource:
     """The service as the Cloud Run API would show it right after the deploy."""
-    new, old = f"{SERVICE}-00002-dem", f"{SERVICE}-00001-abc"
+    new, old = NEW_REVISION, PREVIOUS_REVISION
     ready = (Condition("Ready", "CONDITION_SUCCEEDED"),)
     service = ServiceInfo(SERVICE, PROJECT, REGION, uri=url, latest_created_revision=new,
                           latest_ready_revision=new, traffic=(TrafficInfo("", 100, latest=True),))
     revisions = [
         RevisionInfo(old, now - timedelta(days=2), IMAGE.replace("v1.4.2", "v1.4.1"), {}, ready),
-        RevisionInfo(new, now - timedelta(minutes=1), IMAGE, {"gcb-build-id": build_id}, ready),
+        RevisionInfo(new, now - NEW_REVISION_AGE, IMAGE, {"gcb-build-id": build_id}, ready),
     ]
     return StaticRevisionSource({SERVICE: service}, {SERVICE: revisions})
 

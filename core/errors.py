@@ -9,6 +9,7 @@
         ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
         ├── StorageUnavailable    Cloud Storage 5xx / timeouts
         ├── LoggingUnavailable    Cloud Logging 429 / 5xx after bounded retries
+        ├── MonitoringUnavailable Cloud Monitoring 429 / 5xx after bounded retries
         └── Busy                  another delivery is validating this (build, revision) right now
 
 Library errors are wrapped at the boundary with ``raise ... from exc``.
@@ -65,3 +66,7 @@ class Busy(Transient):
 
 class LoggingUnavailable(Transient):
     """Cloud Logging answered 429/5xx or could not be reached, after bounded retries."""
+
+
+class MonitoringUnavailable(Transient):
+    """Cloud Monitoring answered 429/5xx or could not be reached, after bounded retries."""

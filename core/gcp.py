@@ -11,6 +11,7 @@ from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
 LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
+MONITORING_ENDPOINT_ENV = "POSTDEPLOY_MONITORING_API_ENDPOINT"
 RUN_TIMEOUT_S = 30.0
 
 
@@ -120,6 +121,22 @@ def logging_client(project: str = "") -> Any:
     return cloud_logging.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
                                 credentials=AnonymousCredentials(), _use_grpc=False,
                                 client_options={"api_endpoint": endpoint})
+
+
+def monitoring_client() -> Any:
+    """A Cloud Monitoring MetricServiceClient; a plaintext gRPC channel when POSTDEPLOY_MONITORING_API_ENDPOINT is set."""
+    from google.cloud import monitoring_v3
+
+    endpoint = os.environ.get(MONITORING_ENDPOINT_ENV, "")
+    if not endpoint:
+        return monitoring_v3.MetricServiceClient()
+    import grpc
+    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+    # google-cloud-monitoring ships gRPC transports only (no transport="rest"), so a local fake speaks gRPC;
+    # a given channel carries no credentials.
+    host = endpoint.split("://", 1)[-1].rstrip("/")
+    return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
 def storage_client() -> Any:

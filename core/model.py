@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from core.logsource import LogSource
+    from core.metricsource import MetricSource
 
 
 class Status(enum.StrEnum):
@@ -223,6 +224,7 @@ class CheckContext:
     artifacts: ArtifactSource | None = None
     secrets: SecretSource | None = None
     log_source: LogSource | None = None
+    metric_source: MetricSource | None = None
 
 
 @dataclass

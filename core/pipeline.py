@@ -18,6 +18,7 @@ from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
 from core.logsource import LogSource
+from core.metricsource import MetricSource
 from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
 from core.resolve import RevisionSource, resolve
 from core.runner import run_checks
@@ -46,6 +47,7 @@ class Adapters:
     artifacts: Callable[[], ArtifactSource | None] = lambda: None
     secrets: SecretSource | None = None
     log_source: Callable[[Target, Settings], LogSource | None] = lambda target, settings: None
+    metric_source: Callable[[Target, Settings], MetricSource | None] = lambda target, settings: None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
@@ -63,7 +65,7 @@ class Adapters:
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
-                   probe_runner=cloud_probe_runner, log_source=cloud_log_source)
+                   probe_runner=cloud_probe_runner, log_source=cloud_log_source, metric_source=cloud_metric_source)
 
 
 def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
@@ -78,6 +80,13 @@ def cloud_log_source(target: Target, settings: Settings) -> LogSource | None:
     from core.logsource import CloudLoggingSource
 
     return CloudLoggingSource() if target.revision else None
+
+
+def cloud_metric_source(target: Target, settings: Settings) -> MetricSource | None:
+    """Cloud Monitoring for a Cloud Run revision; none when only a URL is known."""
+    from core.metricsource import CloudMonitoringSource
+
+    return CloudMonitoringSource() if target.revision and target.project else None
 
 
 def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target, Settings], ProbeRunner | None]:
@@ -218,7 +227,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
         async with httpx.AsyncClient(follow_redirects=False) as http:
             ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
                                probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
-                               secrets=adapters.secrets, log_source=adapters.log_source(target, settings))
+                               secrets=adapters.secrets, log_source=adapters.log_source(target, settings),
+                               metric_source=adapters.metric_source(target, settings))
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)

@@ -1,5 +1,11 @@
 """The bundled sample service: healthy, slow and failing routes, a small orders API and an agent WebSocket.
 
+With ``log_path`` it appends one JSON line per request to its own log, in the structured shape Cloud Run
+takes from stdout (``timestamp``, ``severity``, ``message``, ``httpRequest``, ``logging.googleapis.com/labels``),
+which ``core.logsource.FileLogSource`` reads. Modes (combine with ``+``, switch at run time):
+``"broken"`` fails /health and order creation; ``"raising"`` keeps answering but logs a ``KeyError``
+traceback from ``orders/api.py`` on every HTTP request, the new exception a bad deploy starts throwing.
+
 WebSocket upgrades are served on the same port as HTTP: the handler hands the upgraded connection to
 the sans-I/O ``websockets.server.ServerProtocol`` and pumps bytes between the socket and it.
 """
@@ -9,12 +15,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import linecache
 import select
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +45,19 @@ AGENT_SUBPROTOCOL = "agent.v1"
 AGENT_MODES = ("ok", "chatty", "wrong-order", "slow", "close-early", "error-mid")
 WS_IDLE_S = 30.0  # a client that never closes does not hold a handler thread for ever
 WS_READ_BYTES = 64 * 1024
+MODES = ("healthy", "broken", "raising")
+# The code the "raising" mode fails in, under the path it would have in the service's image, so the
+# traceback is real (traceback.format_exception) and its innermost frame reads like application code.
+ORDERS_API_FILE = "/app/orders/api.py"
+ORDERS_API = """\
+def handle_request(request):
+    customer = load_customer(request)
+    return customer
+
+
+def load_customer(request):
+    return request["session"]["customer_id"]
+"""
 
 
 class _Server(ThreadingHTTPServer):
@@ -70,14 +93,42 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    status: int | None = None  # of the response sent, for the request log
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep test output quiet."""
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Remember the status for the request log."""
+        self.status = code
+        super().send_response(code, message)
+
+    def _serve(self, method: str, route: Any) -> None:
+        """Record the request, raise-and-log in mode "raising", route it, then write its request log line."""
+        service = self.server.service
+        service._record(method, self.path)
+        started = time.perf_counter()
+        self.status = None
+        if service.has_mode("raising") and self.headers.get("Upgrade", "").lower() != "websocket":
+            service._log_exception(method, self.path)
+        route()
+        if self.status is not None:
+            service._log_request(method, self.path, self.status, time.perf_counter() - started)
+
     def do_GET(self) -> None:
         """Dispatch a GET to its route."""
+        self._serve("GET", self._get)
+
+    def do_POST(self) -> None:
+        """Create an order on /orders (``?fail=1`` or mode "broken" answers 500); every other POST is refused."""
+        self._serve("POST", self._post)
+
+    def do_DELETE(self) -> None:
+        """Delete an order: 204, or 404 when there is no such order."""
+        self._serve("DELETE", self._delete)
+
+    def _get(self) -> None:
         service = self.server.service
-        service._record("GET", self.path)
         parts = urlsplit(self.path)
         path = parts.path
         query = {
@@ -94,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, order)
         elif path == "/health":
-            if service.mode == "broken":
+            if service.has_mode("broken"):
                 self._send(503, json.dumps(BROKEN_BODY), "application/json")
             else:
                 self._send(200, json.dumps(HEALTHY_BODY), "application/json")
@@ -136,16 +187,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "not found")
 
-    def do_POST(self) -> None:
-        """Create an order on /orders (``?fail=1`` or mode "broken" answers 500); every other POST is refused."""
+    def _post(self) -> None:
         service = self.server.service
-        service._record("POST", self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         parts = urlsplit(self.path)
         if parts.path != "/orders":
             self._send(405, "method not allowed", headers={"Allow": "GET"})
             return
-        if parse_qs(parts.query).get("fail") == ["1"] or service.mode == "broken":
+        if parse_qs(parts.query).get("fail") == ["1"] or service.has_mode("broken"):
             self._send_json(500, {"error": "order store unavailable"})
             return
         try:
@@ -158,10 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         order = service.add_order(item)
         self._send_json(201, order, headers={"Location": f"/orders/{order['id']}"})
 
-    def do_DELETE(self) -> None:
-        """Delete an order: 204, or 404 when there is no such order."""
+    def _delete(self) -> None:
         service = self.server.service
-        service._record("DELETE", self.path)
         path = urlsplit(self.path).path
         if not path.startswith("/orders/"):
             self._send(405, "method not allowed", headers={"Allow": "GET"})
@@ -292,6 +339,17 @@ class _WebSocket:
                 return None
 
 
+def _load_orders_api() -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    exec(compile(ORDERS_API, ORDERS_API_FILE, "exec"), namespace)
+    # An mtime of None keeps linecache.checkcache from dropping the entry: tracebacks show the source lines.
+    linecache.cache[ORDERS_API_FILE] = (len(ORDERS_API), None, ORDERS_API.splitlines(True), ORDERS_API_FILE)
+    return namespace
+
+
+_ORDERS_API_CODE = _load_orders_api()
+
+
 def _status(text: str) -> int:
     code = int(text) if text.isdigit() else 0
     return code if 200 <= code <= 599 else 0
@@ -307,9 +365,12 @@ def _int(value: str | None, default: int) -> int:
 class SampleService:
     """The bundled sample service, served on 127.0.0.1 from a daemon thread."""
 
-    def __init__(self, mode: str = "healthy", token: str | None = None) -> None:
+    def __init__(self, mode: str = "healthy", token: str | None = None, log_path: str | Path | None = None,
+                 revision: str = "") -> None:
         self.mode = mode
         self.token = token
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.revision = revision  # the Cloud Run revision label of every line this service logs
         self.requests: list[tuple[str, str]] = []
         self.orders: dict[str, dict[str, Any]] = {}
         self._order_ids = itertools.count(1)
@@ -338,6 +399,7 @@ class SampleService:
                 daemon=True,
             )
             self._thread.start()
+            self.log("INFO", f"listening on {self.url} (mode {self.mode})")
         return self.url
 
     def stop(self) -> None:
@@ -355,6 +417,36 @@ class SampleService:
     def _record(self, method: str, path: str) -> None:
         with self._lock:
             self.requests.append((method, path))
+
+    def has_mode(self, name: str) -> bool:
+        """Whether ``name`` is one of the ``+``-joined modes the service is in now."""
+        return name in self.mode.split("+")
+
+    def log(self, severity: str, message: str, **fields: Any) -> None:
+        """Append one structured JSON line to the service's log (nothing without ``log_path``)."""
+        if self.log_path is None:
+            return
+        with self._lock:  # the timestamp is taken under the lock so that file order is time order
+            line: dict[str, Any] = {"timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                    "severity": severity, "message": message, **fields}
+            if self.revision:
+                line["logging.googleapis.com/labels"] = {"revision_name": self.revision}
+            with self.log_path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
+
+    def _log_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        # Cloud Run's request logs: ERROR for 5xx, WARNING for 4xx.
+        severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+        url = f"{self.url}{path}" if self._server is not None else path
+        self.log(severity, f"{method} {path} {status}", httpRequest={
+            "requestMethod": method, "requestUrl": url, "status": status, "latency": f"{seconds:.6f}s"})
+
+    def _log_exception(self, method: str, path: str) -> None:
+        """Fail in the orders API and log the traceback as an unhandled-exception handler would."""
+        try:
+            _ORDERS_API_CODE["handle_request"]({"method": method, "path": path, "session": {}})
+        except KeyError as exc:
+            self.log("ERROR", f"Exception on {path} [{method}]\n" + "".join(traceback.format_exception(exc)).rstrip())
 
     def add_order(self, item: str) -> dict[str, Any]:
         """Store a new order and return it."""

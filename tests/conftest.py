@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from core.gcp import LOGGING_ENDPOINT_ENV, MONITORING_ENDPOINT_ENV
 from core.logs import use_console
-from core.probes import LOGGING_ENDPOINT_ENV
 from core.sample_service import SampleService
 from tests.servers import processes
 from tests.servers.fake_logging import FakeLogging
+from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
@@ -56,6 +57,13 @@ def sample() -> Iterator[SampleService]:
 def fake_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloudRun]:
     with FakeCloudRun() as fake:
         monkeypatch.setenv("POSTDEPLOY_RUN_API_ENDPOINT", fake.endpoint)
+        yield fake
+
+
+@pytest.fixture
+def fake_monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMonitoring]:
+    with FakeMonitoring() as fake:
+        monkeypatch.setenv(MONITORING_ENDPOINT_ENV, fake.endpoint)
         yield fake
 
 

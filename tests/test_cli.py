@@ -8,18 +8,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from core.sample_service import SampleService
 from tests.conftest import add_orders_service, load_build
 from tests.servers.fake_logging import FakeLogging
+from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 HEALTH = ("version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
-          "    logs: {settle_s: 0}\n")
+          "    logs: {settle_s: 0}\n    metrics: {wait_for_data_s: 0}\n")
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -27,21 +30,40 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+NEW_SIGNATURE = "KeyError at orders/api.py:7 load_customer"
+
+
+def report_of(done: subprocess.CompletedProcess[str], out: Path) -> dict[str, Any]:
+    paths = [Path(line.strip()) for line in done.stdout.splitlines() if line.strip().startswith(str(out))]
+    assert {p.name for p in paths} == {"report.md", "report.html", "report.json"}
+    report: dict[str, Any] = json.loads(next(p for p in paths if p.suffix == ".json").read_text(encoding="utf-8"))
+    return report
+
+
+def check_of(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
 def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
     done = cli("demo", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "PASS  sample-app" in done.stdout
-    paths = [Path(line.strip()) for line in done.stdout.splitlines() if line.strip().startswith(str(tmp_path))]
-    assert {p.name for p in paths} == {"report.md", "report.html", "report.json"}
-    report = json.loads(next(p for p in paths if p.suffix == ".json").read_text(encoding="utf-8"))
+    report = report_of(done, tmp_path)
     assert report["verdict"] == "PASS"
     assert report["target"]["match_rule"].startswith("label gcb-build-id=demo-")
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert statuses == {"deployment": "PASS", "health": "PASS", "imports": "PASS", "logs": "SKIPPED", "smoke": "PASS",
-                        "tests": "PASS"}
-    imports = next(c for c in report["checks"] if c["name"] == "imports")
+    # A subset: checks added to the registry later (metrics, needing Cloud Monitoring) are SKIPPED in the demo.
+    assert statuses.items() >= {"deployment": "PASS", "health": "PASS", "imports": "PASS", "logs": "PASS", "smoke": "PASS",
+                                "tests": "PASS"}.items()
+    assert set(statuses.values()) <= {"PASS", "SKIPPED"}
+    imports = check_of(report, "imports")
     assert any("core.sample_legacy" in e["what"] and "DeprecationWarning" in str(e["measured"]) for e in imports["evidence"])
     assert "6/6 tests passed" in done.stdout and "2/2 golden paths pass" in done.stdout
+    assert "logs        PASS    no errors logged by sample-app-00002-dem since " in done.stdout
+    logs = {e["what"]: e for e in check_of(report, "logs")["evidence"]}
+    gone = logs["gone signature: payment gateway timed out after <n> s for order <id>"]
+    assert (gone["measured"], gone["previous"]) == ("0× since deploy", "3× (0.3/min)")
+    assert logs["entries.list calls"]["measured"] == "2 for sample-app-00002-dem, 1 for sample-app-00001-abc"
 
 
 def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
@@ -52,6 +74,33 @@ def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
     assert "roll back: gcloud run services update-traffic sample-app" in done.stdout
     assert "create-order (critical): expected status 201 from POST /orders, got 500" in done.stdout
     assert "5/6 tests passed" in done.stdout and "tests.e2e.test_checkout failed" in done.stdout
+    assert f"logs        FAIL    new error since deploy: {NEW_SIGNATURE} (3×" in done.stdout
+    logs = check_of(report_of(done, tmp_path), "logs")
+    assert logs["status"] == "FAIL"
+    assert logs["reasons"][0].startswith(f"new error since deploy: {NEW_SIGNATURE} (3×, ")
+    assert logs["reasons"][1].startswith("new error since deploy: HTTP 500 POST /orders (1×, ")
+    shown = {e["what"]: e for e in logs["evidence"]}
+    assert "KeyError: 'customer_id'" in shown[f"new signature: {NEW_SIGNATURE}"]["measured"]
+    assert "gone signature: payment gateway timed out after <n> s for order <id>" in shown
+
+
+def test_a_new_exception_after_deploy_is_the_first_reason(tmp_path: Path) -> None:
+    """The service stays healthy but starts raising: only the logs check can tell, and it names the signature first."""
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(HEALTH.replace("{settle_s: 0}", "{settle_s: 0, critical: true}"), encoding="utf-8")
+    log = tmp_path / "service.log"
+    with SampleService(log_path=log) as service:
+        httpx.get(f"{service.url}/orders", timeout=5).raise_for_status()
+        service.mode = "raising"
+        httpx.get(f"{service.url}/orders", timeout=5).raise_for_status()
+        done = cli("validate", "--url", service.url, "--service", "sample", "--config", str(config),
+                   "--log-file", str(log), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    report = report_of(done, tmp_path / "r")
+    assert report["verdict"] == "FAIL"
+    assert report["reasons"][0] == f"logs: new error since deploy: {NEW_SIGNATURE} (1×, 0.1/min)"
+    assert report["summary"] == report["reasons"][0]
+    assert check_of(report, "health")["status"] == "PASS"
 
 
 @pytest.mark.parametrize(("mode", "code", "verdict"), [("healthy", 0, "PASS"), ("broken", 2, "FAIL")])
@@ -66,8 +115,8 @@ def test_validate_url_exit_code_follows_the_verdict(tmp_path: Path, mode: str, c
     assert " deployment " not in done.stdout  # no Cloud Run facts with only a URL: left out, not SKIPPED
 
 
-def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService,
-                                                    tmp_path: Path) -> None:
+def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake_logging: FakeLogging,
+                                                    fake_monitoring: FakeMonitoring, sample: SampleService, tmp_path: Path) -> None:
     add_orders_service(fake_run, sample.url, "some-build", image=IMAGE)
     config = tmp_path / "postdeploy.yaml"
     config.write_text(HEALTH, encoding="utf-8")
@@ -84,8 +133,8 @@ def _push_file(tmp_path: Path, build: dict[str, object]) -> Path:
     return path
 
 
-def test_replay_runs_the_function_path(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService,
-                                       tmp_path: Path) -> None:
+def test_replay_runs_the_function_path(fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
+                                       sample: SampleService, tmp_path: Path) -> None:
     build = load_build("console_cd_trigger")
     add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
     config = tmp_path / "postdeploy.yaml"

@@ -16,6 +16,7 @@ from core.sample_service import SampleService
 from tests.conftest import add_orders_service, load_build
 from tests.servers import processes
 from tests.servers.fake_logging import FakeLogging
+from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
@@ -27,6 +28,7 @@ defaults:
   checks:
     health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0.1}
     logs: {settle_s: 0}
+    metrics: {wait_for_data_s: 0}
 """
 
 
@@ -73,7 +75,8 @@ def deployed(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str) -> It
 
 
 def test_build_lifecycle_gives_exactly_one_report_and_one_message(
-        pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService, slack: SlackReceiver,
+        pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
+        sample: SampleService, slack: SlackReceiver,
         gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
     _, bucket = gcs
     build = load_build("console_cd_trigger")
@@ -122,7 +125,8 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
 
 
 def test_cloud_run_api_outage_is_redelivered_then_reported_once(
-        pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService, slack: SlackReceiver,
+        pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
+        sample: SampleService, slack: SlackReceiver,
         gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
     _, bucket = gcs
     build = load_build("console_cd_trigger")

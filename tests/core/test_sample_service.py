@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from checks import logs
+from core.logsource import FileLogSource
 from core.sample_service import HEALTHY_BODY, SampleService
 
 
@@ -139,3 +144,58 @@ def test_stop_cuts_kept_alive_connections(
     service.stop()
     with pytest.raises(httpx.TransportError):
         client.get("/ok")
+
+
+def test_log_has_one_structured_line_per_request(tmp_path: Path) -> None:
+    log = tmp_path / "service.log"
+    with SampleService(log_path=log, revision="sample-00002-new") as running, \
+            httpx.Client(base_url=running.url, timeout=5) as http:
+        http.get("/ok")
+        http.get("/status/404")
+        http.get("/status/503")
+        http.post("/orders", json={"item": "book"})
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["message"].startswith("listening on http://127.0.0.1:")
+    assert [(ln["severity"], ln["httpRequest"]["requestMethod"], urlsplit(ln["httpRequest"]["requestUrl"]).path,
+             ln["httpRequest"]["status"]) for ln in lines[1:]] == [
+        ("INFO", "GET", "/ok", 200), ("WARNING", "GET", "/status/404", 404), ("ERROR", "GET", "/status/503", 503),
+        ("INFO", "POST", "/orders", 201)]
+    assert all(ln["logging.googleapis.com/labels"] == {"revision_name": "sample-00002-new"} for ln in lines)
+    assert all(ln["httpRequest"]["latency"].endswith("s") for ln in lines[1:])
+    entries = FileLogSource(log).read()
+    assert [e.revision for e in entries] == ["sample-00002-new"] * 5
+    assert [e.http_status for e in entries] == [None, 200, 404, 503, 201]
+    assert [e.timestamp for e in entries] == sorted(e.timestamp for e in entries if e.timestamp)
+
+
+def test_raising_mode_answers_but_logs_a_new_traceback(tmp_path: Path) -> None:
+    log = tmp_path / "service.log"
+    with SampleService(log_path=log) as running, httpx.Client(base_url=running.url, timeout=5) as http:
+        before = http.get("/orders")
+        running.mode = "raising"
+        after = http.get("/orders")
+    assert (before.status_code, after.status_code) == (200, 200)
+    entries = FileLogSource(log).read()
+    assert [(e.severity, e.http_status) for e in entries] == [("INFO", None), ("INFO", 200), ("ERROR", None), ("INFO", 200)]
+    failure = entries[2]
+    assert failure.text.startswith("Exception on /orders [GET]\nTraceback (most recent call last):\n")
+    assert 'File "/app/orders/api.py", line 7, in load_customer\n    return request["session"]["customer_id"]' in failure.text
+    assert failure.text.endswith("KeyError: 'customer_id'")
+    assert logs.signature_of(failure) == ("KeyError at orders/api.py load_customer", "KeyError at orders/api.py:7 load_customer")
+
+
+@pytest.mark.parametrize(
+    ("mode", "health", "create", "tracebacks"),
+    [
+        pytest.param("healthy", 200, 201, 0, id="healthy"),
+        pytest.param("broken", 503, 500, 0, id="broken"),
+        pytest.param("raising", 200, 201, 2, id="raising"),
+        pytest.param("broken+raising", 503, 500, 2, id="broken-and-raising"),
+    ],
+)
+def test_modes_combine(tmp_path: Path, mode: str, health: int, create: int, tracebacks: int) -> None:
+    log = tmp_path / "service.log"
+    with SampleService(mode=mode, log_path=log) as running, httpx.Client(base_url=running.url, timeout=5) as http:
+        statuses = (http.get("/health").status_code, http.post("/orders", json={"item": "x"}).status_code)
+    assert statuses == (health, create)
+    assert sum("Traceback" in e.text for e in FileLogSource(log).read()) == tracebacks

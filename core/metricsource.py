@@ -1,0 +1,180 @@
+"""Where the `metrics` check reads a revision's Cloud Run metrics: Cloud Monitoring ``timeSeries.list``.
+
+``MetricSource.series`` answers one question per call: one metric of one revision over one explicit time
+range, aligned into a single bucket as long as the range (so every series carries one value) and optionally
+reduced across series. Values come back as plain numbers; the check never sees a client object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from core.errors import AccessDenied, MonitoringUnavailable
+
+LIST_TIMEOUT_S = 30.0
+MIN_ALIGNMENT_S = 60  # the API refuses shorter alignment periods
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 16.0
+MAX_ATTEMPTS = 4
+VIEWER_ROLE = "roles/monitoring.viewer"
+
+
+@dataclass(frozen=True)
+class MetricScope:
+    """Whose metrics: one revision of one Cloud Run service."""
+
+    service: str
+    revision: str
+    project: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """One returned series: its metric and resource labels, and its point values (newest first, as the API sends)."""
+
+    labels: dict[str, str]
+    values: tuple[float, ...]
+
+
+@dataclass
+class SeriesBatch:
+    """What one question found, the API calls it took (retries included) and the filter it sent."""
+
+    series: list[MetricSeries] = field(default_factory=list)
+    calls: int = 0
+    filter: str = ""
+
+    def total(self) -> float:
+        """Sum of every value (counts)."""
+        return sum(v for s in self.series for v in s.values)
+
+    def highest(self) -> float | None:
+        """Largest value (percentiles, utilisations); None when there is no data."""
+        values = [v for s in self.series for v in s.values]
+        return max(values) if values else None
+
+
+class MetricSource(Protocol):
+    """Aligned time series of a Cloud Run revision in a time range."""
+
+    async def series(self, metric_type: str, scope: MetricScope, start: datetime, end: datetime, *, aligner: str,
+                     reducer: str = "REDUCE_NONE", group_by: Sequence[str] = (), deadline: float = 0.0) -> SeriesBatch:
+        """``metric_type`` of the revision between ``start`` and ``end`` with one alignment period covering the range;
+        ``aligner``/``reducer`` are Aggregation enum names. ``deadline`` is a ``time.monotonic()`` value (0: none)."""
+        ...
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_filter(metric_type: str, scope: MetricScope) -> str:
+    """The Monitoring filter for one metric of one revision."""
+    clauses = [f"metric.type={_quote(metric_type)}", 'resource.type="cloud_run_revision"',
+               f"resource.labels.service_name={_quote(scope.service)}",
+               f"resource.labels.revision_name={_quote(scope.revision)}"]
+    if scope.region:
+        clauses.append(f"resource.labels.location={_quote(scope.region)}")
+    return " AND ".join(clauses)
+
+
+def alignment_seconds(start: datetime, end: datetime) -> int:
+    """One alignment period covering the whole range (at least the API's minimum)."""
+    return max(MIN_ALIGNMENT_S, math.ceil((end - start).total_seconds()))
+
+
+def _value(point: Any) -> float | None:
+    kind = point.value._pb.WhichOneof("value")
+    if kind == "int64_value":
+        return float(point.value.int64_value)
+    if kind == "double_value":
+        return float(point.value.double_value)
+    if kind == "distribution_value":  # only when asked without a percentile: the mean is the honest number
+        return float(point.value.distribution_value.mean)
+    if kind == "bool_value":
+        return 1.0 if point.value.bool_value else 0.0
+    return None
+
+
+def _from_client(ts: Any) -> MetricSeries:
+    labels = {**dict(ts.resource.labels), **dict(ts.metric.labels)}
+    values = tuple(v for v in (_value(p) for p in ts.points) if v is not None)
+    return MetricSeries(labels, values)
+
+
+class _Retry(Exception):
+    """A failure worth another attempt after a pause."""
+
+
+class CloudMonitoringSource:
+    """MetricSource over the official google-cloud-monitoring client (a local gRPC fake when the endpoint env is set)."""
+
+    def __init__(self, backoff_s: float = BACKOFF_FIRST_S, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.backoff_s = backoff_s
+        self.max_attempts = max_attempts
+        self.calls = 0  # timeSeries.list requests sent, for evidence and the bench
+        self._client: Any = None
+
+    def _list(self, name: str, metric_filter: str, start: datetime, end: datetime, aligner: str, reducer: str,
+              group_by: Sequence[str]) -> list[MetricSeries]:
+        """One timeSeries.list call, every page read here so a later page's error is wrapped too."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import monitoring_v3
+
+        if self._client is None:
+            from core.gcp import monitoring_client
+
+            self._client = monitoring_client()
+        aggregation = monitoring_v3.Aggregation(
+            alignment_period={"seconds": alignment_seconds(start, end)},
+            per_series_aligner=getattr(monitoring_v3.Aggregation.Aligner, aligner),
+            cross_series_reducer=getattr(monitoring_v3.Aggregation.Reducer, reducer),
+            group_by_fields=list(group_by))
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=name, filter=metric_filter, interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+            aggregation=aggregation, view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL)
+        self.calls += 1
+        try:
+            # retry=None: the client's own retry (ServiceUnavailable for up to 90 s) would ignore our deadline.
+            pager = self._client.list_time_series(request=request, retry=None, timeout=LIST_TIMEOUT_S)
+            return [_from_client(ts) for ts in pager]
+        except gexc.Forbidden as exc:  # gRPC answers PermissionDenied, a subclass
+            raise AccessDenied(f"permission denied reading metrics of {name}; grant the function's service account "
+                               f"{VIEWER_ROLE} ({exc.message})") from exc
+        except gexc.TooManyRequests as exc:
+            raise _Retry(f"Cloud Monitoring quota exceeded (429: {exc.message})") from exc
+        except (gexc.ServerError, gexc.RetryError, gexc.DeadlineExceeded) as exc:
+            raise _Retry(f"Cloud Monitoring failed: {exc}") from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise _Retry(f"Cloud Monitoring unreachable: {exc}") from exc
+
+    async def series(self, metric_type: str, scope: MetricScope, start: datetime, end: datetime, *, aligner: str,
+                     reducer: str = "REDUCE_NONE", group_by: Sequence[str] = (), deadline: float = 0.0) -> SeriesBatch:
+        """One timeSeries.list call; 429/5xx retried with doubling pauses while the deadline allows."""
+        project = scope.project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+        name = f"projects/{project}"
+        metric_filter = build_filter(metric_type, scope)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        pause = self.backoff_s
+        calls = 0
+        for attempt in range(1, self.max_attempts + 1):
+            calls += 1
+            try:
+                found = await asyncio.to_thread(self._list, name, metric_filter, start, end, aligner, reducer, group_by)
+            except _Retry as exc:
+                left = deadline - time.monotonic() if deadline else float("inf")
+                if attempt == self.max_attempts or left < pause:
+                    raise MonitoringUnavailable(f"{exc} after {attempt} attempt{'s' * (attempt > 1)}") from exc.__cause__
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BACKOFF_MAX_S)
+                continue
+            return SeriesBatch(found, calls=calls, filter=metric_filter)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,23 @@
+"""The bench's P3 and P6 measurements return what they claim to measure."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+# bench/ is a script folder, not a package: loaded by path.
+_spec = importlib.util.spec_from_file_location("postdeploy_bench", Path(__file__).resolve().parent.parent / "bench" / "bench.py")
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_p3_concurrent_wall_time_follows_the_slowest_check() -> None:
+    concurrent, sequential = bench.wall_times()
+    assert max(bench.LATENCIES_S) <= concurrent < max(bench.LATENCIES_S) + 0.3
+    assert sequential >= sum(bench.LATENCIES_S)
+
+
+def test_p6_counts_logging_calls_per_validation() -> None:
+    assert bench.logging_calls() == {"new errors (FAIL)": 2, "no errors, request logs (PASS)": 3,
+                                     "nothing ingested yet (SKIPPED)": 3}
