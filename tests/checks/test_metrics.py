@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from checks import metrics
-from core.gcp import MONITORING_ENDPOINT_ENV
 from core.metricsource import CloudMonitoringSource, MetricSource, alignment_seconds
 from core.model import CheckContext, CheckResult, RevisionInfo, Status, Target
 from tests.servers.fake_monitoring import FakeMonitoring, time_series
@@ -45,10 +43,8 @@ def script(fake: FakeMonitoring, revision: str, total: int, five: int, latency: 
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMonitoring]:
-    with FakeMonitoring() as server:
-        monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.endpoint)
-        yield server
+def fake(fake_monitoring: FakeMonitoring) -> FakeMonitoring:
+    return fake_monitoring
 
 
 @pytest.fixture

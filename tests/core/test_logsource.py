@@ -6,14 +6,12 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from core.errors import AccessDenied, LoggingUnavailable, Transient
-from core.gcp import LOGGING_ENDPOINT_ENV
 from core.logsource import CloudLoggingSource, FileLogSource, LogBatch, LogScope, build_filter
 from tests.conftest import DATA
 from tests.servers.fake_logging import FakeLogging, rfc3339
@@ -40,10 +38,8 @@ def recorded(name: str, when: datetime, revision: str = "orders-00042-new") -> d
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
-    with FakeLogging() as server:
-        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, server.endpoint)
-        yield server
+def fake(fake_logging: FakeLogging) -> FakeLogging:
+    return fake_logging
 
 
 def ask(source: Any, **kwargs: Any) -> LogBatch:

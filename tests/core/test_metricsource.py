@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.errors import AccessDenied, Transient
-from core.gcp import MONITORING_ENDPOINT_ENV
 from core.metricsource import CloudMonitoringSource, MetricScope, SeriesBatch, alignment_seconds, build_filter
 from tests.servers.fake_monitoring import FakeMonitoring, time_series
 
@@ -19,10 +17,8 @@ END = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMonitoring]:
-    with FakeMonitoring() as server:
-        monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.endpoint)
-        yield server
+def fake(fake_monitoring: FakeMonitoring) -> FakeMonitoring:
+    return fake_monitoring
 
 
 def ask(source: CloudMonitoringSource, start: datetime = END - timedelta(minutes=10)) -> SeriesBatch:

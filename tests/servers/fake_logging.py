@@ -17,12 +17,11 @@ import json
 import re
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tests.servers.fake_run import error_body
+from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 Json = dict[str, Any]
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
@@ -142,55 +141,28 @@ def matches(entry: Json, expression: str) -> bool:
     return all(_clause(entry, clause) for clause in _split_and(expression or ""))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeLogging
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep test output quiet."""
-
+class _Handler(LoopbackHandler["FakeLogging"]):
     def do_POST(self) -> None:
         """`entries:list` (the client reads with POST)."""
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {"_raw": raw.decode(errors="replace")}
-        status, answer = self.server.fake._handle("POST", urlsplit(self.path).path, body)
-        self._send(status, answer)
+        self.send_json(*self.owner._handle("POST", urlsplit(self.path).path, self.read_json()))
 
     def do_GET(self) -> None:
         """Nothing else is served."""
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(*self.server.fake._handle("GET", urlsplit(self.path).path, {}))
-
-    def _send(self, status: int, body: Json) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.read_body()
+        self.send_json(*self.owner._handle("GET", urlsplit(self.path).path, {}))
 
 
-class FakeLogging:
+class FakeLogging(LoopbackServer):
     """Serves ``POST /v2/entries:list`` from entries that tests (or other fakes) add."""
 
     def __init__(self) -> None:
+        super().__init__(_Handler, "fake Logging")
         self.entries: list[Json] = []
         self.requests: list[Json] = []  # every entries:list body, in order
         self._failures: list[int] = []
         self._lag = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def add_entry(
         self,
@@ -280,32 +252,4 @@ class FakeLogging:
     @property
     def endpoint(self) -> str:
         """Base URL to pass as ``api_endpoint``."""
-        if self._server is None:
-            raise RuntimeError("fake Logging is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> str:
-        """Start serving and return the endpoint."""
-        if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
-            self._server.fake = self
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-            self._thread.start()
-        return self.endpoint
-
-    def stop(self) -> None:
-        """Stop serving."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        return self.base_url
