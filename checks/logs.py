@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -148,13 +148,16 @@ def _request_path(url: str) -> str:
 
 
 def is_deprecation(entry: LogEntry) -> bool:
-    """A deprecation warning that is not part of a traceback."""
+    """A deprecation warning that is not part of a traceback, an error entry or a failed request."""
+    if severity_rank(entry.severity) >= severity_rank("ERROR") or (entry.http_status or 0) >= 500:
+        return False
     return TRACEBACK not in entry.text and any(t in entry.text for t in DEPRECATION_TERMS)
 
 
 def signature_of(entry: LogEntry) -> tuple[str, str]:
     """(key, title): exception type + innermost frame for tracebacks; status + route for 5xx request logs;
     otherwise the first line with numbers, ids, hashes, quoted values and timestamps normalised."""
+    entry = replace(entry, text=redact(entry.text))  # titles reach the report and Slack too
     found = _traceback(entry.text)
     if found:
         return found
@@ -261,8 +264,11 @@ class _Windows:
 def windows(target: Target, config: Config, now: datetime) -> _Windows:
     """New revision: creation → now (capped); previous: a window at least ``baseline_s`` long ending at the creation."""
     created = target.revision_info.create_time if target.revision_info else None
-    since = min(created, now) if created else now - timedelta(seconds=config.baseline_s)
-    until = min(now, since + timedelta(seconds=config.max_window_s))
+    # The latest max_window_s of the revision's life: a revision validated long after its creation
+    # (a --no-traffic rollout, a second run) is judged on what it does now.
+    since = max(min(created, now), now - timedelta(seconds=config.max_window_s)) if created \
+        else now - timedelta(seconds=config.baseline_s)
+    until = now
     length = max((until - since).total_seconds(), config.baseline_s)
     previous_until = since - timedelta(microseconds=1)  # the filter bounds are inclusive
     return _Windows(since, until, previous_until - timedelta(seconds=length), previous_until)
@@ -398,5 +404,8 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
         return CheckResult(Status.WARN, reasons[0], evidence, 0.5, reasons=reasons)
     summary = (f"no new error signature in {revision} since {_when(win.since)}: {total} error entries in "
                f"{len(errors)} known signatures" if errors else f"no errors logged by {revision} since {_when(win.since)}")
+    if any(batch is not None and batch.truncated for batch in (new_batch, old_batch)):
+        # Unread entries may hold the new error: an incomplete read cannot vouch for the revision.
+        return CheckResult(Status.WARN, f"{notes[0]}; {summary}", evidence, 0.5, reasons=notes)
     return CheckResult(Status.PASS, summary, evidence, 1.0, reasons=notes)
 

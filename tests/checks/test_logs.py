@@ -248,3 +248,31 @@ def test_local_log_file(tmp_path: Any) -> None:
     assert result.status is Status.FAIL
     assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (1×, 1/min)"
     assert source.calls == 2
+
+
+def test_secrets_never_reach_a_signature_title() -> None:
+    key, title = logs.signature_of(text("login failed for admin password=hunter2 Authorization: Bearer sk-proj-abcdef123456"))
+    assert "hunter2" not in title + key and "sk-proj-abcdef123456" not in title + key
+
+
+def test_an_error_that_mentions_a_deprecation_is_still_an_error() -> None:
+    entry_ = text("payment failed; see FutureWarning in the gateway client", severity="ERROR")
+    assert not logs.is_deprecation(entry_)
+    assert logs.is_deprecation(text("FutureWarning: pandas will change the default", severity="WARNING"))
+
+
+def test_a_read_cut_off_at_max_entries_cannot_pass(fake: FakeLogging) -> None:
+    now = datetime.now(UTC)
+    created = now - timedelta(minutes=2)
+    for i in range(4):
+        fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
+        fake.entries.append(entry("request_503", created - timedelta(minutes=5, seconds=i), revision=OLD))
+    result = check(CloudLoggingSource(), target(created), max_entries=3, increase_ratio=100)
+    assert result.status is Status.WARN
+    assert result.summary.startswith("only the first 3 matching entries of the new revision were read")
+
+
+def test_an_old_revision_is_judged_on_its_latest_window() -> None:
+    now = datetime.now(UTC)
+    win = logs.windows(target(now - timedelta(days=2)), logs.Config(max_window_s=3600), now)
+    assert (win.until, win.since) == (now, now - timedelta(seconds=3600))
