@@ -13,13 +13,13 @@ import asyncio
 import itertools
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.backoff import Retryable, with_backoff
 from core.errors import AccessDenied, LoggingUnavailable
 
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
@@ -27,7 +27,6 @@ PAGE_SIZE_MAX = 1000  # entries.list refuses larger pages
 LIST_TIMEOUT_S = 30.0
 # entries.list: 60 requests per minute per project, and a 429 carries no Retry-After.
 BACKOFF_FIRST_S = 2.0
-BACKOFF_MAX_S = 16.0
 MAX_ATTEMPTS = 4
 # Keys under which structured loggers put the stack of an exception next to the message.
 STACK_KEYS = ("stack_trace", "stackTrace", "exception", "exc_info", "traceback", "error.stack")
@@ -208,11 +207,11 @@ class CloudLoggingSource:
             raise AccessDenied(f"permission denied reading logs in {names[0]}; grant the function's service account "
                                f"roles/logging.viewer ({exc.message})") from exc
         except gexc.TooManyRequests as exc:
-            raise _Retry(f"Cloud Logging quota exceeded (429: {exc.message})") from exc
+            raise Retryable(f"Cloud Logging quota exceeded (429: {exc.message})") from exc
         except (gexc.ServerError, gexc.RetryError) as exc:
-            raise _Retry(f"Cloud Logging failed: {exc}") from exc
+            raise Retryable(f"Cloud Logging failed: {exc}") from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise _Retry(f"Cloud Logging unreachable: {exc}") from exc
+            raise Retryable(f"Cloud Logging unreachable: {exc}") from exc
 
     async def entries(self, scope: LogScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                       text_search: Sequence[str] = (), include_requests: bool = True, limit: int = PAGE_SIZE_MAX,
@@ -221,25 +220,9 @@ class CloudLoggingSource:
         limit = max(1, min(limit, PAGE_SIZE_MAX))
         log_filter = build_filter(scope, since, until, min_severity=min_severity, text_search=text_search,
                                   include_requests=include_requests)
-        pause = self.backoff_s
-        calls = 0
-        for attempt in range(1, self.max_attempts + 1):
-            calls += 1
-            try:
-                found = await asyncio.to_thread(self._list, scope.project, log_filter, limit)
-            except _Retry as exc:
-                left = deadline - time.monotonic() if deadline else float("inf")
-                if attempt == self.max_attempts or left < pause:
-                    raise LoggingUnavailable(f"{exc} after {attempt} attempt{'s' * (attempt > 1)}") from exc.__cause__
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, BACKOFF_MAX_S)
-                continue
-            return LogBatch(found, truncated=len(found) >= limit, calls=calls, filter=log_filter)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _Retry(Exception):
-    """A failure worth another attempt after a pause."""
+        found, calls = await with_backoff(lambda: self._list(scope.project, log_filter, limit), attempts=self.max_attempts,
+                                          first_pause_s=self.backoff_s, deadline=deadline, unavailable=LoggingUnavailable)
+        return LogBatch(found, truncated=len(found) >= limit, calls=calls, filter=log_filter)
 
 
 class FileLogSource:

@@ -7,21 +7,19 @@ reduced across series. Values come back as plain numbers; the check never sees a
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from core.backoff import Retryable, with_backoff
 from core.errors import AccessDenied, MonitoringUnavailable
 
 LIST_TIMEOUT_S = 30.0
 MIN_ALIGNMENT_S = 60  # the API refuses shorter alignment periods
 BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 16.0
 MAX_ATTEMPTS = 4
 VIEWER_ROLE = "roles/monitoring.viewer"
 
@@ -110,10 +108,6 @@ def _from_client(ts: Any) -> MetricSeries:
     return MetricSeries(labels, values)
 
 
-class _Retry(Exception):
-    """A failure worth another attempt after a pause."""
-
-
 class CloudMonitoringSource:
     """MetricSource over the official google-cloud-monitoring client (a local gRPC fake when the endpoint env is set)."""
 
@@ -150,11 +144,11 @@ class CloudMonitoringSource:
             raise AccessDenied(f"permission denied reading metrics of {name}; grant the function's service account "
                                f"{VIEWER_ROLE} ({exc.message})") from exc
         except gexc.TooManyRequests as exc:
-            raise _Retry(f"Cloud Monitoring quota exceeded (429: {exc.message})") from exc
+            raise Retryable(f"Cloud Monitoring quota exceeded (429: {exc.message})") from exc
         except (gexc.ServerError, gexc.RetryError, gexc.DeadlineExceeded) as exc:
-            raise _Retry(f"Cloud Monitoring failed: {exc}") from exc
+            raise Retryable(f"Cloud Monitoring failed: {exc}") from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise _Retry(f"Cloud Monitoring unreachable: {exc}") from exc
+            raise Retryable(f"Cloud Monitoring unreachable: {exc}") from exc
 
     async def series(self, metric_type: str, scope: MetricScope, start: datetime, end: datetime, *, aligner: str,
                      reducer: str = "REDUCE_NONE", group_by: Sequence[str] = (), deadline: float = 0.0) -> SeriesBatch:
@@ -163,18 +157,7 @@ class CloudMonitoringSource:
         name = f"projects/{project}"
         metric_filter = build_filter(metric_type, scope)
         start, end = start.astimezone(UTC), end.astimezone(UTC)
-        pause = self.backoff_s
-        calls = 0
-        for attempt in range(1, self.max_attempts + 1):
-            calls += 1
-            try:
-                found = await asyncio.to_thread(self._list, name, metric_filter, start, end, aligner, reducer, group_by)
-            except _Retry as exc:
-                left = deadline - time.monotonic() if deadline else float("inf")
-                if attempt == self.max_attempts or left < pause:
-                    raise MonitoringUnavailable(f"{exc} after {attempt} attempt{'s' * (attempt > 1)}") from exc.__cause__
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, BACKOFF_MAX_S)
-                continue
-            return SeriesBatch(found, calls=calls, filter=metric_filter)
-        raise AssertionError("unreachable")  # pragma: no cover
+        found, calls = await with_backoff(lambda: self._list(name, metric_filter, start, end, aligner, reducer, group_by),
+                                          attempts=self.max_attempts, first_pause_s=self.backoff_s, deadline=deadline,
+                                          unavailable=MonitoringUnavailable)
+        return SeriesBatch(found, calls=calls, filter=metric_filter)
