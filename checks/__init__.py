@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from checks import deployment, health, imports, logs, metrics, smoke, tests
+from checks import deployment, health, imports, logs, metrics, smoke, tests, window
 
 REGISTRY: dict[str, ModuleType] = {
     deployment.NAME: deployment,
@@ -14,4 +14,5 @@ REGISTRY: dict[str, ModuleType] = {
     metrics.NAME: metrics,
     smoke.NAME: smoke,
     tests.NAME: tests,
+    window.NAME: window,
 }

@@ -26,6 +26,7 @@ from core.schema import CheckSettings
 
 NAME = "logs"
 CATEGORY = "Stability"
+PHASE = 1  # after the observation window: its probes' errors must be in the logs read
 TRACEBACK = "Traceback (most recent call last)"
 DEPRECATION_TERMS = ("DeprecationWarning", "FutureWarning")
 TITLE_CHARS = 160

@@ -30,6 +30,7 @@ from core.schema import CheckSettings
 
 NAME = "metrics"
 CATEGORY = "Stability"
+PHASE = 1  # after the observation window: its traffic counts toward the figures
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 MEMORY = "run.googleapis.com/container/memory/utilizations"

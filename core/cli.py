@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console_progress(what: str, done: float) -> None:
+    """A one-line progress bar on a terminal's stderr (nothing when stderr is not a terminal)."""
+    if not sys.stderr.isatty():
+        return
+    filled = int(done * 30)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done:4.0%} {what[:60]:<60}")
+    if done >= 1.0:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
 def _print_validation(report: dict[str, Any], links: dict[str, str]) -> None:
     from report.render import render_table
 
@@ -112,7 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 store=lambda: LocalStore(args.out), webhook=lambda: "",
                                 artifacts=lambda: open_artifacts(artifacts_root),
                                 probe_runner=local_probe_runner(sys.executable, str(ROOT)),
-                                log_source=lambda target, settings: FileLogSource(log_path, default_revision=target.revision))
+                                log_source=lambda target, settings: FileLogSource(log_path, default_revision=target.revision),
+                                progress=console_progress)
             handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
                              adapters=adapters)
     for v in handled.validations:
@@ -130,6 +142,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     adapters = Adapters.from_env(args.out)
+    adapters.progress = console_progress
     if not args.slack:
         adapters.webhook = lambda: ""
     if args.python:

@@ -20,6 +20,7 @@ DEFAULT_PASS = 90.0
 DEFAULT_WARN = 75.0
 DEFAULT_DEADLINE_S = 480.0
 DEADLINE_MARGIN_S = 30.0
+LOG_QUERY_RESERVE_S = 15.0  # the logs check's own queries after the window and the ingestion delay
 SENSITIVE_KEYS = frozenset({"headers", "token", "password", "secret"})
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
 
@@ -78,6 +79,18 @@ class Settings(Strict):
         """The settings of one check by its registry name."""
         value: CheckSettings = getattr(self.checks, name)
         return value
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Settings:
+        window: Any = self.check("window")
+        logs: Any = self.check("logs")
+        if window.enabled and logs.enabled:
+            needed = window.window_s + logs.settle_s + LOG_QUERY_RESERVE_S
+            if needed > self.deadline_s:
+                raise ValueError(f"expected checks.window.window_s + checks.logs.settle_s + {LOG_QUERY_RESERVE_S:g} s of "
+                                 f"log queries ≤ deadline_s ({self.deadline_s:g} s), found {window.window_s:g} + "
+                                 f"{logs.settle_s:g} + {LOG_QUERY_RESERVE_S:g} = {needed:g} s")
+        return self
 
 
 class ConfigFile(Strict):

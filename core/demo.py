@@ -44,6 +44,11 @@ defaults:
     logs:
       settle_s: 0  # a local file has no ingestion delay
       timeout_s: 30
+    window:
+      window_s: 3
+      interval_s: 0.5
+      paths: [/health, /orders]
+      max_p95_ms: 500
     imports:
       modules:
         - core.sample_service:SampleService

@@ -225,6 +225,7 @@ class CheckContext:
     secrets: SecretSource | None = None
     log_source: LogSource | None = None
     metric_source: MetricSource | None = None
+    progress: Callable[[str, float], None] | None = None  # (what, fraction done): a CLI bar or log lines
 
 
 @dataclass

@@ -48,6 +48,7 @@ class Adapters:
     secrets: SecretSource | None = None
     log_source: Callable[[Target, Settings], LogSource | None] = lambda target, settings: None
     metric_source: Callable[[Target, Settings], MetricSource | None] = lambda target, settings: None
+    progress: Callable[[str, float], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> Any:
@@ -65,7 +66,8 @@ class Adapters:
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
-                   probe_runner=cloud_probe_runner, log_source=cloud_log_source, metric_source=cloud_metric_source)
+                   probe_runner=cloud_probe_runner, log_source=cloud_log_source, metric_source=cloud_metric_source,
+                   progress=log_progress())
 
 
 def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
@@ -80,6 +82,19 @@ def cloud_log_source(target: Target, settings: Settings) -> LogSource | None:
     from core.logsource import CloudLoggingSource
 
     return CloudLoggingSource() if target.revision else None
+
+
+def log_progress(every_s: float = 15.0) -> Callable[[str, float], None]:
+    """Progress as log lines (the function has no terminal), at most one per ``every_s``."""
+    last = [0.0]
+
+    def report(what: str, done: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or done >= 1.0:
+            last[0] = now
+            log("INFO", f"progress {done:.0%}: {what}")
+
+    return report
 
 
 def cloud_metric_source(target: Target, settings: Settings) -> MetricSource | None:
@@ -228,7 +243,7 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
             ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
                                probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
                                secrets=adapters.secrets, log_source=adapters.log_source(target, settings),
-                               metric_source=adapters.metric_source(target, settings))
+                               metric_source=adapters.metric_source(target, settings), progress=adapters.progress)
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)

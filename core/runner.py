@@ -26,17 +26,17 @@ async def _one(name: str, module: ModuleType, target: Target, config: Any, ctx: 
 
 
 async def run_checks(target: Target, settings: Any, registry: Mapping[str, ModuleType], ctx: CheckContext) -> list[Outcome]:
-    """Every enabled check, in registry order; timeouts and crashes become ERROR results."""
-    remaining = max(ctx.deadline - time.monotonic(), 0.0)
-    jobs = []
-    for name, module in registry.items():
-        config = getattr(settings.checks, name)
-        if not config.enabled:
-            continue
-        budget = min(config.timeout_s, remaining)
-        jobs.append((name, module, config, _one(name, module, target, config, ctx, budget)))
-    results = await asyncio.gather(*(job[3] for job in jobs))
-    return [
-        Outcome(name, config.category or module.CATEGORY, config.critical, result, duration)
-        for (name, module, config, _), (result, duration) in zip(jobs, results, strict=False)
-    ]
+    """Every enabled check, in registry order; timeouts and crashes become ERROR results.
+
+    Checks run concurrently within a phase; a check with ``PHASE = 1`` (logs, metrics) starts once
+    phase 0 is done, so what the observation window's probes caused is in what it reads.
+    """
+    enabled = [(n, m, getattr(settings.checks, n)) for n, m in registry.items() if getattr(settings.checks, n).enabled]
+    outcomes: dict[str, Outcome] = {}
+    for phase in sorted({getattr(m, "PHASE", 0) for _, m, _ in enabled}):
+        jobs = [(n, m, c) for n, m, c in enabled if getattr(m, "PHASE", 0) == phase]
+        remaining = max(ctx.deadline - time.monotonic(), 0.0)
+        results = await asyncio.gather(*(_one(n, m, target, c, ctx, min(c.timeout_s, remaining)) for n, m, c in jobs))
+        for (name, module, config), (result, duration) in zip(jobs, results, strict=True):
+            outcomes[name] = Outcome(name, config.category or module.CATEGORY, config.critical, result, duration)
+    return [outcomes[n] for n, _, _ in enabled]

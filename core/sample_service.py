@@ -153,6 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "sample service")
         elif path == "/ok":
             self._send(200, "ok")
+        elif path == "/flaky":
+            # Every Nth request answers 500: an intermittent failure for availability figures.
+            every = max(_int(query.get("every"), 3), 1)
+            with service._lock:
+                service._flaky_count += 1
+                failing = service._flaky_count % every == 0
+            self._send(500 if failing else 200, "flaky failure" if failing else "ok")
         elif path.startswith("/status/") and (
             code := _status(path.removeprefix("/status/"))
         ):
@@ -375,6 +382,7 @@ class SampleService:
         self.orders: dict[str, dict[str, Any]] = {}
         self._order_ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._flaky_count = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

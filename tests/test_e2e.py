@@ -29,6 +29,7 @@ defaults:
     health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0.1}
     logs: {settle_s: 0}
     metrics: {wait_for_data_s: 0}
+    window: {window_s: 1, interval_s: 0.5, paths: [/health]}
 """
 
 

@@ -26,6 +26,7 @@ version: 1
 defaults:
   checks:
     health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0}
+    window: {window_s: 0}
 """, "test")
 
 
@@ -60,7 +61,7 @@ def test_deploy_build_gives_one_report_and_one_message(fake_run: FakeCloudRun, s
     assert report["build"]["commit"] == "9d2b1c0e4f" and report["build"]["branch"] == "main"
     assert {c["name"]: c["status"] for c in report["checks"]} == {"deployment": "PASS", "health": "PASS", "imports": "SKIPPED",
                                                                   "logs": "SKIPPED", "metrics": "SKIPPED", "smoke": "SKIPPED",
-                                                                  "tests": "SKIPPED"}
+                                                                  "tests": "SKIPPED", "window": "SKIPPED"}
     assert (tmp_path / "orders" / "latest.json").read_text(encoding="utf-8") == \
         (tmp_path / "orders" / cd_build["id"] / "report.json").read_text(encoding="utf-8")
     assert (tmp_path / "orders" / cd_build["id"] / "report.md").exists()
