@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.expect import MISSING, Expectation, describe, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Status, Target
-from core.schema import CheckSettings
+from core.schema import CheckSettings, UrlPath
 
 NAME = "health"
 CATEGORY = "Deployment"
@@ -24,7 +24,7 @@ class Config(CheckSettings):
     """Health is critical by default: a revision that is not healthy is a failed deploy."""
 
     critical: bool = True
-    path: str = "/"
+    path: UrlPath = "/"
     expect_status: list[int] = Field(default_factory=lambda: [200])
     expect_json: list[str] = Field(default_factory=list)
     tries: int = Field(3, ge=1, le=20)
@@ -33,13 +33,6 @@ class Config(CheckSettings):
     latency_budget_ms: float = Field(1000.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0)
     auth: Literal["auto", "none", "id_token"] = "auto"
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"expected a path starting with '/', found {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _fits_timeout(self) -> Config:

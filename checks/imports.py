@@ -221,25 +221,18 @@ def _judge(config: Config, result: dict[str, Any], probe: ProbeRun, image: str) 
     reasons: list[str] = []
     critical_failures: list[str] = []
     passed = 0
-    still_warning: list[str] = []
-    for entry, item in zip(config.modules, result["modules"], strict=True):
-        ev, reason = _module_evidence(entry, item)
+    judged: list[tuple[ImportEntry | CommandTest, Evidence, str]] = [
+        (m, *_module_evidence(m, item)) for m, item in zip(config.modules, result["modules"], strict=True)]
+    judged += [(c, *_command_evidence(c, item)) for c, item in zip(config.commands, result["commands"], strict=True)]
+    for entry, ev, reason in judged:
         evidence.append(ev)
         passed += bool(ev.ok)
         if reason:
             reasons.append(reason)
             if entry.critical:
                 critical_failures.append(reason)
-        elif item.get("deprecation") and not entry.expect_deprecation:
-            still_warning.append(entry.name)
-    for command, item in zip(config.commands, result["commands"], strict=True):
-        ev, reason = _command_evidence(command, item)
-        evidence.append(ev)
-        passed += bool(ev.ok)
-        if reason:
-            reasons.append(reason)
-            if command.critical:
-                critical_failures.append(reason)
+    still_warning = [m.name for m, item in zip(config.modules, result["modules"], strict=True)
+                     if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]
     total = len(config.modules) + len(config.commands)
     score = passed / total
     evidence.append(Evidence("entries passing", f"{passed}/{total}", f"{total}/{total}", ok=passed == total))

@@ -28,7 +28,7 @@ from websockets.uri import parse_uri
 
 from core.expect import MISSING, Expectation, describe, lookup, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
-from core.schema import FUNCTION_TIMEOUT_S, CheckSettings, Strict
+from core.schema import FUNCTION_TIMEOUT_S, CheckSettings, Strict, UrlPath
 
 NAME = "smoke"
 CATEGORY = "Business"
@@ -130,7 +130,7 @@ class _Step(_Model):
     """What HTTP and WebSocket steps share."""
 
     name: str = ""
-    path: str
+    path: UrlPath
     query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(DEFAULT_STEP_TIMEOUT_S, gt=0, le=FUNCTION_TIMEOUT_S)
@@ -141,13 +141,6 @@ class _Step(_Model):
     def _name(cls, value: str) -> str:
         if value and not _NAME.match(value):
             raise ValueError(f"expected letters, digits, '_' or '-', found {value!r}")
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"expected a path starting with '/' (the target's URL is prepended), found {value!r}")
         return value
 
     @field_validator("headers")

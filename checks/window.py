@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
-from core.schema import CheckSettings
+from core.schema import CheckSettings, UrlPath
 
 NAME = "window"
 CATEGORY = "Stability"
@@ -24,20 +24,12 @@ class Config(CheckSettings):
     timeout_s: float = 120.0
     window_s: float = Field(60.0, ge=0, le=480)
     interval_s: float = Field(5.0, gt=0, le=60)
-    paths: list[str] = Field(default_factory=lambda: ["/"])
+    paths: list[UrlPath] = Field(default_factory=lambda: ["/"])
     expect_status: list[int] = Field(default_factory=lambda: [200])
     request_timeout_s: float = Field(10.0, gt=0, le=60)
     min_availability: float = Field(0.99, ge=0, le=1)
     warn_availability: float = Field(0.95, ge=0, le=1)
     max_p95_ms: float = Field(1000.0, gt=0)
-
-    @field_validator("paths")
-    @classmethod
-    def _absolute(cls, value: list[str]) -> list[str]:
-        bad = [p for p in value if not p.startswith("/")]
-        if bad:
-            raise ValueError(f"expected paths starting with '/', found {', '.join(bad)}")
-        return value
 
     @model_validator(mode="after")
     def _fits(self) -> Config:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 CATEGORIES = ("Deployment", "Migration", "Stability", "Business", "Testing")
 FUNCTION_TIMEOUT_S = 540.0
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/' (the target's URL is prepended), found {value!r}")
+    return value
+
+
+# A path on the target, e.g. "/health" or "/orders?limit=1": the checks prepend the revision's URL.
+UrlPath = Annotated[str, AfterValidator(_url_path)]
 
 
 class Strict(BaseModel):
