@@ -109,7 +109,7 @@ async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | Non
     return attempt
 
 
-async def _token(ctx: CheckContext, audience: str) -> tuple[str | None, str]:
+async def fetch_token(ctx: CheckContext, audience: str) -> tuple[str | None, str]:
     """An ID token for the audience, or None and why not."""
     if ctx.token_source is None:
         return None, "no ID token source"
@@ -128,14 +128,14 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     expectations = parse_all(config.expect_json)
     # Cloud Run accepts the service's own URL as the audience, also for requests to a tag URL.
     audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
-    token, token_problem = await _token(ctx, audience) if config.auth == "id_token" else (None, "")
+    token, token_problem = await fetch_token(ctx, audience) if config.auth == "id_token" else (None, "")
     attempts: list[Attempt] = []
     for i in range(config.tries):
         if i and config.interval_s:
             await asyncio.sleep(config.interval_s)
         attempt = await _attempt(ctx, url, config, token)
         if attempt.status in (401, 403) and config.auth == "auto" and token is None and not token_problem:
-            token, token_problem = await _token(ctx, audience)
+            token, token_problem = await fetch_token(ctx, audience)
             if token:
                 attempt = await _attempt(ctx, url, config, token)
         attempts.append(attempt)

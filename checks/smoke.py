@@ -43,6 +43,7 @@ OK_CLOSE_CODES = (1000, 1001)
 MIN_SCRUBBED_CHARS = 4
 REDACTED = "<redacted>"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 STEP_KINDS = ("http", "websocket")
 REFERENCE_FORMS = "${env:NAME}, ${secret:projects/P/secrets/S/versions/V} or ${steps.STEP.status|json[.PATH]|CAPTURE}"
 
@@ -431,7 +432,7 @@ class _Refused(Exception):
 # ---------------------------------------------------------------- the run
 
 
-class _Session:
+class Session:
     """State shared by the paths of one run: ID token, resolved secrets, values to scrub from the result."""
 
     def __init__(self, target: Target, config: Config, ctx: CheckContext) -> None:
@@ -599,7 +600,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
-async def _exchange(session: _Session, request: httpx.Request) -> tuple[int, bytes]:
+async def _exchange(session: Session, request: httpx.Request) -> tuple[int, bytes]:
     """Send, following redirects on the same origin only, and read at most max_body_bytes."""
     origin = _origin(request.url)
     cap = session.config.max_body_bytes
@@ -622,7 +623,7 @@ async def _exchange(session: _Session, request: httpx.Request) -> tuple[int, byt
     raise _Refused(f"more than {MAX_REDIRECTS} redirects")
 
 
-async def _url(session: _Session, step: _Step, outputs: dict[str, StepOutput], websocket: bool = False) -> tuple[str, str]:
+async def _url(session: Session, step: _Step, outputs: dict[str, StepOutput], websocket: bool = False) -> tuple[str, str]:
     """(URL, rendered path): the target's URL, the step's path, its own query string and ``query``."""
     path = await session.render(step.path, outputs, in_path=True)
     query = [(k, await session.render(v, outputs) if isinstance(v, str) else json.dumps(v)) for k, v in step.query.items()]
@@ -632,7 +633,7 @@ async def _url(session: _Session, step: _Step, outputs: dict[str, StepOutput], w
     return urlunsplit((scheme, base.netloc, base.path + parts.path, query_string, "")), path
 
 
-async def _http(session: _Session, step: HttpStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
+async def _http(session: Session, step: HttpStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
     url, path = await _url(session, step, outputs)
     headers, shown = await session.headers(step, outputs)
     body: dict[str, Any] = {}
@@ -788,7 +789,7 @@ class _Events:
         return f"connection dropped without a close frame (1006) {self.after()}{rest}"
 
 
-async def _open(session: _Session, step: WebSocketStep, url: str, headers: dict[str, str], timeout_s: float) -> ClientConnection:
+async def _open(session: Session, step: WebSocketStep, url: str, headers: dict[str, str], timeout_s: float) -> ClientConnection:
     return await _SameOriginConnect(
         url, additional_headers=headers, subprotocols=[Subprotocol(step.subprotocol)] if step.subprotocol else None,
         open_timeout=timeout_s, close_timeout=CLOSE_TIMEOUT_S, max_size=session.config.max_body_bytes,
@@ -836,7 +837,7 @@ async def _converse(ws: ClientConnection, step: WebSocketStep, messages: list[st
     return events, closed_early
 
 
-async def _websocket(session: _Session, step: WebSocketStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
+async def _websocket(session: Session, step: WebSocketStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
     url, path = await _url(session, step, outputs, websocket=True)
     headers, shown = await session.headers(step, outputs)
     messages = [await session.render(m.text, outputs) if m.text is not None else json.dumps(await session.render_value(m.json_, outputs))
@@ -904,7 +905,7 @@ async def _websocket(session: _Session, step: WebSocketStep, prefix: str, output
 # ---------------------------------------------------------------- paths and verdict
 
 
-async def _step(session: _Session, step: HttpStep | WebSocketStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
+async def _step(session: Session, step: HttpStep | WebSocketStep, prefix: str, outputs: dict[str, StepOutput]) -> StepOutcome:
     try:
         if isinstance(step, HttpStep):
             return await _http(session, step, prefix, outputs)
@@ -915,7 +916,13 @@ async def _step(session: _Session, step: HttpStep | WebSocketStep, prefix: str, 
                            setup_failed=isinstance(exc, _SetupFailed))
 
 
-async def _path(session: _Session, path: PathConfig, budget_end: float) -> PathOutcome:
+def read_only(path: PathConfig) -> bool:
+    """Whether running the path changes nothing: HTTP GET/HEAD/OPTIONS steps, WebSocket steps that send nothing."""
+    return all(step.method in SAFE_METHODS if isinstance(step, HttpStep) else not step.send for step in path.steps)
+
+
+async def run_path(session: Session, path: PathConfig, budget_end: float) -> PathOutcome:
+    """The path's steps in order until one fails, each bounded by the path's own timeout and ``budget_end``."""
     own_end = time.monotonic() + path.timeout_s if path.timeout_s else budget_end
     end = min(own_end, budget_end)
     why = f"path {path.name} did not finish within {path.timeout_s:g} s" if own_end <= budget_end and path.timeout_s \
@@ -937,7 +944,7 @@ async def _path(session: _Session, path: PathConfig, budget_end: float) -> PathO
     return PathOutcome(path, done)
 
 
-def _next_steps(session: _Session, failed: list[PathOutcome]) -> list[str]:
+def _next_steps(session: Session, failed: list[PathOutcome]) -> list[str]:
     hints = []
     for p in failed:
         step = p.steps[-1]
@@ -958,12 +965,12 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     budget_end = time.monotonic() + config.timeout_s - margin
     if ctx.deadline > 0:
         budget_end = min(budget_end, ctx.deadline - margin)
-    session = _Session(target, config, ctx)
-    paths = await asyncio.gather(*(_path(session, p, budget_end) for p in config.paths))
+    session = Session(target, config, ctx)
+    paths = await asyncio.gather(*(run_path(session, p, budget_end) for p in config.paths))
     return session.scrubbed_result(_judge(session, paths))
 
 
-def _judge(session: _Session, paths: list[PathOutcome]) -> CheckResult:
+def _judge(session: Session, paths: list[PathOutcome]) -> CheckResult:
     evidence = [e for p in paths for e in p.evidence()]
     passed = [p for p in paths if p.ok]
     failed = sorted((p for p in paths if not p.ok), key=lambda p: not p.config.critical)

@@ -1,30 +1,43 @@
-"""window: an observation window after the deploy — availability and latency percentiles over repeated probes."""
+"""window: an observation window after the deploy — availability and latency percentiles over repeated probes.
+
+Every ``interval_s`` for ``window_s`` one round runs: a GET of each path (by default the health check's
+path) and one run of each chosen smoke path (by default those that change nothing). Availability counts
+every probe; latency percentiles are those of the single GET requests, a smoke path's duration being
+reported on its own line.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import httpx
 from pydantic import Field, model_validator
 
+from checks import health, smoke
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
 from core.schema import CheckSettings, UrlPath
 
 NAME = "window"
 CATEGORY = "Stability"
 PERCENTILES = (50, 95, 99)
+BUDGET_MARGIN_S = 0.5
+SMOKE_CHOICES = ("read-only", "all", "none")
 
 
 class Config(CheckSettings):
-    """Probe ``paths`` every ``interval_s`` for ``window_s``; judge availability and latency."""
+    """Probe ``paths`` and smoke paths every ``interval_s`` for ``window_s``; judge availability and latency."""
 
     timeout_s: float = 120.0
     window_s: float = Field(60.0, ge=0, le=480)
     interval_s: float = Field(5.0, gt=0, le=60)
-    paths: list[UrlPath] = Field(default_factory=lambda: ["/"])
+    paths: list[UrlPath] | None = None  # None: the health check's path
+    # Smoke paths repeated in each round: those that change nothing, all, none, or these by name.
+    smoke: Literal["read-only", "all", "none"] | list[str] = "read-only"
+    auth: Literal["auto", "none", "id_token"] = "auto"
     expect_status: list[int] = Field(default_factory=lambda: [200])
     request_timeout_s: float = Field(10.0, gt=0, le=60)
     min_availability: float = Field(0.99, ge=0, le=1)
@@ -43,13 +56,17 @@ class Config(CheckSettings):
 
 @dataclass
 class Probe:
-    """One probe of one path during the window."""
+    """One probe during the window: a GET of a path, or one run of a smoke path."""
 
     at_s: float  # seconds since the window opened
-    path: str
+    path: str  # "GET /health" or "smoke orders"
     ok: bool
     latency_ms: float
     detail: str = ""
+
+    @property
+    def is_request(self) -> bool:
+        return not self.path.startswith("smoke ")
 
 
 def percentile(values: list[float], p: int) -> float:
@@ -59,17 +76,117 @@ def percentile(values: list[float], p: int) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-async def _probe(ctx: CheckContext, url: str, path: str, config: Config, opened: float) -> Probe:
-    started = time.perf_counter()
-    try:
-        response = await ctx.http.get(url + path, timeout=config.request_timeout_s, follow_redirects=False)
-        ok = response.status_code in config.expect_status
-        detail = "" if ok else f"status {response.status_code}"
-    except httpx.TimeoutException:
-        ok, detail = False, f"timed out after {config.request_timeout_s:g} s"
-    except httpx.HTTPError as exc:
-        ok, detail = False, f"{type(exc).__name__}"
-    return Probe(time.monotonic() - opened, path, ok, (time.perf_counter() - started) * 1000, detail)
+def chosen_smoke_paths(config: Config, smoke_config: smoke.Config | None) -> list[smoke.PathConfig]:
+    """The smoke paths each round repeats (none when the smoke check is off)."""
+    if smoke_config is None or not smoke_config.enabled or config.smoke == "none":
+        return []
+    if config.smoke == "all":
+        return list(smoke_config.paths)
+    if config.smoke == "read-only":
+        return [p for p in smoke_config.paths if smoke.read_only(p)]
+    return [p for p in smoke_config.paths if p.name in config.smoke]
+
+
+@dataclass
+class _Observer:
+    """What the rounds share: the base URL, an ID token once one proved necessary, and the smoke session."""
+
+    ctx: CheckContext
+    config: Config
+    url: str
+    audience: str
+    opened: float
+    session: smoke.Session | None = None
+    token: str | None = None
+    token_problem: str = ""
+    _token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def _fetch_token(self) -> None:
+        async with self._token_lock:
+            if self.token is None and not self.token_problem:
+                self.token, self.token_problem = await health.fetch_token(self.ctx, self.audience)
+
+    async def get(self, path: str) -> Probe:
+        if self.config.auth == "id_token":
+            await self._fetch_token()
+        probe = await self._get_once(path)
+        if (self.config.auth == "auto" and self.token is None and not self.token_problem
+                and probe.detail in ("status 401", "status 403")):
+            await self._fetch_token()  # a private service: from now on every probe carries a token
+            if self.token:
+                probe = await self._get_once(path)
+        return probe
+
+    async def _get_once(self, path: str) -> Probe:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        started = time.perf_counter()
+        try:
+            response = await self.ctx.http.get(self.url + path, headers=headers, timeout=self.config.request_timeout_s,
+                                               follow_redirects=False)
+            ok = response.status_code in self.config.expect_status
+            detail = "" if ok else f"status {response.status_code}"
+        except httpx.TimeoutException:
+            ok, detail = False, f"timed out after {self.config.request_timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            ok, detail = False, f"{type(exc).__name__}"
+        return Probe(time.monotonic() - self.opened, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail)
+
+    async def flow(self, path: smoke.PathConfig, hard_end: float, smoke_timeout_s: float) -> tuple[Probe, bool]:
+        """One run of a smoke path, and whether postdeploy itself could not send it (a secret, a token)."""
+        assert self.session is not None
+        started = time.perf_counter()
+        end = min(time.monotonic() + (path.timeout_s or smoke_timeout_s), hard_end)
+        outcome = await smoke.run_path(self.session, path, end)
+        probe = Probe(time.monotonic() - self.opened, f"smoke {path.name}", outcome.ok,
+                      (time.perf_counter() - started) * 1000, self.session.scrub(outcome.problem))
+        return probe, any(s.setup_failed for s in outcome.steps)
+
+
+async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
+    """Probe the revision for the whole window; availability % and latency p50/p95/p99 with their trend."""
+    health_config: Any = ctx.peers.get("health")
+    smoke_config: Any = ctx.peers.get("smoke")
+    paths = config.paths if config.paths is not None else [health_config.path if health_config else "/"]
+    flows = chosen_smoke_paths(config, smoke_config)
+    if config.window_s <= 0 or not (paths or flows):
+        return not_configured("no observation window configured (window_s is 0)" if config.window_s <= 0
+                              else "nothing to repeat: no paths and no smoke path chosen")
+    if not target.url:
+        return CheckResult(Status.SKIPPED, "nothing to observe: no URL reaches the revision")
+    opened = time.monotonic()
+    hard_end = opened + config.timeout_s - BUDGET_MARGIN_S
+    if ctx.deadline:
+        hard_end = min(hard_end, ctx.deadline - BUDGET_MARGIN_S)
+    end = min(opened + config.window_s, hard_end - config.request_timeout_s)
+    audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
+    observer = _Observer(ctx, config, target.url.rstrip("/"), audience, opened)
+    if flows:
+        observer.session = smoke.Session(target, smoke_config, ctx)
+    probes: list[Probe] = []
+    dropped: dict[str, str] = {}  # smoke paths postdeploy could not send, and why
+    while True:
+        live = [f for f in flows if f.name not in dropped]
+        round_ = await asyncio.gather(*(observer.get(p) for p in paths),
+                                      *(observer.flow(f, hard_end, smoke_config.timeout_s) for f in live))
+        for found in round_:
+            probe, setup_failed = found if isinstance(found, tuple) else (found, False)
+            if setup_failed:
+                dropped[probe.path.removeprefix("smoke ")] = probe.detail  # our fault, not the revision's
+            else:
+                probes.append(probe)
+        elapsed = time.monotonic() - opened
+        if ctx.progress:
+            ctx.progress(f"window: {len(probes)} probes, {sum(p.ok for p in probes)} ok", min(elapsed / config.window_s, 0.99))
+        if time.monotonic() + config.interval_s > end or not (paths or len(dropped) < len(flows)):
+            break
+        await asyncio.sleep(config.interval_s)
+    if ctx.progress:
+        ctx.progress(f"window: done, {len(probes)} probes, {sum(p.ok for p in probes)} ok", 1.0)
+    result = _judge(config, probes, time.monotonic() - opened, dropped)
+    if observer.token_problem and result.status in (Status.FAIL, Status.WARN):
+        result.reasons.append(observer.token_problem)
+        result.evidence.append(Evidence("ID token", observer.token_problem, "a token for a private service", ok=False))
+    return observer.session.scrubbed_result(result) if observer.session else result
 
 
 def _trend(probes: list[Probe]) -> str:
@@ -84,58 +201,53 @@ def _trend(probes: list[Probe]) -> str:
     return f"{word}: median {first:.0f} ms → {second:.0f} ms ({change:+.0%})"
 
 
-async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
-    """Probe the revision for the whole window; availability % and latency p50/p95/p99 with their trend."""
-    if config.window_s <= 0 or not config.paths:
-        return not_configured("no observation window configured (window_s is 0)")
-    if not target.url:
-        return CheckResult(Status.SKIPPED, "nothing to observe: no URL reaches the revision")
-    url = target.url.rstrip("/")
-    opened = time.monotonic()
-    end = opened + config.window_s
-    if ctx.deadline:
-        end = min(end, ctx.deadline - config.request_timeout_s)
-    probes: list[Probe] = []
-    rounds = 0
-    while True:
-        rounds += 1
-        probes += await asyncio.gather(*(_probe(ctx, url, p, config, opened) for p in config.paths))
-        elapsed = time.monotonic() - opened
-        if ctx.progress:
-            ctx.progress(f"window: {len(probes)} probes, {sum(p.ok for p in probes)} ok", min(elapsed / config.window_s, 0.99))
-        if time.monotonic() + config.interval_s > end:
-            break
-        await asyncio.sleep(config.interval_s)
-    if ctx.progress:
-        ctx.progress(f"window: done, {len(probes)} probes, {sum(p.ok for p in probes)} ok", 1.0)
-    return _judge(config, probes, time.monotonic() - opened)
+def _per_target(probes: list[Probe]) -> list[Evidence]:
+    """One line per probed path or smoke path: how many answered well and how fast."""
+    lines = []
+    for name in dict.fromkeys(p.path for p in probes):
+        mine = [p for p in probes if p.path == name]
+        good = [p.latency_ms for p in mine if p.ok]
+        what = "latency" if mine[0].is_request else "duration"
+        figures = f", {what} p50 {percentile(good, 50):.0f} ms / p95 {percentile(good, 95):.0f} ms" if good else ""
+        lines.append(Evidence(name, f"{len(good)}/{len(mine)} ok{figures}", ok=len(good) == len(mine)))
+    return lines
 
 
-def _judge(config: Config, probes: list[Probe], seconds: float) -> CheckResult:
+def _judge(config: Config, probes: list[Probe], seconds: float, dropped: dict[str, str]) -> CheckResult:
+    # postdeploy's own missing secret or token: said (the smoke check says it too), not held against the revision.
+    evidence = [Evidence("smoke path not repeated", f"{name}: {why}", ok=None) for name, why in dropped.items()]
+    reasons = [f"smoke path {name} was not repeated: {why}" for name, why in dropped.items()]
+    if not probes:
+        return CheckResult(Status.ERROR, reasons[0] if reasons else "no probe ran during the window", evidence,
+                           reasons=reasons)
     ok = [p for p in probes if p.ok]
     availability = len(ok) / len(probes)
-    latencies = [p.latency_ms for p in ok]
-    evidence = [
-        Evidence("window", f"{seconds:.0f} s, {len(probes)} probes of {', '.join(config.paths)} every {config.interval_s:g} s",
+    targets = list(dict.fromkeys(p.path for p in probes))
+    evidence[:0] = [
+        Evidence("window", f"{seconds:.0f} s, {len(probes)} probes of {', '.join(targets)} every {config.interval_s:g} s",
                  f"{config.window_s:g} s", ok=None),
         Evidence("availability", f"{availability:.1%} ({len(ok)}/{len(probes)})", f"≥ {config.min_availability:.0%}",
                  ok=availability >= config.min_availability),
     ]
-    reasons = []
     failures = [p for p in probes if not p.ok]
     if failures:
         first = failures[0]
-        reasons.append(f"{len(failures)}/{len(probes)} probes failed during the window; first at +{first.at_s:.0f} s: "
-                       f"GET {first.path} {first.detail}")
+        reasons.insert(0, f"{len(failures)}/{len(probes)} probes failed during the window; first at +{first.at_s:.0f} s: "
+                          f"{first.path}: {first.detail}")
+    requests = [p for p in probes if p.is_request]
+    latencies = [p.latency_ms for p in requests if p.ok]
     p95 = None
     if latencies:
         figures = {p: percentile(latencies, p) for p in PERCENTILES}
         p95 = figures[95]
         evidence.append(Evidence("latency p50 / p95 / p99", " / ".join(f"{figures[p]:.0f} ms" for p in PERCENTILES),
                                  f"p95 ≤ {config.max_p95_ms:.0f} ms", ok=p95 <= config.max_p95_ms))
-        evidence.append(Evidence("latency trend", _trend(probes), ok=None))
+        evidence.append(Evidence("latency trend", _trend(requests), ok=None))
         if p95 > config.max_p95_ms:
-            reasons.append(f"expected p95 latency ≤ {config.max_p95_ms:.0f} ms during the window, found {p95:.0f} ms")
+            reasons.insert(1 if failures else 0,
+                           f"expected p95 latency ≤ {config.max_p95_ms:.0f} ms during the window, found {p95:.0f} ms")
+    if len(targets) > 1 or not requests:
+        evidence += _per_target(probes)
     head = f"availability {availability:.1%} over {seconds:.0f} s ({len(probes)} probes)"
     if p95 is not None:
         head += f", p95 {p95:.0f} ms"

@@ -90,6 +90,13 @@ class Settings(Strict):
                 raise ValueError(f"expected checks.window.window_s + checks.logs.settle_s + {LOG_QUERY_RESERVE_S:g} s of "
                                  f"log queries ≤ deadline_s ({self.deadline_s:g} s), found {window.window_s:g} + "
                                  f"{logs.settle_s:g} + {LOG_QUERY_RESERVE_S:g} = {needed:g} s")
+        smoke: Any = self.check("smoke")
+        if isinstance(window.smoke, list):
+            known = [p.name for p in smoke.paths]
+            unknown = [name for name in window.smoke if name not in known]
+            if unknown:
+                raise ValueError(f"expected checks.window.smoke to name paths of checks.smoke ({', '.join(known) or 'none'}), "
+                                 f"found {', '.join(unknown)}")
         return self
 
 

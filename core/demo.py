@@ -34,6 +34,9 @@ defaults:
           steps:
             - http: {name: create, method: POST, path: /orders, json: {item: book}, expect_status: [201], capture: {order_id: id}}
             - http: {name: read, path: "/orders/${steps.create.order_id}", expect_json: ['item == "book"']}
+        - name: list-orders  # read-only: the observation window runs it again every round
+          steps:
+            - http: {path: /orders, expect_json: ["items != null"]}
         - name: agent-stream
           steps:
             - websocket: {name: chat, path: /ws/agent, send: [{json: {prompt: hi}}],
@@ -47,7 +50,7 @@ defaults:
     window:
       window_s: 3
       interval_s: 0.5
-      paths: [/health, /orders]
+      paths: [/health]  # and the read-only smoke path list-orders
       max_p95_ms: 500
     imports:
       modules:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -226,6 +226,7 @@ class CheckContext:
     log_source: LogSource | None = None
     metric_source: MetricSource | None = None
     progress: Callable[[str, float], None] | None = None  # (what, fraction done): a CLI bar or log lines
+    peers: Mapping[str, Any] = field(default_factory=dict)  # every check's config by name: window repeats health and smoke
 
 
 @dataclass

@@ -243,7 +243,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
             ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
                                probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
                                secrets=adapters.secrets, log_source=adapters.log_source(target, settings),
-                               metric_source=adapters.metric_source(target, settings), progress=adapters.progress)
+                               metric_source=adapters.metric_source(target, settings), progress=adapters.progress,
+                               peers={name: settings.check(name) for name in REGISTRY})
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)

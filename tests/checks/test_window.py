@@ -8,20 +8,32 @@ from typing import Any
 import httpx
 import pytest
 
-from checks import window
+from checks import health, smoke, window
 from core.config import Config
 from core.errors import ConfigError
 from core.model import CheckContext, CheckResult, Status, Target
 from core.sample_service import SampleService
 
 
-def observe(url: str, progress: list[tuple[str, float]] | None = None, **settings: Any) -> CheckResult:
+def observe(url: str, progress: list[tuple[str, float]] | None = None, *, peers: dict[str, Any] | None = None,
+            token_source: Any = None, secrets: Any = None, **settings: Any) -> CheckResult:
     async def go() -> CheckResult:
         async with httpx.AsyncClient() as http:
-            ctx = CheckContext(http=http, progress=(lambda what, done: progress.append((what, done))) if progress is not None else None)
+            ctx = CheckContext(http=http, progress=(lambda what, done: progress.append((what, done))) if progress is not None else None,
+                               peers=peers or {}, token_source=token_source, secrets=secrets)
             return await window.run(Target(service="sample", url=url), window.Config(**settings), ctx)
 
     return asyncio.run(go())
+
+
+def smoke_paths(*paths: dict[str, Any], **settings: Any) -> smoke.Config:
+    return smoke.Config.model_validate({"paths": list(paths), **settings})
+
+
+BROWSE = {"name": "browse", "steps": [{"http": {"path": "/orders"}}, {"http": {"path": "/json?body=%7B%7D"}}]}
+ORDER = {"name": "order", "steps": [{"http": {"path": "/orders", "method": "POST", "json": {"item": "tea"},
+                                              "expect_status": [201]}}]}
+LISTEN = {"name": "listen", "steps": [{"websocket": {"path": "/ws/agent", "expect_events": ["done"], "timeout_s": 2}}]}
 
 
 def test_a_healthy_window_reports_availability_and_percentiles(sample: SampleService) -> None:
@@ -65,4 +77,98 @@ def test_a_window_that_cannot_fit_the_deadline_is_rejected() -> None:
     with pytest.raises(ConfigError) as caught:
         Config.parse(text, "t.yaml")
     assert any("window_s + checks.logs.settle_s + 15 s of log queries ≤ deadline_s (100 s), found 90 + 10 + 15 = 115 s" in p
+               for p in caught.value.problems)
+
+
+def test_by_default_the_window_repeats_the_health_path_and_the_read_only_smoke_paths(sample: SampleService) -> None:
+    peers = {"health": health.Config(path="/health"), "smoke": smoke_paths(BROWSE, ORDER)}
+    result = observe(sample.url, peers=peers, window_s=0.6, interval_s=0.2)
+    assert result.status is Status.PASS, result.summary
+    rounds = sum(1 for method, path in sample.requests if (method, path) == ("GET", "/health"))
+    assert rounds >= 3
+    # each round: GET /health, and browse's two GETs; order POSTs, so it is not repeated
+    assert sum(1 for method, path in sample.requests if (method, path) == ("GET", "/orders")) == rounds
+    assert not sample.orders and ("POST", "/orders") not in sample.requests
+    lines = {e.what: e.measured for e in result.evidence}
+    assert lines["GET /health"].startswith(f"{rounds}/{rounds} ok, latency p50")
+    assert lines["smoke browse"].startswith(f"{rounds}/{rounds} ok, duration p50")
+    assert "smoke order" not in lines
+    assert f"({2 * rounds} probes)" in result.summary
+
+
+def test_all_repeats_smoke_paths_that_write_and_a_list_picks_by_name(sample: SampleService) -> None:
+    peers = {"smoke": smoke_paths(BROWSE, ORDER)}
+    result = observe(sample.url, peers=peers, window_s=0.4, interval_s=0.2, paths=[], smoke="all")
+    assert result.status is Status.PASS, result.summary
+    assert len(sample.orders) >= 2 and len(sample.orders) == sum(1 for r in sample.requests if r == ("POST", "/orders"))
+    before = len(sample.orders)
+    result = observe(sample.url, peers=peers, window_s=0.4, interval_s=0.2, paths=[], smoke=["order"])
+    assert {e.what for e in result.evidence} >= {"smoke order"} and "smoke browse" not in {e.what for e in result.evidence}
+    assert len(sample.orders) > before
+    # only smoke paths: the latency figures are theirs, reported per path, with no p95 verdict
+    assert not any(e.what == "latency p50 / p95 / p99" for e in result.evidence)
+
+
+def test_a_smoke_path_failing_during_the_window_lowers_availability(sample: SampleService) -> None:
+    flaky = {"name": "flaky", "steps": [{"http": {"path": "/flaky?every=2"}}]}
+    result = observe(sample.url, peers={"smoke": smoke_paths(flaky)}, window_s=0.8, interval_s=0.1, paths=["/ok"],
+                     smoke=["flaky"])
+    assert result.status is Status.FAIL
+    assert "smoke flaky:" in result.reasons[0] and "500" in result.reasons[0]
+    ok_line = next(e for e in result.evidence if e.what == "GET /ok")
+    flaky_line = next(e for e in result.evidence if e.what == "smoke flaky")
+    assert ok_line.ok is True and flaky_line.ok is False
+
+
+def test_smoke_is_not_repeated_when_the_smoke_check_is_off_and_none_means_none(sample: SampleService) -> None:
+    off = smoke_paths(BROWSE, enabled=False)
+    assert window.chosen_smoke_paths(window.Config(), off) == []
+    assert window.chosen_smoke_paths(window.Config(smoke="none"), smoke_paths(BROWSE)) == []
+    assert [p.name for p in window.chosen_smoke_paths(window.Config(), smoke_paths(BROWSE, ORDER, LISTEN))] == \
+        ["browse", "listen"]
+    result = observe(sample.url, peers={"smoke": off}, window_s=0.2, interval_s=0.1, paths=[])
+    assert result.status is Status.SKIPPED and result.assessed is False and "nothing to repeat" in result.summary
+
+
+def test_read_only_means_safe_methods_and_websockets_that_send_nothing() -> None:
+    talk = {"name": "talk", "steps": [{"websocket": {"path": "/ws/agent", "send": [{"text": "hi"}], "expect_events": ["done"]}}]}
+    head = {"name": "head", "steps": [{"http": {"path": "/ok", "method": "HEAD"}}, {"http": {"path": "/ok", "method": "options"}}]}
+    config = smoke_paths(BROWSE, ORDER, LISTEN, talk, head)
+    assert {p.name: smoke.read_only(p) for p in config.paths} == \
+        {"browse": True, "order": False, "listen": True, "talk": False, "head": True}
+
+
+def test_a_private_service_is_probed_with_an_id_token_fetched_once(sample: SampleService) -> None:
+    audiences: list[str] = []
+
+    def token_source(audience: str) -> str:
+        audiences.append(audience)
+        return "test-id-token"
+
+    result = observe(sample.url, token_source=token_source, window_s=0.4, interval_s=0.1, paths=["/private"])
+    assert result.status is Status.PASS, result.summary
+    assert audiences == [sample.url]
+    result = observe(sample.url, window_s=0.2, interval_s=0.1, paths=["/private"], auth="none")
+    assert result.status is Status.FAIL and "status 401" in result.summary
+
+
+def test_a_smoke_path_postdeploy_cannot_send_is_dropped_not_held_against_the_revision(sample: SampleService,
+                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTDEPLOY_TEST_MISSING", raising=False)
+    needs_key = {"name": "keyed", "steps": [{"http": {"path": "/headers", "headers": {"X-Api-Key": "${env:POSTDEPLOY_TEST_MISSING}"}}}]}
+    result = observe(sample.url, peers={"smoke": smoke_paths(needs_key)}, window_s=0.4, interval_s=0.1, paths=["/ok"],
+                     smoke=["keyed"])
+    assert result.status is Status.PASS, result.summary
+    assert sum(1 for r in sample.requests if r[1] == "/headers") == 0
+    dropped = next(e for e in result.evidence if e.what == "smoke path not repeated")
+    assert dropped.measured.startswith("keyed:") and "POSTDEPLOY_TEST_MISSING" in dropped.measured
+    assert any(r.startswith("smoke path keyed was not repeated") for r in result.reasons)
+
+
+def test_window_smoke_must_name_smoke_paths() -> None:
+    text = ("version: 1\ndefaults:\n  checks:\n    smoke: {paths: [{name: browse, steps: [{http: {path: /ok}}]}]}\n"
+            "    window: {smoke: [browse, checkout]}\n")
+    with pytest.raises(ConfigError) as caught:
+        Config.parse(text, "t.yaml")
+    assert any("expected checks.window.smoke to name paths of checks.smoke (browse), found checkout" in p
                for p in caught.value.problems)
