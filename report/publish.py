@@ -45,16 +45,13 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
     links["report.json"] = store.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
     service = _safe(report["target"]["service"])
     links["latest.json"] = store.write(f"{service}/latest.json", as_json)
-    links["index.json"] = store.write(f"{service}/index.json", index_with(store.read(f"{service}/index.json"), report, links))
+    links["index.json"] = store.update(f"{service}/index.json", lambda current: index_with(current, report, links))
     return links
 
 
 def index_with(current: str | None, report: dict[str, Any], links: dict[str, str]) -> str:
-    """The service's index with this validation first (newest first, capped).
-
-    Read-modify-write: two validations of one service finishing in the same instant may drop an
-    index line; the reports themselves are separate objects and never lost.
-    """
+    """The service's index with this validation first (newest first, capped); a pure function of its inputs,
+    so the store may apply it again on a newer index when another validation wrote first."""
     try:
         entries = json.loads(current)["validations"] if current else []
     except (ValueError, KeyError, TypeError):

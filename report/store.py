@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -10,6 +14,8 @@ from core.errors import AccessDenied, StorageUnavailable
 
 DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0
+UPDATE_ATTEMPTS = 8  # read-change-write rounds before a contended object counts as unavailable
+UPDATE_PAUSE_S = 0.025
 CONTENT_TYPES = {
     ".json": "application/json; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",
@@ -38,6 +44,12 @@ class ReportStore(Protocol):
     def take_over(self, name: str, expected: str, text: str) -> bool:
         """Replace ``name`` only if it still holds ``expected`` (one winner among racing takeovers)."""
 
+    def update(self, name: str, change: Callable[[str | None], str]) -> str:
+        """Write ``change(current text or None)`` without losing a concurrent update; return the link.
+
+        ``change`` may run more than once (each time on the newest text), so it must be a pure function.
+        """
+
 
 def content_type(name: str) -> str:
     """Content type with charset for a report object."""
@@ -49,6 +61,7 @@ class LocalStore:
 
     def __init__(self, root: str) -> None:
         self.root = Path(root).resolve()
+        self._update_lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
         path = (self.root / name).resolve()
@@ -89,6 +102,10 @@ class LocalStore:
         self.write(name, text)
         return True
 
+    def update(self, name: str, change: Callable[[str | None], str]) -> str:
+        with self._update_lock:  # one process writes a local folder; its threads take turns
+            return self.write(name, change(self.read(name)))
+
 
 class GcsStore:
     """Reports in a bucket via google-cloud-storage.
@@ -122,15 +139,18 @@ class GcsStore:
                                 f"to the function's service account ({exc.message})")
         return StorageUnavailable(f"{action} {where}: {exc}")
 
+    def _write(self, name: str, text: str, **precondition: int) -> str:
+        blob = self._bucket.blob(self._object(name))
+        blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry, **precondition)
+        return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
+
     def write(self, name: str, text: str) -> str:
         from google.api_core import exceptions as gexc
 
-        blob = self._bucket.blob(self._object(name))
         try:
-            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry)
+            return self._write(name, text)
         except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
             raise self._wrap("writing", name, exc) from exc
-        return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
 
     def read(self, name: str) -> str | None:
         from google.api_core import exceptions as gexc
@@ -182,6 +202,26 @@ class GcsStore:
         except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
             raise self._wrap("taking over", name, exc) from exc
         return True
+
+
+    def update(self, name: str, change: Callable[[str | None], str]) -> str:
+        from google.api_core import exceptions as gexc
+
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:  # writers that collided spread out (random, growing pauses), or they collide again
+                time.sleep(random.uniform(0, min(UPDATE_PAUSE_S * 2**attempt, 1.0)))
+            try:
+                blob = self._bucket.get_blob(self._object(name), retry=self._retry)
+                generation = 0 if blob is None else int(blob.generation)  # read first: a download resets it
+                current = None if blob is None else blob.download_as_text(encoding="utf-8", retry=self._retry)
+                # Written only over the generation read (0: only if still absent); else someone wrote first.
+                return self._write(name, change(current), if_generation_match=generation)
+            except gexc.PreconditionFailed:
+                continue
+            except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+                raise self._wrap("updating", name, exc) from exc
+        raise StorageUnavailable(f"updating gs://{self.bucket_name}/{self._object(name)}: changed by other writers "
+                                 f"{UPDATE_ATTEMPTS} times in a row")
 
 
 def open_store(spec: str | None = None) -> ReportStore:

@@ -106,7 +106,7 @@ class PreconditionProxy(LoopbackServer):
         self._port = parts.port or 80
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[bytes] = []
-        self.statuses: list[int] = []
+        self.statuses: list[int] = []  # every answer: upstream's, and the 412s the proxy gives itself
         self._sessions: dict[str, tuple[str, str, str]] = {}
         self._failures: list[int] = []
         self._lock = threading.Lock()
@@ -148,6 +148,8 @@ class PreconditionProxy(LoopbackServer):
             return self._forward(method, target, headers, body)
         with self._upload_lock:
             if not self._holds(*session):
+                with self._lock:
+                    self.statuses.append(412)
                 return (
                     412,
                     json_headers,
