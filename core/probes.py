@@ -118,8 +118,21 @@ with warnings.catch_warnings(record=True) as caught:
         result["traceback"] = lines[-12:]
 result["import_ms"] = round((time.perf_counter() - started) * 1000, 1)
 kinds = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+own_file = getattr(sys.modules.get(module_name), "__file__", None) or ""
+if os.path.basename(own_file).startswith("__init__."):
+    own_file = os.path.dirname(own_file)
+own_file = os.path.realpath(own_file) if own_file else ""
+
+def own(filename):
+    # The module's own file (or package), or the import machinery / this script: a warning with
+    # stacklevel=2 from the module's body or a module __getattr__ names whoever imported it.
+    if filename == "<string>" or filename.startswith("<frozen importlib") or (os.sep + "importlib" + os.sep) in filename:
+        return True
+    path = os.path.realpath(filename)
+    return bool(own_file) and (path == own_file or path.startswith(own_file + os.sep))
+
 result["warnings"] = [
-    {"category": w.category.__name__, "deprecation": issubclass(w.category, kinds),
+    {"category": w.category.__name__, "deprecation": issubclass(w.category, kinds), "own": own(w.filename),
      "message": str(w.message)[:500], "where": "%s:%s" % (w.filename, w.lineno)}
     for w in caught[:20]
 ]
@@ -193,11 +206,14 @@ def probe_module(entry, deadline, timeout):
                       reason="the interpreter exited with code %s before reporting" % code)
         return result
     result.update(json.loads(raw))
-    result["deprecation"] = any(w.get("deprecation") for w in result["warnings"])
+    # Only the module's own deprecation counts: a dependency's warning is not the module saying it is deprecated.
+    result["deprecation"] = any(w.get("deprecation") and w.get("own") for w in result["warnings"])
     if not result["ok"]:
         result["reason"] = "%s: %s" % (result.get("error_type", "Error"), result.get("error", ""))
     elif result["expect_deprecation"] and not result["deprecation"]:
-        result["reason"] = "imported, but no DeprecationWarning was raised"
+        others = [w["where"] for w in result["warnings"] if w.get("deprecation")]
+        result["reason"] = "imported, but no DeprecationWarning was raised" + (
+            " by the module itself (only by %s)" % ", ".join(others[:3]) if others else "")
     else:
         result["passed"] = True
     return result

@@ -218,7 +218,7 @@ def test_evidence_per_entry(venv_python: str) -> None:
     compat = evidence(result, "import probe_sample.compat:OldSettings")
     assert compat.ok and "OldSettings is deprecated" in compat.measured
     missing = evidence(result, "import probe_sample.good (deprecated path)")
-    assert missing.ok is False and missing.measured.endswith(", no DeprecationWarning")
+    assert missing.ok is False and missing.measured.endswith(", no DeprecationWarning of its own")
     command = evidence(result, "command ready")
     assert (command.measured, command.threshold, command.ok) == (
         "exit 0", "exit 0, stdout ~ /^status: ready$/, no output ~ /Traceback/, no output ~ /WARNING/", True)

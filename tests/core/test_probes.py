@@ -55,6 +55,8 @@ MODULES = [
     ImportProbe("probe_sample.exits"),
     ImportProbe("probe_sample.hang"),
     ImportProbe("probe_sample_not_installed"),
+    ImportProbe("probe_sample.uses_vendored", expect_deprecation=True),
+    ImportProbe("probe_sample.vendored", expect_deprecation=True),
 ]
 CLI = ("python", "-m", "probe_sample.cli")
 COMMANDS = [
@@ -112,16 +114,21 @@ def test_script_is_python_38_and_stdlib_only() -> None:
         (10, False, "the interpreter exited with code 7 before reporting", False),
         (11, False, "import did not finish within 1 s", False),
         (12, False, "ModuleNotFoundError: No module named 'probe_sample_not_installed'", False),
+        (13, False, "imported, but no DeprecationWarning was raised by the module itself (only by ", False),
+        (14, True, "", True),
     ],
     ids=["module", "nested-symbol", "missing-dependency", "raises-at-import", "missing-symbol", "deprecated-path",
          "deprecated-symbol-getattr", "expected-deprecation-missing", "deprecation-without-expectation",
-         "noisy-stdout-and-threads", "os-exit", "hanging-import", "not-installed"],
+         "noisy-stdout-and-threads", "os-exit", "hanging-import", "not-installed", "dependency-deprecation-is-not-own",
+         "own-file-deprecation"],
 )
 def test_each_import_runs_in_a_fresh_interpreter(probed: tuple[ProbeRun, dict[str, Any]], index: int, passed: bool,
                                                   reason: str, deprecation: bool) -> None:
     item = probed[1]["modules"][index]
     assert item["name"] == MODULES[index].name
-    assert (item["passed"], item["reason"], item["deprecation"]) == (passed, reason, deprecation), item
+    assert (item["passed"], item["reason"][:len(reason) if reason else None], item["deprecation"]) == \
+        (passed, reason or item["reason"], deprecation), item
+    assert bool(reason) == bool(item["reason"])
     assert isinstance(item["import_ms"], float)
 
 
@@ -168,7 +175,7 @@ def test_result_header_and_exit_code(probed: tuple[ProbeRun, dict[str, Any]], ve
     assert run.exit_code == 1 and not run.error
     assert run.where == f"local {venv_python}"
     assert (result["schema"], result["executable"], result["python"]) == ("postdeploy.probe/v1", venv_python, sys.version.split()[0])
-    assert result["passed"] == 6 + 3 and result["total"] == 22
+    assert result["passed"] == 7 + 3 and result["total"] == 24
     good = local(venv_python, probe_script([ImportProbe("probe_sample.good")], [CommandProbe("ready", (*CLI, "ready"))]))
     assert good.exit_code == 0 and parse_result(good.stdout)["passed"] == 2
 
@@ -501,3 +508,12 @@ def test_environment_values_never_reach_the_result(venv_python: str) -> None:
     run = asyncio.run(runner.run(Target(service="s"), "python", script, 30))
     assert "hunter2" not in run.stdout
     assert "<redacted>" in parse_result(run.stdout)["commands"][0]["stdout"]
+
+
+def test_a_dependency_deprecation_is_recorded_but_not_the_module_s_own(probed: tuple[ProbeRun, dict[str, Any]]) -> None:
+    item = probed[1]["modules"][13]
+    (warning,) = item["warnings"]
+    assert warning["deprecation"] is True and warning["own"] is False
+    assert warning["where"].endswith("probe_sample/vendored.py:5")
+    assert item["reason"].endswith("(only by " + warning["where"] + ")")
+    assert probed[1]["modules"][5]["warnings"][0]["own"] is True  # stacklevel=2 names the importer: still its own
