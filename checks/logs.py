@@ -1,10 +1,13 @@
 """logs: errors the new revision logged since it was created, grouped into signatures and compared with the previous revision.
 
-Economy: per revision one ``entries.list`` call selects the signals (severity ≥ ERROR, tracebacks and
-deprecation warnings by text, request-log 5xx) with a page as large as ``max_entries``. Only when the new
-revision shows no signal at all does a second, one-entry call ask whether it logged *anything* in its
-window: a revision that served our own health probes has request logs, so finding none means Cloud Logging
-has not ingested them yet and the check is SKIPPED, never a PASS on missing data.
+Economy: per revision one ``entries.list`` request selects the signals (severity ≥ ERROR, tracebacks and
+deprecation warnings by text, the frame and exception lines of tracebacks Cloud Run split one line per
+entry, request-log 5xx) with a page as large as ``max_entries``; a short page is followed for at most a
+few more requests. The log source stitches split tracebacks back into one entry, so a traceback is one
+error with its exception type and innermost frame, not one error per line. Only when the new revision
+shows no signal at all does a second, one-entry request ask whether it logged *anything* in its window:
+a revision that served our own health probes has request logs, so finding none means Cloud Logging has
+not ingested them yet and the check is SKIPPED, never a PASS on missing data.
 """
 
 from __future__ import annotations
@@ -308,7 +311,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     def signals(revision: str, since: datetime, until: datetime) -> Awaitable[LogBatch]:
         where = LogScope(target.service, revision, target.project, target.region)
         return source.entries(where, since, until, min_severity=min_severity, text_search=terms, include_requests=True,
-                              limit=config.max_entries, deadline=budget_end)
+                              traceback_lines=True, limit=config.max_entries, deadline=budget_end)
 
     calls = {"new": 0, "previous": 0}
     try:
@@ -338,7 +341,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
                          if old_batch is not None else None),
                 Evidence("entries.list calls", f"{calls['new']} for {revision}"
                          + (f", {calls['previous']} for {target.previous_revision}" if old_batch is not None else ""),
-                         "≤ 2 per revision", ok=None)]
+                         "≤ 2 per revision, more only when paged or retried", ok=None)]
     if presence is not None and not presence.entries:
         why = (f"no log entries at all from {revision} between {_when(win.since)} and {_when(win.until)}: "
                f"Cloud Logging has not ingested them yet (or the revision wrote none), so no errors is not a pass")
@@ -383,8 +386,9 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     notes = []
     for name, batch in (("new", new_batch), ("previous", old_batch)):
         if batch is not None and batch.truncated:
-            notes.append(f"only the first {config.max_entries} matching entries of the {name} revision were read")
-            evidence.append(Evidence(f"entries read ({name} revision)", f"{len(batch.entries)} (limit reached)",
+            notes.append(f"only the first {batch.fetched} matching entries of the {name} revision were read")
+            cut = "limit reached" if batch.fetched >= config.max_entries else "pages left unread"
+            evidence.append(Evidence(f"entries read ({name} revision)", f"{batch.fetched} ({cut})",
                                      f"max_entries {config.max_entries}", ok=False))
     if old_batch is None:
         notes.append("no previous revision to compare with: every error signature counts as new")

@@ -60,6 +60,10 @@ class AccessDenied(PostdeployError):
     """A Google API refused the function's service account."""
 
 
+class RequestRejected(PostdeployError):
+    """A Google API refused a request as invalid (400): retrying the same request cannot help."""
+
+
 class Busy(Transient):
     """Another delivery holds the claim and may still be running; ask Pub/Sub to come back later."""
 

@@ -110,12 +110,13 @@ class RunRevisionSource:
 
 
 def logging_client(project: str = "") -> Any:
-    """A google-cloud-logging client; REST and no credentials when POSTDEPLOY_LOGGING_API_ENDPOINT is set."""
+    """A google-cloud-logging client over REST (its HTTP connection sends our entries.list requests);
+    anonymous and pointed at a local fake when POSTDEPLOY_LOGGING_API_ENDPOINT is set."""
     from google.cloud import logging as cloud_logging
 
     endpoint = os.environ.get(LOGGING_ENDPOINT_ENV, "")
     if not endpoint:
-        return cloud_logging.Client(project=project or None)
+        return cloud_logging.Client(project=project or None, _use_grpc=False)
     from google.auth.credentials import AnonymousCredentials
 
     return cloud_logging.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),

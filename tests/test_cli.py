@@ -58,7 +58,7 @@ def test_demo_passes_and_writes_reports(tmp_path: Path) -> None:
     assert set(statuses.values()) <= {"PASS", "SKIPPED"}
     imports = check_of(report, "imports")
     assert any("core.sample_legacy" in e["what"] and "DeprecationWarning" in str(e["measured"]) for e in imports["evidence"])
-    assert "6/6 tests passed" in done.stdout and "2/2 golden paths pass" in done.stdout
+    assert "6/6 tests passed" in done.stdout and "3/3 golden paths pass" in done.stdout
     assert "logs        PASS    no errors logged by sample-app-00002-dem since " in done.stdout
     logs = {e["what"]: e for e in check_of(report, "logs")["evidence"]}
     gone = logs["gone signature: payment gateway timed out after <n> s for order <id>"]

@@ -14,13 +14,23 @@ import pytest
 
 from checks import logs
 from core.gcp import LOGGING_ENDPOINT_ENV
-from core.logsource import CloudLoggingSource, FileLogSource, LogEntry, LogSource, entry_from_parts
+from core.logsource import (
+    TRACEBACK_LINE_PATTERNS,
+    CloudLoggingSource,
+    FileLogSource,
+    LogEntry,
+    LogSource,
+    entry_from_parts,
+)
 from core.model import CheckContext, CheckResult, RevisionInfo, Status, Target
 from tests.conftest import DATA
 from tests.servers.fake_logging import FakeLogging, rfc3339
 
 NEW, OLD = "orders-00042-new", "orders-00041-old"
 RECORDED = json.loads((DATA / "logs" / "cloud_run_entries.json").read_text(encoding="utf-8"))
+# A Python traceback as Cloud Run stores plain stdout: one DEFAULT entry per line.
+SPLIT = json.loads((DATA / "logs" / "split_traceback.json").read_text(encoding="utf-8"))
+TRACEBACK_SELECTORS = " OR ".join(f"textPayload=~{json.dumps(p)}" for p in TRACEBACK_LINE_PATTERNS)
 FAST = {"settle_s": 0}
 
 
@@ -155,11 +165,53 @@ def test_new_error_since_deploy_fails_with_two_calls_and_explicit_windows(fake: 
     assert sent[NEW][0].endswith('AND (severity>=ERROR OR httpRequest.status>=500 OR textPayload:"Traceback" OR '
                                  'jsonPayload.message:"Traceback" OR textPayload:"DeprecationWarning" OR '
                                  'jsonPayload.message:"DeprecationWarning" OR textPayload:"FutureWarning" OR '
-                                 'jsonPayload.message:"FutureWarning")')
+                                 'jsonPayload.message:"FutureWarning" OR ' + TRACEBACK_SELECTORS + ")")
     shown = {e.what: e for e in result.evidence}
     assert "gone signature: httpx.HTTPStatusError at httpx/_models.py:829 raise_for_status" in shown
     new_sig = shown["new signature: KeyError at orders/api.py:42 handle_checkout"]
     assert new_sig.previous == "0× (0/min)" and "KeyError: 'sku'" in str(new_sig.measured)
+
+
+def split_traceback(start: datetime, revision: str = NEW) -> list[dict[str, Any]]:
+    """The recorded five-line traceback, restamped a millisecond apart from `start`."""
+    lines = copy.deepcopy(SPLIT)
+    for i, data in enumerate(lines):
+        data["timestamp"] = rfc3339(start + timedelta(milliseconds=i))
+        data["resource"]["labels"]["revision_name"] = revision
+    return lines
+
+
+def test_a_traceback_split_into_lines_is_one_new_error_naming_its_exception_and_frame(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=2)
+    fake.entries += split_traceback(created + timedelta(seconds=20))
+    fake.entries.append(entry("request_503", created - timedelta(minutes=3), revision=OLD))
+    source = CloudLoggingSource()
+    result = check(source, target(created))
+    assert result.status is Status.FAIL
+    assert result.reasons[0].startswith("new error since deploy: ValueError at orders/pricing.py:27 parse_quantity (1×,")
+    sent = filters(fake)
+    assert len(sent[NEW]) <= 2 and len(sent[OLD]) <= 2 and "textPayload=~" in sent[NEW][0]
+    assert any(e.what == "entries.list calls" and e.measured == f"1 for {NEW}, 1 for {OLD}" for e in result.evidence)
+
+
+def test_traceback_lines_outside_a_traceback_are_not_errors(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    for i, line in enumerate(['  File "/app/orders/pricing.py", line 27, in parse_quantity', "ValueError: retrying",
+                              "orders.errors.NotFound: sku"]):
+        fake.add_revision_entry("orders", NEW, project="acme-prod", log="run.googleapis.com/stdout", text=line,
+                                severity=("DEFAULT", "INFO", "DEFAULT")[i], timestamp=created + timedelta(seconds=5 * i + 5))
+    result = check(CloudLoggingSource(), target(created, previous=""))
+    assert result.status is Status.PASS and result.summary.startswith(f"no errors logged by {NEW}")
+    assert len(fake.requests) == 1  # the lines were found, so no presence query
+
+
+@pytest.mark.parametrize("line", [
+    pytest.param(text('  File "/app/x.py", line 3, in f', "DEFAULT"), id="frame-line-default"),
+    pytest.param(text("ValueError: boom", "DEFAULT"), id="exception-line-default"),
+    pytest.param(text("ValueError: boom", "INFO"), id="exception-line-info"),
+])
+def test_a_lone_traceback_line_below_error_does_not_count(line: LogEntry) -> None:
+    assert logs.group([line]) == ({}, 0)
 
 
 def test_known_error_at_a_higher_rate_warns(fake: FakeLogging) -> None:
@@ -224,6 +276,14 @@ def test_permission_denied_is_an_error_naming_the_role(fake: FakeLogging) -> Non
     assert result.status is Status.ERROR and "roles/logging.viewer" in result.summary
 
 
+def test_a_rejected_query_is_an_error_and_is_not_retried(fake: FakeLogging) -> None:
+    fake.fail_next(2, 400)
+    result = check(CloudLoggingSource(backoff_s=0.01), target(datetime.now(UTC) - timedelta(minutes=1)))
+    assert result.status is Status.ERROR
+    assert result.summary.startswith("Cloud Logging rejected the query (400: ") and "injected failure 400" in result.summary
+    assert len(fake.requests) == 2  # one per revision, none retried: the same request would be refused again
+
+
 def test_quota_429_then_success(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(minutes=1)
     fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
@@ -270,6 +330,20 @@ def test_a_read_cut_off_at_max_entries_cannot_pass(fake: FakeLogging) -> None:
     result = check(CloudLoggingSource(), target(created), max_entries=3, increase_ratio=100)
     assert result.status is Status.WARN
     assert result.summary.startswith("only the first 3 matching entries of the new revision were read")
+
+
+def test_pages_left_unread_cannot_pass_either(fake: FakeLogging) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=2)
+    for i in range(5):
+        fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
+        fake.entries.append(entry("request_503", created - timedelta(minutes=5, seconds=i), revision=OLD))
+    fake.short_pages(1)
+    result = check(CloudLoggingSource(), target(created), increase_ratio=100)
+    assert result.status is Status.WARN
+    assert result.summary.startswith("only the first 3 matching entries of the new revision were read")
+    shown = {e.what: e.measured for e in result.evidence}
+    assert shown["entries read (new revision)"] == "3 (pages left unread)"
+    assert shown["entries.list calls"] == f"3 for {NEW}, 3 for {OLD}"
 
 
 def test_an_old_revision_is_judged_on_its_latest_window() -> None:

@@ -1,4 +1,5 @@
-"""core.logsource: the filter sent, the official client over REST against FakeLogging, and local log files."""
+"""core.logsource: the filter sent, bounded paging through the official client's REST connection against
+FakeLogging, tracebacks stitched back together, and local log files."""
 
 from __future__ import annotations
 
@@ -11,10 +12,22 @@ from typing import Any
 
 import pytest
 
+from checks.logs import group, signature_of
 from core.errors import AccessDenied, LoggingUnavailable, Transient
-from core.logsource import CloudLoggingSource, FileLogSource, LogBatch, LogScope, build_filter
+from core.logsource import (
+    MAX_PAGES,
+    STITCH_GAP_S,
+    CloudLoggingSource,
+    FileLogSource,
+    LogBatch,
+    LogEntry,
+    LogScope,
+    build_filter,
+    parse_log_text,
+    stitch,
+)
 from tests.conftest import DATA
-from tests.servers.fake_logging import FakeLogging, rfc3339
+from tests.servers.fake_logging import FakeLogging, matches, rfc3339
 
 LOGS = DATA / "logs"
 NEW = "orders-00042-new"
@@ -27,6 +40,22 @@ EXPECTED_FILTER = (
     'AND timestamp>="2026-11-25T10:03:30.123456Z" AND timestamp<="2026-11-25T10:08:30.000000Z" '
     'AND (severity>=ERROR OR httpRequest.status>=500 OR textPayload:"Traceback" OR jsonPayload.message:"Traceback")'
 )
+# The traceback_lines selectors as sent: RE2 patterns in quoted strings, backslashes and quotes escaped.
+TRACEBACK_SELECTORS = (
+    r'textPayload=~"^\\s+File \"" OR '
+    r'textPayload=~"^(?:\\w*(?:Error|Exception|Exit|Interrupt|Iteration|Warning)|[A-Za-z_]\\w*(?:\\.[A-Za-z_]\\w*)+)(?:: |$)" OR '
+    r'textPayload=~"^(?:Traceback \\(most recent call last\\)|During handling of the above exception|'
+    r'The above exception was the direct cause)"'
+)
+# A Python 3.11 traceback as Cloud Run stores plain stdout: one DEFAULT entry per line, nanosecond timestamps.
+SPLIT = json.loads((LOGS / "split_traceback.json").read_text(encoding="utf-8"))
+SPLIT_LINES = [e["textPayload"] for e in SPLIT]
+SPLIT_KEY = "ValueError at orders/pricing.py parse_quantity"
+INSTANCE_A, INSTANCE_B = SPLIT[0]["labels"]["instanceId"], "0066d924aa77e0b9c4f1"
+KEY_LINES = json.loads((LOGS / "cloud_run_entries.json").read_text(encoding="utf-8"))["python_traceback"]["textPayload"].splitlines()
+CHAINED_LINES = [*KEY_LINES, "", "During handling of the above exception, another exception occurred:", "",
+                 "Traceback (most recent call last):", '  File "/app/orders/api.py", line 50, in handle_checkout',
+                 "    raise NotFound(sku)", "orders.errors.NotFound: sku"]
 
 
 def recorded(name: str, when: datetime, revision: str = "orders-00042-new") -> dict[str, Any]:
@@ -35,6 +64,20 @@ def recorded(name: str, when: datetime, revision: str = "orders-00042-new") -> d
     entry["timestamp"] = entry["receiveTimestamp"] = rfc3339(when)
     entry["resource"]["labels"]["revision_name"] = revision
     return entry
+
+
+def split(lines: list[str], start: datetime, *, instance: str = INSTANCE_A, severity: str = "DEFAULT",
+          log: str = "run.googleapis.com%2Fstdout", gap_s: float = 0.001) -> list[dict[str, Any]]:
+    """The recorded split traceback's entry shape, one entry per line of `lines`, `gap_s` apart from `start`."""
+    entries = []
+    for i, line in enumerate(lines):
+        entry: dict[str, Any] = copy.deepcopy(SPLIT[0])
+        entry["timestamp"] = entry["receiveTimestamp"] = rfc3339(start + timedelta(seconds=i * gap_s))
+        entry["insertId"] = f"{instance[-6:]}{start:%S%f}{i:03d}"
+        entry.update(severity=severity, textPayload=line, logName=f"projects/acme-prod/logs/{log}")
+        entry["labels"]["instanceId"] = instance
+        entries.append(entry)
+    return entries
 
 
 @pytest.fixture
@@ -50,6 +93,11 @@ def ask(source: Any, **kwargs: Any) -> LogBatch:
 
 def test_filter_names_the_revision_both_time_bounds_and_the_signals() -> None:
     assert build_filter(SCOPE, SINCE, UNTIL, text_search=("Traceback",)) == EXPECTED_FILTER
+
+
+def test_filter_with_traceback_lines_adds_quoted_regex_selectors() -> None:
+    text = build_filter(SCOPE, SINCE, UNTIL, text_search=("Traceback",), traceback_lines=True)
+    assert text == EXPECTED_FILTER[:-1] + " OR " + TRACEBACK_SELECTORS + ")"
 
 
 def test_filter_without_selectors_asks_for_any_entry() -> None:
@@ -71,7 +119,10 @@ def test_one_call_through_the_official_client_with_the_filter_and_page_size(fake
     assert [(e.http_status, e.severity, e.revision) for e in batch.entries] == [
         (None, "DEFAULT", "orders-00042-new"), (None, "ERROR", "orders-00042-new"), (503, "ERROR", "orders-00042-new")]
     assert batch.entries[0].text.endswith("KeyError: 'sku'")
+    assert (batch.entries[0].instance, batch.entries[0].log_name) == (
+        "0066d924aa1b2c3d4e5f", "projects/acme-prod/logs/run.googleapis.com%2Fstderr")
     assert "httpx.HTTPStatusError" in batch.entries[1].text and batch.entries[1].payload is not None
+    assert batch.entries[2].payload is None and batch.entries[2].text.startswith("POST https://orders-abc123")
     assert batch.entries[2].http_method == "POST" and batch.calls == 1 and not batch.truncated
 
 
@@ -80,6 +131,54 @@ def test_a_full_page_is_truncated_not_paged_on(fake: FakeLogging) -> None:
         fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
     batch = ask(CloudLoggingSource(), limit=2)
     assert len(fake.requests) == 1 and len(batch.entries) == 2 and batch.truncated
+
+
+def test_a_short_page_is_followed_and_every_request_counted(fake: FakeLogging) -> None:
+    for i in range(3):
+        fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
+    fake.short_pages(2)  # a partial page that still carries a nextPageToken
+    source = CloudLoggingSource()
+    batch = ask(source, limit=500)
+    first, second = fake.requests
+    assert first["pageSize"] == 500 and "pageToken" not in first
+    assert (second["pageSize"], second["pageToken"], second["filter"]) == (498, "2", first["filter"])
+    assert batch.calls == source.calls == len(fake.requests) == 2
+    assert (len(batch.entries), batch.fetched, batch.truncated) == (3, 3, False)
+
+
+def test_paging_stops_after_max_pages_and_says_truncated(fake: FakeLogging) -> None:
+    for i in range(10):
+        fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
+    fake.short_pages(2)
+    batch = ask(CloudLoggingSource(), limit=500)
+    assert len(fake.requests) == batch.calls == MAX_PAGES
+    assert batch.fetched == 2 * MAX_PAGES and batch.truncated  # a nextPageToken remained unread
+
+
+def test_paging_stops_at_the_limit_and_asks_only_for_what_is_missing(fake: FakeLogging) -> None:
+    for i in range(5):
+        fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
+    fake.short_pages(2)
+    batch = ask(CloudLoggingSource(), limit=3)
+    assert [r["pageSize"] for r in fake.requests] == [3, 1]
+    assert (batch.calls, batch.fetched, batch.truncated) == (2, 3, True)
+
+
+def test_no_further_page_when_a_whole_request_would_not_fit_before_the_deadline(fake: FakeLogging) -> None:
+    for i in range(3):
+        fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
+    fake.short_pages(1)
+    batch = ask(CloudLoggingSource(timeout_s=30), deadline=time.monotonic() + 5)
+    assert len(fake.requests) == batch.calls == 1 and batch.fetched == 1 and batch.truncated
+
+
+def test_a_slow_answer_is_cut_by_the_request_timeout_and_retried_within_bounds(fake: FakeLogging) -> None:
+    fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=5)))
+    fake.delay_s = 2.0  # without a timeout the request would wait and succeed
+    source = CloudLoggingSource(backoff_s=0.01, max_attempts=2, timeout_s=0.2)
+    with pytest.raises(LoggingUnavailable, match=r"Cloud Logging unreachable: .*timed out.* after 2 attempts"):
+        ask(source)
+    assert len(fake.requests) == source.calls == 2
 
 
 def test_429_is_retried_after_a_pause(fake: FakeLogging) -> None:
@@ -118,6 +217,124 @@ def test_fake_evaluates_the_or_group(fake: FakeLogging) -> None:
     for severity, line in (("INFO", "all good"), ("DEFAULT", "Traceback (most recent call last):")):
         fake.add_revision_entry("orders", NEW, project="acme-prod", severity=severity, text=line, timestamp=inside)
     assert [e.text for e in ask(CloudLoggingSource()).entries] == ["Traceback (most recent call last):"]
+
+
+@pytest.mark.parametrize(("expression", "text", "hit"), [
+    pytest.param(r'textPayload=~"^\\s+File \""', '  File "/app/x.py", line 3, in f', True, id="regex-escaped-quote"),
+    pytest.param(r'textPayload=~"^\\s+File \""', 'File "/app/x.py", line 3, in f', False, id="regex-anchored"),
+    pytest.param(r'textPayload!~"^\\s+File \""', "ValueError: boom", True, id="negated-regex"),
+    pytest.param(r'textPayload=~"boom$" AND severity>=ERROR', "ValueError: boom", False, id="regex-and-severity"),
+    pytest.param(r'jsonPayload.message=~"boom"', "ValueError: boom", False, id="regex-on-a-missing-field"),
+    pytest.param(r'jsonPayload.message!~"boom"', "ValueError: boom", True, id="negated-regex-on-a-missing-field"),
+])
+def test_fake_evaluates_regex_operators(expression: str, text: str, hit: bool) -> None:
+    assert matches({"textPayload": text, "severity": "DEFAULT"}, expression) is hit
+
+
+def test_a_traceback_split_one_line_per_entry_comes_back_as_one_entry(fake: FakeLogging) -> None:
+    lines = split(SPLIT_LINES, SINCE + timedelta(seconds=30))
+    fake.entries += lines
+    batch = ask(CloudLoggingSource(), traceback_lines=True)
+    (sent,) = fake.requests
+    assert sent["filter"].endswith(" OR " + TRACEBACK_SELECTORS + ")")
+    (entry,) = batch.entries
+    # The code and caret lines match no selector: the frame and the exception line are what signatures need.
+    assert entry.text == "\n".join([SPLIT_LINES[0], SPLIT_LINES[1], SPLIT_LINES[4]]) and batch.fetched == 3
+    assert (entry.insert_id, entry.instance, entry.severity, entry.payload) == (lines[0]["insertId"], INSTANCE_A, "DEFAULT", None)
+    assert entry.log_name == "projects/acme-prod/logs/run.googleapis.com%2Fstdout" and entry.revision == NEW
+    assert entry.timestamp is not None and rfc3339(entry.timestamp) == lines[0]["timestamp"]
+    assert signature_of(entry) == (SPLIT_KEY, "ValueError at orders/pricing.py:27 parse_quantity")
+
+
+def test_a_split_traceback_on_stderr_at_error_is_one_signature_not_five(fake: FakeLogging) -> None:
+    fake.entries += split(SPLIT_LINES, SINCE + timedelta(seconds=30), severity="ERROR", log="run.googleapis.com%2Fstderr")
+    batch = ask(CloudLoggingSource(), traceback_lines=True)
+    assert batch.fetched == 5 and [e.text for e in batch.entries] == ["\n".join(SPLIT_LINES)]
+    assert batch.entries[0].severity == "ERROR"
+    assert {key: sig.count for key, sig in group(batch.entries)[0].items()} == {SPLIT_KEY: 1}
+
+
+def test_tracebacks_of_two_instances_interleaved_line_by_line_are_stitched_apart(fake: FakeLogging) -> None:
+    start = SINCE + timedelta(seconds=30)
+    fake.entries += split(SPLIT_LINES, start, gap_s=0.002, log="run.googleapis.com%2Fstderr")
+    fake.entries += split(KEY_LINES, start + timedelta(seconds=0.001), instance=INSTANCE_B, gap_s=0.002,
+                          log="run.googleapis.com%2Fstderr")
+    batch = ask(CloudLoggingSource(), traceback_lines=True)
+    assert [(e.instance, signature_of(e)[0]) for e in batch.entries] == [
+        (INSTANCE_A, SPLIT_KEY), (INSTANCE_B, "KeyError at orders/api.py handle_checkout")]
+    assert batch.entries[1].text.endswith("KeyError: 'sku'") and "pricing" not in batch.entries[1].text
+
+
+def test_a_chained_traceback_stays_one_entry(fake: FakeLogging) -> None:
+    fake.entries += split(CHAINED_LINES, SINCE + timedelta(seconds=30))
+    (entry,) = ask(CloudLoggingSource(), traceback_lines=True).entries
+    assert "During handling of the above exception" in entry.text and "KeyError: 'sku'" in entry.text
+    assert signature_of(entry)[0] == "orders.errors.NotFound at orders/api.py handle_checkout"
+
+
+@pytest.mark.parametrize(("gaps_s", "texts"), [
+    pytest.param([0.001, 0.001, 0.001, STITCH_GAP_S + 1], [SPLIT_LINES[:2], SPLIT_LINES[4:]], id="pause-before-the-exception"),
+    pytest.param([0.001, 0.001, 0.001, 0.001], [SPLIT_LINES[:2] + SPLIT_LINES[4:]], id="no-pause"),
+])
+def test_a_pause_longer_than_the_stitch_gap_ends_the_block(fake: FakeLogging, gaps_s: list[float],
+                                                           texts: list[list[str]]) -> None:
+    lines, when = [], SINCE + timedelta(seconds=30)
+    for line, gap in zip(SPLIT_LINES, [0.0, *gaps_s], strict=True):
+        when += timedelta(seconds=gap)
+        lines += split([line], when)
+    fake.entries += lines
+    batch = ask(CloudLoggingSource(), traceback_lines=True)
+    assert [e.text.splitlines() for e in batch.entries] == texts
+
+
+def test_a_second_traceback_right_after_the_first_is_an_entry_of_its_own(fake: FakeLogging) -> None:
+    start = SINCE + timedelta(seconds=30)
+    fake.entries += split(SPLIT_LINES, start) + split(SPLIT_LINES, start + timedelta(seconds=0.5))
+    batch = ask(CloudLoggingSource(), traceback_lines=True)
+    assert {key: sig.count for key, sig in group(batch.entries)[0].items()} == {SPLIT_KEY: 2}
+
+
+def test_stitch_passes_other_entries_through_in_order() -> None:
+    at = datetime(2026, 11, 25, 10, 4, 1, tzinfo=UTC)
+
+    def line(text: str, ms: int, instance: str = "a", log: str = "stdout", **fields: Any) -> LogEntry:
+        return LogEntry(at + timedelta(milliseconds=ms), text=text, instance=instance, log_name=log, **fields)
+
+    entries = [
+        line("listening", 0), line("Traceback (most recent call last):", 1),
+        line("GET /x 200", 2, log="requests", http_status=200),
+        line("Traceback (most recent call last):", 3, "b"), line('  File "/app/x.py", line 3, in f', 4),
+        line("handled", 5, "c", payload={"message": "handled"}), line("ValueError: boom", 6, severity="ERROR"),
+        line('  File "/app/y.py", line 9, in g', 7, "b"), line("done", 8), line("KeyError: 'k'", 9, "b"),
+    ]
+    out = stitch(entries)
+    assert [e.text for e in out] == [
+        "listening", 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in f\nValueError: boom',
+        "GET /x 200", "Traceback (most recent call last):\n  File \"/app/y.py\", line 9, in g\nKeyError: 'k'", "handled",
+        "done"]
+    assert out[1].severity == "ERROR" and out[1].timestamp == entries[1].timestamp and out[3].instance == "b"
+    assert stitch(out) == out and out[0] is entries[0] and out[2] is entries[2]
+
+
+def test_plain_text_tracebacks_in_a_row_are_separate_entries() -> None:
+    first = "\n".join(SPLIT_LINES)
+    texts = [e.text for e in parse_log_text(f"{first}\n{first}\nserving again\n")]
+    assert texts == [first, first, "serving again"]
+
+
+def test_a_json_lines_file_of_split_tracebacks_is_stitched_like_cloud_logging(tmp_path: Any) -> None:
+    start = SINCE + timedelta(seconds=30)
+    lines = split(SPLIT_LINES, start, gap_s=0.002) + split(KEY_LINES, start + timedelta(seconds=0.001),
+                                                          instance=INSTANCE_B, gap_s=0.002)
+    lines.sort(key=lambda e: str(e["timestamp"]))
+    path = tmp_path / "exported.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines), encoding="utf-8")
+    batch = ask(FileLogSource(path), traceback_lines=True)
+    assert [(e.instance, signature_of(e)[0]) for e in batch.entries] == [
+        (INSTANCE_A, SPLIT_KEY), (INSTANCE_B, "KeyError at orders/api.py handle_checkout")]
+    assert batch.fetched == 3 + 5  # banners, frames and exception lines: KEY_LINES has three frames
+    banners_only = ask(FileLogSource(path))
+    assert [e.text for e in banners_only.entries] == ["Traceback (most recent call last):"] * 2
 
 
 def test_json_lines_file() -> None:

@@ -3,10 +3,14 @@
 Entries are stored in the real LogEntry JSON shape (camelCase: ``logName``, ``resource{type, labels}``,
 ``timestamp``, ``severity``, ``textPayload`` | ``jsonPayload``, ``labels``, ``httpRequest``, ...).
 The filter is applied loosely: comparisons joined by ``AND`` are honoured (``=``, ``!=``, ``:``, ``>=``,
-``<=``, ``>``, ``<`` on dotted paths, quoted path segments, severities and timestamps), and so is one
-parenthesised group of comparisons joined by ``OR``; anything else (``NOT``, nesting, bare text) is
-ignored, i.e. matches. Tests
-should assert the filter they sent from ``.requests`` rather than rely on the fake's evaluation.
+``<=``, ``>``, ``<`` on dotted paths, quoted path segments, severities and timestamps, and the regular
+expression operators ``=~`` / ``!~``, evaluated with Python's ``re.search`` as a stand-in for RE2), and so
+is one parenthesised group of comparisons joined by ``OR``; anything else (``NOT``, nesting, bare text) is
+ignored, i.e. matches. Quoted values may hold ``\\"`` and ``\\\\`` escapes. Tests should assert the filter
+they sent from ``.requests`` rather than rely on the fake's evaluation.
+
+Like the real API, the fake can answer a short page that still carries a ``nextPageToken``
+(`short_pages`), fail (`fail_next`), find nothing yet (`lag`) or answer slowly (``delay_s``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,7 +30,8 @@ from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 Json = dict[str, Any]
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
-_CLAUSE = re.compile(r'^\s*(?P<path>[A-Za-z_][\w.]*(?:\."[^"]*")?[\w.]*)\s*(?P<op>>=|<=|!=|=|:|>|<)\s*(?P<value>.+?)\s*$')
+_CLAUSE = re.compile(r'^\s*(?P<path>[A-Za-z_][\w.]*(?:\."[^"]*")?[\w.]*)\s*(?P<op>>=|<=|!=|=~|!~|=|:|>|<)\s*(?P<value>.+?)\s*$')
+_QUOTED = re.compile(r'("(?:\\.|[^"\\])*")')
 _MISSING = object()
 
 
@@ -43,25 +49,32 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _split_and(expression: str) -> list[str]:
-    """Top-level clauses of ``a AND b AND c`` (quotes respected); newlines count as AND, like the API."""
-    clauses, current, quoted = [], [], False
-    tokens = re.split(r'(")', expression)
-    for token in tokens:
-        if token == '"':
-            quoted = not quoted
-            current.append(token)
+def _split(expression: str, separator: str) -> list[str]:
+    """Pieces of ``expression`` between ``separator`` matches outside quoted strings (escapes respected)."""
+    pieces, current = [], ""
+    for i, token in enumerate(_QUOTED.split(expression)):
+        if i % 2:  # a quoted string, kept whole
+            current += token
             continue
-        if quoted:
-            current.append(token)
-            continue
-        parts = re.split(r"\s+AND\s+|\n", token)
-        current.append(parts[0])
+        parts = re.split(separator, token)
+        current += parts[0]
         for part in parts[1:]:
-            clauses.append("".join(current))
-            current = [part]
-    clauses.append("".join(current))
-    return [c.strip() for c in clauses if c.strip()]
+            pieces.append(current)
+            current = part
+    pieces.append(current)
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def _split_and(expression: str) -> list[str]:
+    """Top-level clauses of ``a AND b AND c``; newlines count as AND, like the API."""
+    return _split(expression, r"\s+AND\s+|\n")
+
+
+def _unquote(raw: str) -> str:
+    """The value of a comparison: a quoted string without its quotes and escapes, or the bare word."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return raw
 
 
 def _path_parts(path: str) -> list[str]:
@@ -79,6 +92,9 @@ def _lookup(entry: Json, path: str) -> Any:
 
 
 def _compare(found: Any, op: str, wanted: str, path: str) -> bool:
+    if op in ("=~", "!~"):
+        hit = re.search(wanted, json.dumps(found) if isinstance(found, dict | list) else str(found)) is not None
+        return hit if op == "=~" else not hit
     if op == ":":
         return wanted.lower() in (json.dumps(found) if isinstance(found, dict | list) else str(found)).lower()
     if path == "severity":
@@ -102,21 +118,7 @@ def _compare(found: Any, op: str, wanted: str, path: str) -> bool:
 
 def _split_or(group: str) -> list[str]:
     """Alternatives of ``a OR b OR c`` (quotes respected)."""
-    parts, current, quoted = [], [], False
-    for token in re.split(r'(")', group):
-        if token == '"':
-            quoted = not quoted
-            current.append(token)
-        elif quoted:
-            current.append(token)
-        else:
-            pieces = re.split(r"\s+OR\s+", token)
-            current.append(pieces[0])
-            for piece in pieces[1:]:
-                parts.append("".join(current))
-                current = [piece]
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+    return _split(group, r"\s+OR\s+")
 
 
 def _clause(entry: Json, clause: str) -> bool:
@@ -128,11 +130,10 @@ def _clause(entry: Json, clause: str) -> bool:
     m = _CLAUSE.match(clause)
     if not m:
         return True
-    raw = m.group("value")
-    wanted = raw[1:-1].replace('\\"', '"') if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    wanted = _unquote(m.group("value"))
     found = _lookup(entry, m.group("path"))
     if found is _MISSING:
-        return m.group("op") == "!="
+        return m.group("op") in ("!=", "!~")
     return _compare(found, m.group("op"), wanted, m.group("path"))
 
 
@@ -143,8 +144,11 @@ def matches(entry: Json, expression: str) -> bool:
 
 class _Handler(LoopbackHandler["FakeLogging"]):
     def do_POST(self) -> None:
-        """`entries:list` (the client reads with POST)."""
-        self.send_json(*self.owner._handle("POST", urlsplit(self.path).path, self.read_json()))
+        """`entries:list` (the client reads with POST), answered after ``delay_s``."""
+        answer = self.owner._handle("POST", urlsplit(self.path).path, self.read_json())
+        if self.owner.delay_s:
+            time.sleep(self.owner.delay_s)  # outside the lock: other requests are not held up
+        self.send_json(*answer)
 
     def do_GET(self) -> None:
         """Nothing else is served."""
@@ -155,12 +159,14 @@ class _Handler(LoopbackHandler["FakeLogging"]):
 class FakeLogging(LoopbackServer):
     """Serves ``POST /v2/entries:list`` from entries that tests (or other fakes) add."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         super().__init__(_Handler, "fake Logging")
         self.entries: list[Json] = []
         self.requests: list[Json] = []  # every entries:list body, in order
+        self.delay_s = delay_s  # before every answer, to exercise the client's timeout
         self._failures: list[int] = []
         self._lag = 0
+        self._short = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -221,6 +227,12 @@ class FakeLogging(LoopbackServer):
         with self._lock:
             self._lag += n
 
+    def short_pages(self, per_page: int) -> None:
+        """Answer at most `per_page` entries per page, with a nextPageToken while more match: Cloud Logging
+        returns such partial pages when a search runs long (0: pages as large as pageSize again)."""
+        with self._lock:
+            self._short = per_page
+
     def _handle(self, method: str, path: str, body: Json) -> tuple[int, Json]:
         with self._lock:
             if method == "POST" and path == "/v2/entries:list":
@@ -234,14 +246,19 @@ class FakeLogging(LoopbackServer):
                 self._lag -= 1
                 return 200, {}
             projects = {n.split("/", 1)[1] for n in body.get("resourceNames", []) if n.startswith("projects/")}
-            found = [
-                e for e in self.entries
-                if (not projects or e["logName"].split("/")[1] in projects) and matches(e, body.get("filter", ""))
-            ]
+            try:
+                found = [
+                    e for e in self.entries
+                    if (not projects or e["logName"].split("/")[1] in projects) and matches(e, body.get("filter", ""))
+                ]
+            except re.error as exc:  # the API, too, refuses a filter whose regular expression does not compile
+                return 400, error_body(400, f"invalid regular expression in filter: {exc}")
         found.sort(key=lambda e: _parse_time(e["timestamp"]) or datetime.min.replace(tzinfo=UTC),
                    reverse="desc" in str(body.get("orderBy", "")).lower())
         start = int(body.get("pageToken") or 0)
         size = int(body.get("pageSize") or 50)
+        if self._short:
+            size = min(size, self._short)
         answer: Json = {}
         if found[start:start + size]:
             answer["entries"] = copy.deepcopy(found[start:start + size])
