@@ -41,6 +41,7 @@ MAX_SCRIPT_BYTES = 100_000
 LOCAL_MARGIN_S = 2.0
 # Cloud Run: time kept back from the task timeout for job setup, container start and reading the logs.
 JOB_OVERHEAD_S = 30.0
+LOG_READ_TIMEOUT_S = 30.0
 LOG_LOOKBACK = timedelta(seconds=60)
 _DEFAULT_TEMPLATE_ARGS = ["-c", "import sys; sys.exit('postdeploy probe job: run it with an args override')"]
 
@@ -674,19 +675,20 @@ class _LogReadFailed(Exception):
 
 
 def _read_lines(client: Any, project: str, log_filter: str) -> list[str]:
-    """Text payloads matching the filter, oldest first."""
+    """Text payloads matching the filter, oldest first: one page of the newest 20, in one bounded request."""
     from google.api_core import exceptions as gexc
-    from google.cloud.logging import DESCENDING
 
+    body = {"resourceNames": [f"projects/{project}"], "filter": log_filter, "orderBy": "timestamp desc", "pageSize": 20}
     try:
-        entries = list(client.list_entries(resource_names=[f"projects/{project}"], filter_=log_filter,
-                                           order_by=DESCENDING, max_results=20, page_size=20))
+        # Through the client's REST connection: its list_entries would page on by itself, without a timeout.
+        answer = client._connection.api_request(method="POST", path="/entries:list", data=body, timeout=LOG_READ_TIMEOUT_S)
     except gexc.Forbidden as exc:
         raise AccessDenied(f"permission denied reading the probe's logs in {project}; grant the function's service "
                            f"account roles/logging.viewer ({exc.message})") from exc
     except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError, OSError) as exc:
         raise _LogReadFailed(str(exc)) from exc
-    return [e.payload for e in reversed(entries) if isinstance(e.payload, str)]
+    entries = answer.get("entries", []) if isinstance(answer, dict) else []
+    return [e["textPayload"] for e in reversed(entries) if isinstance(e, dict) and isinstance(e.get("textPayload"), str)]
 
 
 def _same_image(ran: str, sent: str) -> bool:

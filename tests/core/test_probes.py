@@ -373,7 +373,7 @@ def test_creates_the_job_from_the_revision_and_runs_the_script(cloud: FakeCloudR
     assert clauses[:4] == ['resource.type="cloud_run_job"', 'resource.labels.job_name="postdeploy-probe-orders"',
                            f'resource.labels.location="{R}"', f'labels."run.googleapis.com/execution_name"="{short}"']
     assert clauses[4].startswith('timestamp>="') and clauses[5] == f'textPayload:"{RESULT_MARKER}"'
-    assert listed["orderBy"] == "timestamp desc"
+    assert listed["orderBy"] == "timestamp desc" and listed["pageSize"] == 20
 
 
 def test_updates_an_existing_job(cloud: FakeCloudRun) -> None:
