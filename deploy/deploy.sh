@@ -38,6 +38,7 @@ CONFIG="$REPO_ROOT/deploy/postdeploy.example.yaml"
 SLACK_SECRET=""
 WEBHOOK=""
 WEBHOOK_GIVEN=0 # 1: --slack-webhook was on the command line (a URL or "-")
+RUNTIME_SAS=()  # --runtime-sa: the service accounts the validated services run as
 DRY_RUN=0
 SEEN=" "
 
@@ -67,6 +68,9 @@ Options:
   --function NAME          function name (default: postdeploy)
   --config FILE            postdeploy config, shipped beside main.py as postdeploy.yaml
                            (default: deploy/postdeploy.example.yaml)
+  --runtime-sa EMAIL       a service account the validated Cloud Run services run as; repeat it
+                           for each. The imports probe job runs as that account, so the function
+                           may act as these accounts only. Without it: every account in the project.
   --dry-run                print every command, one per line prefixed with "+ ", and run none;
                            needs neither gcloud credentials nor network; the webhook is masked
   -h, --help               show this help
@@ -102,6 +106,7 @@ metavar() {
     --config) echo FILE ;;
     --slack-webhook) echo URL ;;
     --slack-secret) echo NAME ;;
+    --runtime-sa) echo EMAIL ;;
   esac
 }
 
@@ -127,8 +132,8 @@ parse_args() {
         ((inline == 0)) || die "--dry-run takes no value"
         DRY_RUN=1
         ;;
-      --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret)
-        [[ $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once"
+      --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret | --runtime-sa)
+        [[ $flag == --runtime-sa || $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once"
         SEEN+="$flag "
         if ((inline == 0)); then
           if (($# == 0)); then
@@ -153,6 +158,7 @@ parse_args() {
             WEBHOOK_GIVEN=1
             ;;
           --slack-secret) SLACK_SECRET=$value ;;
+          --runtime-sa) RUNTIME_SAS+=("$value") ;;
         esac
         ;;
       *)
@@ -190,6 +196,12 @@ validate_args() {
     die "expected --config to be a local file, got '$CONFIG' (to read the config from Cloud Storage, set POSTDEPLOY_CONFIG on the function yourself)"
   [[ -f $CONFIG && -r $CONFIG ]] || die "expected --config FILE to be a readable file, got '$CONFIG' (not found)"
   CONFIG="$(cd -- "$(dirname -- "$CONFIG")" && pwd)/$(basename -- "$CONFIG")"
+
+  local sa sa_re='^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[0-9]+-compute@developer\.gserviceaccount\.com$'
+  for sa in "${RUNTIME_SAS[@]}"; do
+    [[ $sa =~ $sa_re ]] ||
+      die "expected --runtime-sa to be a service account email (NAME@PROJECT.iam.gserviceaccount.com or PROJECT_NUMBER-compute@developer.gserviceaccount.com), got '$sa'"
+  done
 
   if [[ -n $SLACK_SECRET && $WEBHOOK_GIVEN == 1 ]]; then
     die "expected one of --slack-webhook and --slack-secret, got both"
@@ -441,8 +453,18 @@ grant_roles() {
   # Resolve the build's service and revision (services.get, revisions.list) in any region, and run the
   # imports probe as a Cloud Run job in the revision's image (jobs.create/update/run with overrides).
   bind_project_role roles/run.developer
-  # The probe job runs as the revision's own service account, which the function must be allowed to act as.
-  bind_project_role roles/iam.serviceAccountUser
+  # The probe job runs as the revision's own service account, which the function must be allowed to act as:
+  # on the accounts given with --runtime-sa only, else on every account of the project.
+  if ((${#RUNTIME_SAS[@]} > 0)); then
+    local runtime_sa
+    for runtime_sa in "${RUNTIME_SAS[@]}"; do
+      run_retry gcloud iam service-accounts add-iam-policy-binding "$runtime_sa" --project="$PROJECT" \
+        --member="serviceAccount:$SA" --role=roles/iam.serviceAccountUser --condition=None --format=none
+    done
+  else
+    note "roles/iam.serviceAccountUser on the whole project: pass --runtime-sa EMAIL (once per account your services run as) to narrow it"
+    bind_project_role roles/iam.serviceAccountUser
+  fi
   # Read the new revision's error logs and compare them with the previous revision's.
   bind_project_role roles/logging.viewer
   # Read Cloud Run request/latency/memory metrics per revision.
