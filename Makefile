@@ -27,8 +27,9 @@ test: $(VENV)/.dev  ## the whole suite; fixtures start and stop the emulators an
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/deploy.sh; else echo "shellcheck not installed: deploy/deploy.sh not linted"; fi
 
-bench: $(VENV)/.dev  ## P1 cold import ratio, P2 time to ack a filtered message
+bench: $(VENV)/.dev  ## P1 cold import ratio, P2 ack time, P3 concurrency, P6 Logging calls
 	$(BIN)/python bench/bench.py
 
 clean:
