@@ -25,6 +25,7 @@ NAME = "window"
 CATEGORY = "Stability"
 PERCENTILES = (50, 95, 99)
 BUDGET_MARGIN_S = 0.5
+CUT_SLACK_S = 0.05  # a smoke run that failed this close to the budget's end was cut by it
 SMOKE_CHOICES = ("read-only", "all", "none")
 
 
@@ -63,6 +64,8 @@ class Probe:
     ok: bool
     latency_ms: float
     detail: str = ""
+    ours: str = ""  # postdeploy could not send it (no ID token, a missing secret): not the revision's fault
+    cut: bool = False  # the window's own time budget ended it: no verdict either way
 
     @property
     def is_request(self) -> bool:
@@ -89,14 +92,16 @@ def chosen_smoke_paths(config: Config, smoke_config: smoke.Config | None) -> lis
 
 @dataclass
 class _Observer:
-    """What the rounds share: the base URL, an ID token once one proved necessary, and the smoke session."""
+    """What the probes share: the base URL, an ID token once one proved necessary, the smoke session, the budget."""
 
     ctx: CheckContext
     config: Config
     url: str
     audience: str
     opened: float
+    hard_end: float  # nothing may run past this
     session: smoke.Session | None = None
+    smoke_timeout_s: float = 60.0
     token: str | None = None
     token_problem: str = ""
     _token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -110,11 +115,14 @@ class _Observer:
         if self.config.auth == "id_token":
             await self._fetch_token()
         probe = await self._get_once(path)
-        if (self.config.auth == "auto" and self.token is None and not self.token_problem
-                and probe.detail in ("status 401", "status 403")):
+        refused = probe.detail in ("status 401", "status 403")
+        if refused and self.config.auth == "auto" and self.token is None:
             await self._fetch_token()  # a private service: from now on every probe carries a token
             if self.token:
                 probe = await self._get_once(path)
+                refused = probe.detail in ("status 401", "status 403")
+        if refused and self.token is None and self.config.auth != "none" and self.token_problem:
+            probe.ours = f"{probe.detail} and {self.token_problem}"  # our missing token, not an outage
         return probe
 
     async def _get_once(self, path: str) -> Probe:
@@ -131,19 +139,25 @@ class _Observer:
             ok, detail = False, f"{type(exc).__name__}"
         return Probe(time.monotonic() - self.opened, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail)
 
-    async def flow(self, path: smoke.PathConfig, hard_end: float, smoke_timeout_s: float) -> tuple[Probe, bool]:
-        """One run of a smoke path, and whether postdeploy itself could not send it (a secret, a token)."""
+    async def flow(self, path: smoke.PathConfig) -> Probe:
+        """One run of a smoke path (``cut`` when the window's own budget ended it)."""
         assert self.session is not None
         started = time.perf_counter()
-        end = min(time.monotonic() + (path.timeout_s or smoke_timeout_s), hard_end)
-        outcome = await smoke.run_path(self.session, path, end)
-        probe = Probe(time.monotonic() - self.opened, f"smoke {path.name}", outcome.ok,
-                      (time.perf_counter() - started) * 1000, self.session.scrub(outcome.problem))
-        return probe, any(s.setup_failed for s in outcome.steps)
+        own_end = time.monotonic() + (path.timeout_s or self.smoke_timeout_s)
+        outcome = await smoke.run_path(self.session, path, min(own_end, self.hard_end))
+        problem = self.session.scrub(outcome.problem)
+        return Probe(time.monotonic() - self.opened, f"smoke {path.name}", outcome.ok,
+                     (time.perf_counter() - started) * 1000, problem,
+                     ours=problem if any(s.setup_failed for s in outcome.steps) else "",
+                     cut=not outcome.ok and own_end > self.hard_end and time.monotonic() >= self.hard_end - CUT_SLACK_S)
 
 
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
-    """Probe the revision for the whole window; availability % and latency p50/p95/p99 with their trend."""
+    """Probe the revision for the whole window; availability % and latency p50/p95/p99 with their trend.
+
+    The GETs and each smoke path repeat on schedules of their own, so a slow smoke path does not thin out
+    the health probes; a smoke path starts again only when its longest run so far still fits the budget.
+    """
     health_config: Any = ctx.peers.get("health")
     smoke_config: Any = ctx.peers.get("smoke")
     paths = config.paths if config.paths is not None else [health_config.path if health_config else "/"]
@@ -154,38 +168,58 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not target.url:
         return CheckResult(Status.SKIPPED, "nothing to observe: no URL reaches the revision")
     opened = time.monotonic()
-    hard_end = opened + config.timeout_s - BUDGET_MARGIN_S
+    margin = BUDGET_MARGIN_S + (smoke.CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
+    hard_end = opened + config.timeout_s - margin
     if ctx.deadline:
-        hard_end = min(hard_end, ctx.deadline - BUDGET_MARGIN_S)
-    end = min(opened + config.window_s, hard_end - config.request_timeout_s)
+        hard_end = min(hard_end, ctx.deadline - margin)
+    end = min(opened + config.window_s, hard_end - config.request_timeout_s)  # the last start of a round of GETs
     audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
-    observer = _Observer(ctx, config, target.url.rstrip("/"), audience, opened)
+    observer = _Observer(ctx, config, target.url.rstrip("/"), audience, opened, hard_end)
     if flows:
         observer.session = smoke.Session(target, smoke_config, ctx)
+        observer.smoke_timeout_s = smoke_config.timeout_s
     probes: list[Probe] = []
-    dropped: dict[str, str] = {}  # smoke paths postdeploy could not send, and why
-    while True:
-        live = [f for f in flows if f.name not in dropped]
-        round_ = await asyncio.gather(*(observer.get(p) for p in paths),
-                                      *(observer.flow(f, hard_end, smoke_config.timeout_s) for f in live))
-        for found in round_:
-            probe, setup_failed = found if isinstance(found, tuple) else (found, False)
-            if setup_failed:
-                dropped[probe.path.removeprefix("smoke ")] = probe.detail  # our fault, not the revision's
+    dropped: dict[str, str] = {}  # what postdeploy could not send, and why
+    cut: dict[str, int] = {}  # smoke runs the window's budget ended, by path
+
+    def record(found: list[Probe]) -> None:
+        for probe in found:
+            if probe.cut:
+                cut[probe.path] = cut.get(probe.path, 0) + 1
+            elif probe.ours:
+                dropped.setdefault(probe.path, probe.ours)
             else:
                 probes.append(probe)
-        elapsed = time.monotonic() - opened
         if ctx.progress:
+            elapsed = time.monotonic() - opened
             ctx.progress(f"window: {len(probes)} probes, {sum(p.ok for p in probes)} ok", min(elapsed / config.window_s, 0.99))
-        if time.monotonic() + config.interval_s > end or not (paths or len(dropped) < len(flows)):
-            break
-        await asyncio.sleep(config.interval_s)
+
+    async def gets() -> None:
+        next_at = time.monotonic()
+        while live := [p for p in paths if f"GET {p}" not in dropped]:
+            record(list(await asyncio.gather(*(observer.get(p) for p in live))))
+            next_at = max(next_at + config.interval_s, time.monotonic())
+            if next_at > end:
+                return
+            await asyncio.sleep(next_at - time.monotonic())
+
+    async def repeat(path: smoke.PathConfig) -> None:
+        next_at, longest = time.monotonic(), 0.0
+        while f"smoke {path.name}" not in dropped and time.monotonic() + longest <= hard_end:
+            started = time.monotonic()
+            record([await observer.flow(path)])
+            longest = max(longest, time.monotonic() - started)
+            next_at = max(next_at + config.interval_s, time.monotonic())
+            if next_at > opened + config.window_s:
+                return
+            await asyncio.sleep(next_at - time.monotonic())
+
+    await asyncio.gather(gets(), *(repeat(f) for f in flows))
     if ctx.progress:
         ctx.progress(f"window: done, {len(probes)} probes, {sum(p.ok for p in probes)} ok", 1.0)
     result = _judge(config, probes, time.monotonic() - opened, dropped)
-    if observer.token_problem and result.status in (Status.FAIL, Status.WARN):
-        result.reasons.append(observer.token_problem)
-        result.evidence.append(Evidence("ID token", observer.token_problem, "a token for a private service", ok=False))
+    result.evidence += [Evidence(f"cut short: {what}", f"{n} run(s) ended by the window's time budget, not counted",
+                                 ok=None) for what, n in cut.items()]
     return observer.session.scrubbed_result(result) if observer.session else result
 
 
@@ -214,9 +248,9 @@ def _per_target(probes: list[Probe]) -> list[Evidence]:
 
 
 def _judge(config: Config, probes: list[Probe], seconds: float, dropped: dict[str, str]) -> CheckResult:
-    # postdeploy's own missing secret or token: said (the smoke check says it too), not held against the revision.
-    evidence = [Evidence("smoke path not repeated", f"{name}: {why}", ok=None) for name, why in dropped.items()]
-    reasons = [f"smoke path {name} was not repeated: {why}" for name, why in dropped.items()]
+    # postdeploy's own missing token or secret: said (health and smoke say it too), not held against the revision.
+    evidence = [Evidence(f"not repeated: {what}", why, "postdeploy can send it", ok=False) for what, why in dropped.items()]
+    reasons = [f"{what} was not repeated: {why}" for what, why in dropped.items()]
     if not probes:
         return CheckResult(Status.ERROR, reasons[0] if reasons else "no probe ran during the window", evidence,
                            reasons=reasons)

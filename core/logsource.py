@@ -48,11 +48,13 @@ MESSAGE_KEYS = ("message", "msg", "textPayload", "error", "event")
 TRACEBACK_BANNER = "Traceback (most recent call last)"
 CHAINED_BANNERS = ("During handling of the above exception", "The above exception was the direct cause")
 # The lines of a traceback, for `=~` in the Logging query language (RE2) and for `re` alike: a frame; the
-# exception line (a name ending like Python's built-in exceptions do, or a module-qualified class, as
-# traceback prints them, then ": message" or nothing); a banner, the opening one or a chained exception's.
+# exception line, as traceback prints it; a banner, the opening one or a chained exception's.
 TRACEBACK_LINE_PATTERNS = (
     r'^\s+File "',
-    r"^(?:\w*(?:Error|Exception|Exit|Interrupt|Iteration|Warning)|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:: |$)",
+    # "Name: message" with a (dotted) CapWords class name (not a level such as "INFO: "); or, without a message,
+    # a built-in-like name or a dotted CapWords one ("orders.errors.NotFound").
+    r"^(?:(?:[A-Za-z_]\w*\.)*[A-Z]\w*[a-z]\w*: |(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Exit|Interrupt|Iteration|Warning)$"
+    r"|(?:[A-Za-z_]\w*\.)+[A-Z]\w*$)",
     r"^(?:Traceback \(most recent call last\)|" + "|".join(CHAINED_BANNERS) + ")",
 )
 _TRACEBACK_LINES = tuple(re.compile(p) for p in TRACEBACK_LINE_PATTERNS)
@@ -223,7 +225,7 @@ class CloudLoggingSource:
             self._clients[project] = logging_client(project)
         return self._clients[project]
 
-    def _request(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, project: str, body: dict[str, Any], deadline: float = 0.0) -> dict[str, Any]:
         """One entries.list request: exactly one HTTP call, no retry of its own, the raw JSON answer."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
@@ -235,7 +237,7 @@ class CloudLoggingSource:
             # The client's own list_entries pages on by itself whenever a page comes back short; sending the
             # request through its connection keeps every request counted and bounded.
             answer = client._connection.api_request(method="POST", path="/entries:list",
-                                                    data={"resourceNames": [name], **body}, timeout=self.timeout_s)
+                                                    data={"resourceNames": [name], **body}, timeout=self._timeout(deadline))
         except gexc.Forbidden as exc:
             raise AccessDenied(f"permission denied reading logs in {name}; grant the function's service account "
                                f"roles/logging.viewer ({exc.message})") from exc
@@ -249,6 +251,10 @@ class CloudLoggingSource:
             raise Retryable(f"Cloud Logging unreachable: {exc}") from exc
         return answer if isinstance(answer, dict) else {}
 
+    def _timeout(self, deadline: float) -> float:
+        """The per-request timeout, never past the caller's deadline (a second at least: a request needs one)."""
+        return min(self.timeout_s, max(deadline - time.monotonic(), 1.0)) if deadline else self.timeout_s
+
     def _room_for_another_page(self, deadline: float) -> bool:
         """A further page is asked for only when a whole request timeout still fits before the deadline."""
         return not deadline or deadline - time.monotonic() >= self.timeout_s
@@ -261,23 +267,25 @@ class CloudLoggingSource:
         limit = max(1, min(limit, PAGE_SIZE_MAX))
         log_filter = build_filter(scope, since, until, min_severity=min_severity, text_search=text_search,
                                   include_requests=include_requests, traceback_lines=traceback_lines)
-        raw: list[dict[str, Any]] = []
+        raw: list[LogEntry] = []
+        found: list[LogEntry] = []
         token, calls = "", 0
         for _ in range(MAX_PAGES):
-            body: dict[str, Any] = {"filter": log_filter, "orderBy": "timestamp asc", "pageSize": limit - len(raw)}
+            body: dict[str, Any] = {"filter": log_filter, "orderBy": "timestamp asc", "pageSize": PAGE_SIZE_MAX if raw else limit}
             if token:
                 body["pageToken"] = token
-            page, attempts = await with_backoff(functools.partial(self._request, scope.project, body),
+            page, attempts = await with_backoff(functools.partial(self._request, scope.project, body, deadline),
                                                 attempts=self.max_attempts, first_pause_s=self.backoff_s,
                                                 deadline=deadline, unavailable=LoggingUnavailable)
             calls += attempts
-            raw += [e for e in page.get("entries") or [] if isinstance(e, dict)][: limit - len(raw)]
+            raw += [_json_line(e) for e in page.get("entries") or [] if isinstance(e, dict)]
             token = str(page.get("nextPageToken") or "")
-            if len(raw) >= limit or not token or not self._room_for_another_page(deadline):
+            found = stitch(raw)
+            if len(found) >= limit or not token or not self._room_for_another_page(deadline):
                 break
-        found = [_json_line(e) for e in raw]
-        return LogBatch(stitch(found), truncated=len(found) >= limit or bool(token), calls=calls, filter=log_filter,
-                        fetched=len(found))
+        # The limit counts entries after stitching: one traceback's lines are one entry, however many frames.
+        return LogBatch(found[:limit], truncated=len(found) > limit or bool(token), calls=calls, filter=log_filter,
+                        fetched=len(raw))
 
 
 class FileLogSource:
@@ -348,18 +356,19 @@ def _json_line(data: dict[str, Any]) -> LogEntry:
         log_name=str(data.get("logName") or ""), instance=str(labels.get("instanceId") or ""))
 
 
-def _traceback_step(mode: str, line: str) -> str:
+def _traceback_step(mode: str, line: str, strict: bool = False) -> str:
     """The state of a traceback block after ``line``, or "" when the line is not part of it.
 
     "tb": inside the frames (indented frame and code lines, blank lines, banners), until the exception
-    line, the first other line; "end": after it, where only blank lines and a chained-exception banner
-    continue the block, so a fresh traceback that follows starts a block of its own.
+    line, the first other line (``strict``: the first that looks like one, for lines of several writers
+    interleaved); "end": after it, where only blank lines and a chained-exception banner continue the
+    block, so a fresh traceback that follows starts a block of its own.
     """
     stripped = line.strip()
     if mode == "tb":
         if not stripped or line.startswith((" ", "\t")) or stripped.startswith((TRACEBACK_BANNER, *CHAINED_BANNERS)):
             return "tb"
-        return "end"
+        return "end" if not strict or _TRACEBACK_LINES[1].search(line) else ""
     if mode == "end":
         if stripped.startswith(CHAINED_BANNERS):
             return "tb"
@@ -388,7 +397,8 @@ def stitch(entries: list[LogEntry]) -> list[LogEntry]:
 
     Lines belong together when they share revision, instance and log, follow each other (oldest first, as
     fetched) within ``STITCH_GAP_S`` and continue the block a banner line opened; entries of other
-    instances in between do not interrupt it. A stitched entry keeps the first line's identity and time
+    instances in between do not interrupt it, nor does an unrelated line of the same instance among the
+    frames (it stays an entry of its own). A stitched entry keeps the first line's identity and time
     and the highest severity of its lines.
     """
     slots: list[list[LogEntry]] = []
@@ -397,11 +407,14 @@ def stitch(entries: list[LogEntry]) -> list[LogEntry]:
         key = (entry.revision, entry.instance, entry.log_name)
         if key in blocks:
             lines, mode = blocks.pop(key)
-            step = _traceback_step(mode, entry.text) if _single_line(entry) else ""
-            if step and _gap_s(lines[-1], entry) <= STITCH_GAP_S:
+            in_time = _gap_s(lines[-1], entry) <= STITCH_GAP_S
+            step = _traceback_step(mode, entry.text, strict=True) if _single_line(entry) else ""
+            if step and in_time:
                 lines.append(entry)
                 blocks[key] = (lines, step)
                 continue
+            if mode == "tb" and in_time and TRACEBACK_BANNER not in entry.text:
+                blocks[key] = (lines, mode)  # another line of the same writer in between: the frames go on
         slots.append([entry])
         if _single_line(entry) and TRACEBACK_BANNER in entry.text:
             blocks[key] = (slots[-1], "tb")

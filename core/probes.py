@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.errors import AccessDenied, RunApiUnavailable
+from core.errors import AccessDenied, RequestRejected, RunApiUnavailable
 from core.gcp import LOGGING_ENDPOINT_ENV as LOGGING_ENDPOINT_ENV  # re-exported: tests and callers import it from here
 from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, logging_client
 from core.model import Build, ProbeRun, Target
@@ -123,14 +123,19 @@ own_file = getattr(sys.modules.get(module_name), "__file__", None) or ""
 if os.path.basename(own_file).startswith("__init__."):
     own_file = os.path.dirname(own_file)
 own_file = os.path.realpath(own_file) if own_file else ""
+# The packages above it: a package __init__ that imports the module names it as the importer.
+parents = [getattr(sys.modules.get(module_name.rsplit(".", i)[0]), "__file__", None) or ""
+           for i in range(1, module_name.count(".") + 1)]
+parents = [os.path.realpath(f) for f in parents if f]
 
 def own(filename):
-    # The module's own file (or package), or the import machinery / this script: a warning with
-    # stacklevel=2 from the module's body or a module __getattr__ names whoever imported it.
+    # The module's own file (or package), a package __init__ above it, or the import machinery / this
+    # script: a warning with stacklevel=2 from the module's body or a module __getattr__ names whoever
+    # imported it.
     if filename == "<string>" or filename.startswith("<frozen importlib") or (os.sep + "importlib" + os.sep) in filename:
         return True
     path = os.path.realpath(filename)
-    return bool(own_file) and (path == own_file or path.startswith(own_file + os.sep))
+    return bool(own_file) and (path == own_file or path.startswith(own_file + os.sep)) or path in parents
 
 result["warnings"] = [
     {"category": w.category.__name__, "deprecation": issubclass(w.category, kinds), "own": own(w.filename),
@@ -677,6 +682,7 @@ class _LogReadFailed(Exception):
 def _read_lines(client: Any, project: str, log_filter: str) -> list[str]:
     """Text payloads matching the filter, oldest first: one page of the newest 20, in one bounded request."""
     from google.api_core import exceptions as gexc
+    from google.auth.exceptions import TransportError
 
     body = {"resourceNames": [f"projects/{project}"], "filter": log_filter, "orderBy": "timestamp desc", "pageSize": 20}
     try:
@@ -685,7 +691,9 @@ def _read_lines(client: Any, project: str, log_filter: str) -> list[str]:
     except gexc.Forbidden as exc:
         raise AccessDenied(f"permission denied reading the probe's logs in {project}; grant the function's service "
                            f"account roles/logging.viewer ({exc.message})") from exc
-    except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError, OSError) as exc:
+    except gexc.BadRequest as exc:
+        raise RequestRejected(f"Cloud Logging rejected the probe's log query ({exc.code}: {exc.message})") from exc
+    except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError, OSError, TransportError) as exc:
         raise _LogReadFailed(str(exc)) from exc
     entries = answer.get("entries", []) if isinstance(answer, dict) else []
     return [e["textPayload"] for e in reversed(entries) if isinstance(e, dict) and isinstance(e.get("textPayload"), str)]

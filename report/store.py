@@ -216,8 +216,8 @@ class GcsStore:
                 current = None if blob is None else blob.download_as_text(encoding="utf-8", retry=self._retry)
                 # Written only over the generation read (0: only if still absent); else someone wrote first.
                 return self._write(name, change(current), if_generation_match=generation)
-            except gexc.PreconditionFailed:
-                continue
+            except (gexc.PreconditionFailed, gexc.NotFound):
+                continue  # written (or the generation read replaced) by someone else in between: read again
             except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
                 raise self._wrap("updating", name, exc) from exc
         raise StorageUnavailable(f"updating gs://{self.bucket_name}/{self._object(name)}: changed by other writers "

@@ -152,6 +152,19 @@ def test_a_private_service_is_probed_with_an_id_token_fetched_once(sample: Sampl
     assert result.status is Status.FAIL and "status 401" in result.summary
 
 
+def test_a_token_postdeploy_cannot_get_is_an_error_not_an_outage(sample: SampleService) -> None:
+    def no_credentials(audience: str) -> str:
+        raise OSError("no metadata server")
+
+    result = observe(sample.url, token_source=no_credentials, window_s=0.3, interval_s=0.1, paths=["/private", "/ok"])
+    assert result.status is Status.PASS, result.summary  # /ok answered throughout; /private is not held against it
+    assert result.reasons[0] == ("GET /private was not repeated: status 401 and could not get an ID token for "
+                                 f"{sample.url}: OSError: no metadata server")
+    assert sum(1 for r in sample.requests if r[1] == "/private") == 1  # dropped after the first refusal
+    result = observe(sample.url, window_s=0.3, interval_s=0.1, paths=["/private"])  # no token source at all
+    assert result.status is Status.ERROR and result.summary.startswith("GET /private was not repeated: status 401")
+
+
 def test_a_smoke_path_postdeploy_cannot_send_is_dropped_not_held_against_the_revision(sample: SampleService,
                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POSTDEPLOY_TEST_MISSING", raising=False)
@@ -160,9 +173,10 @@ def test_a_smoke_path_postdeploy_cannot_send_is_dropped_not_held_against_the_rev
                      smoke=["keyed"])
     assert result.status is Status.PASS, result.summary
     assert sum(1 for r in sample.requests if r[1] == "/headers") == 0
-    dropped = next(e for e in result.evidence if e.what == "smoke path not repeated")
-    assert dropped.measured.startswith("keyed:") and "POSTDEPLOY_TEST_MISSING" in dropped.measured
-    assert any(r.startswith("smoke path keyed was not repeated") for r in result.reasons)
+    dropped = next(e for e in result.evidence if e.what == "not repeated: smoke keyed")
+    assert "POSTDEPLOY_TEST_MISSING" in dropped.measured and dropped.ok is False
+    assert any(r.startswith("smoke keyed was not repeated: ") for r in result.reasons)
+    assert not any(e.what == "smoke keyed" for e in result.evidence)  # no availability line for what never ran
 
 
 def test_window_smoke_must_name_smoke_paths() -> None:
@@ -172,3 +186,23 @@ def test_window_smoke_must_name_smoke_paths() -> None:
         Config.parse(text, "t.yaml")
     assert any("expected checks.window.smoke to name paths of checks.smoke (browse), found checkout" in p
                for p in caught.value.problems)
+
+
+def test_a_slow_smoke_path_does_not_thin_out_the_health_probes(sample: SampleService) -> None:
+    slow = {"name": "slow", "steps": [{"http": {"path": "/slow?ms=600"}}]}
+    result = observe(sample.url, peers={"smoke": smoke_paths(slow)}, window_s=1.0, interval_s=0.1, paths=["/ok"])
+    assert result.status is Status.PASS, result.summary
+    ok_probes = sum(1 for r in sample.requests if r[1] == "/ok")
+    slow_runs = sum(1 for r in sample.requests if r[1].startswith("/slow"))
+    assert slow_runs <= 3 and ok_probes >= 3 * slow_runs  # the GETs keep their own 0.1 s schedule
+
+
+def test_a_smoke_run_the_window_budget_cuts_short_is_not_counted(sample: SampleService) -> None:
+    slow = {"name": "slow", "steps": [{"http": {"path": "/slow?ms=2000"}}]}
+    # budget: timeout_s 3.2 - 0.5 margin - 2 s for closing sockets = 0.7 s, less than the path takes
+    result = observe(sample.url, peers={"smoke": smoke_paths(slow)}, window_s=0.5, interval_s=0.1, paths=["/ok"],
+                     timeout_s=3.2, request_timeout_s=1.0)
+    assert result.status is Status.PASS, result.summary
+    assert not any(e.what == "smoke slow" for e in result.evidence)
+    cut = next(e for e in result.evidence if e.what == "cut short: smoke slow")
+    assert cut.measured == "1 run(s) ended by the window's time budget, not counted"

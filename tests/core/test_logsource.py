@@ -43,7 +43,8 @@ EXPECTED_FILTER = (
 # The traceback_lines selectors as sent: RE2 patterns in quoted strings, backslashes and quotes escaped.
 TRACEBACK_SELECTORS = (
     r'textPayload=~"^\\s+File \"" OR '
-    r'textPayload=~"^(?:\\w*(?:Error|Exception|Exit|Interrupt|Iteration|Warning)|[A-Za-z_]\\w*(?:\\.[A-Za-z_]\\w*)+)(?:: |$)" OR '
+    r'textPayload=~"^(?:(?:[A-Za-z_]\\w*\\.)*[A-Z]\\w*[a-z]\\w*: |(?:[A-Za-z_]\\w*\\.)*\\w*(?:Error|Exception|Exit|Interrupt|'
+    r'Iteration|Warning)$|(?:[A-Za-z_]\\w*\\.)+[A-Z]\\w*$)" OR '
     r'textPayload=~"^(?:Traceback \\(most recent call last\\)|During handling of the above exception|'
     r'The above exception was the direct cause)"'
 )
@@ -141,7 +142,7 @@ def test_a_short_page_is_followed_and_every_request_counted(fake: FakeLogging) -
     batch = ask(source, limit=500)
     first, second = fake.requests
     assert first["pageSize"] == 500 and "pageToken" not in first
-    assert (second["pageSize"], second["pageToken"], second["filter"]) == (498, "2", first["filter"])
+    assert (second["pageSize"], second["pageToken"], second["filter"]) == (1000, "2", first["filter"])
     assert batch.calls == source.calls == len(fake.requests) == 2
     assert (len(batch.entries), batch.fetched, batch.truncated) == (3, 3, False)
 
@@ -155,13 +156,24 @@ def test_paging_stops_after_max_pages_and_says_truncated(fake: FakeLogging) -> N
     assert batch.fetched == 2 * MAX_PAGES and batch.truncated  # a nextPageToken remained unread
 
 
-def test_paging_stops_at_the_limit_and_asks_only_for_what_is_missing(fake: FakeLogging) -> None:
+def test_paging_stops_once_the_limit_is_reached(fake: FakeLogging) -> None:
     for i in range(5):
         fake.entries.append(recorded("python_traceback", SINCE + timedelta(seconds=i)))
     fake.short_pages(2)
     batch = ask(CloudLoggingSource(), limit=3)
-    assert [r["pageSize"] for r in fake.requests] == [3, 1]
-    assert (batch.calls, batch.fetched, batch.truncated) == (2, 3, True)
+    assert [r["pageSize"] for r in fake.requests] == [3, 1000]
+    assert (batch.calls, batch.fetched, len(batch.entries), batch.truncated) == (2, 4, 3, True)
+
+
+def test_the_limit_counts_tracebacks_not_their_lines(fake: FakeLogging) -> None:
+    fake.entries += split(SPLIT_LINES, SINCE + timedelta(seconds=10))
+    fake.entries += split(SPLIT_LINES, SINCE + timedelta(seconds=20))
+    batch = ask(CloudLoggingSource(), traceback_lines=True, limit=2)
+    # 6 lines are fetched (banner, frame, exception line of each); the first page of 2 lines holds half a
+    # traceback, so its token is followed for the rest
+    assert [r["pageSize"] for r in fake.requests] == [2, 1000] and batch.calls == 2
+    assert (len(batch.entries), batch.fetched, batch.truncated) == (2, 6, False)
+    assert all(e.text.startswith("Traceback") and e.text.endswith(SPLIT_LINES[4]) for e in batch.entries)
 
 
 def test_no_further_page_when_a_whole_request_would_not_fit_before_the_deadline(fake: FakeLogging) -> None:
@@ -316,6 +328,19 @@ def test_stitch_passes_other_entries_through_in_order() -> None:
     assert stitch(out) == out and out[0] is entries[0] and out[2] is entries[2]
 
 
+def test_an_unrelated_line_among_the_frames_stays_apart_and_the_block_goes_on() -> None:
+    at = datetime(2026, 11, 25, 10, 4, 1, tzinfo=UTC)
+    texts = ["Traceback (most recent call last):", '  File "/app/main.py", line 8, in handler', "db timeout after 5 s",
+             "KeyError: 'sku'"]
+    severities = ["ERROR", "ERROR", "ERROR", "ERROR"]  # stderr lines of one instance, another request's line among them
+    entries = [LogEntry(at + timedelta(milliseconds=i), severity=sev, text=t, instance="a", log_name="stderr")
+               for i, (t, sev) in enumerate(zip(texts, severities, strict=True))]
+    out = stitch(entries)
+    assert [e.text for e in out] == ["\n".join([texts[0], texts[1], texts[3]]), texts[2]]
+    assert signature_of(out[0])[0] == "KeyError at app/main.py handler"
+    assert signature_of(out[1])[0] == "db timeout after <n> s"
+
+
 def test_plain_text_tracebacks_in_a_row_are_separate_entries() -> None:
     first = "\n".join(SPLIT_LINES)
     texts = [e.text for e in parse_log_text(f"{first}\n{first}\nserving again\n")]
@@ -359,3 +384,11 @@ def test_plain_text_file_keeps_a_chained_traceback_in_one_entry() -> None:
 
 def test_a_missing_file_has_no_entries(tmp_path: Any) -> None:
     assert ask(FileLogSource(tmp_path / "nothing.log")).entries == []
+
+
+def test_the_request_timeout_never_reaches_past_the_deadline() -> None:
+    source = CloudLoggingSource(timeout_s=30)
+    assert source._timeout(0.0) == 30  # no deadline
+    assert 4.0 < source._timeout(time.monotonic() + 5) <= 5.0
+    assert source._timeout(time.monotonic() + 300) == 30
+    assert source._timeout(time.monotonic() - 1) == 1.0  # late: one short try, not none

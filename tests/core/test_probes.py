@@ -57,6 +57,7 @@ MODULES = [
     ImportProbe("probe_sample_not_installed"),
     ImportProbe("probe_sample.uses_vendored", expect_deprecation=True),
     ImportProbe("probe_sample.vendored", expect_deprecation=True),
+    ImportProbe("probe_sample.eager.legacy", expect_deprecation=True),
 ]
 CLI = ("python", "-m", "probe_sample.cli")
 COMMANDS = [
@@ -116,11 +117,12 @@ def test_script_is_python_38_and_stdlib_only() -> None:
         (12, False, "ModuleNotFoundError: No module named 'probe_sample_not_installed'", False),
         (13, False, "imported, but no DeprecationWarning was raised by the module itself (only by ", False),
         (14, True, "", True),
+        (15, True, "", True),
     ],
     ids=["module", "nested-symbol", "missing-dependency", "raises-at-import", "missing-symbol", "deprecated-path",
          "deprecated-symbol-getattr", "expected-deprecation-missing", "deprecation-without-expectation",
          "noisy-stdout-and-threads", "os-exit", "hanging-import", "not-installed", "dependency-deprecation-is-not-own",
-         "own-file-deprecation"],
+         "own-file-deprecation", "imported-eagerly-by-its-package"],
 )
 def test_each_import_runs_in_a_fresh_interpreter(probed: tuple[ProbeRun, dict[str, Any]], index: int, passed: bool,
                                                   reason: str, deprecation: bool) -> None:
@@ -175,7 +177,7 @@ def test_result_header_and_exit_code(probed: tuple[ProbeRun, dict[str, Any]], ve
     assert run.exit_code == 1 and not run.error
     assert run.where == f"local {venv_python}"
     assert (result["schema"], result["executable"], result["python"]) == ("postdeploy.probe/v1", venv_python, sys.version.split()[0])
-    assert result["passed"] == 7 + 3 and result["total"] == 24
+    assert result["passed"] == 8 + 3 and result["total"] == 25
     good = local(venv_python, probe_script([ImportProbe("probe_sample.good")], [CommandProbe("ready", (*CLI, "ready"))]))
     assert good.exit_code == 0 and parse_result(good.stdout)["passed"] == 2
 
