@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from core.errors import PostdeployError
-from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogScope, LogSource, severity_rank
+from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, severity_rank
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
 from core.schema import CheckSettings
 
@@ -304,13 +304,12 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if settle > 0:
         await asyncio.sleep(settle)  # entries written just before `until` need a moment to become queryable
 
-    scope = LogScope(target.service, target.revision, target.project, target.region)
+    scope = target.scope()
     min_severity = "WARNING" if config.count_warnings else "ERROR"
     terms = (TRACEBACK.split(" (")[0], *DEPRECATION_TERMS)
 
     def signals(revision: str, since: datetime, until: datetime) -> Awaitable[LogBatch]:
-        where = LogScope(target.service, revision, target.project, target.region)
-        return source.entries(where, since, until, min_severity=min_severity, text_search=terms, include_requests=True,
+        return source.entries(target.scope(revision), since, until, min_severity=min_severity, text_search=terms, include_requests=True,
                               traceback_lines=True, limit=config.max_entries, deadline=budget_end)
 
     calls = {"new": 0, "previous": 0}

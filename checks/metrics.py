@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pydantic import Field
 
 from core.errors import PostdeployError
-from core.metricsource import MetricScope, MetricSource, SeriesBatch
-from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
+from core.metricsource import MetricSource, SeriesBatch
+from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, not_configured
 from core.schema import CheckSettings
 
 NAME = "metrics"
@@ -154,19 +154,19 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         budget_end = min(budget_end, ctx.deadline)
     wait_end = min(started + config.wait_for_data_s, budget_end - QUERY_RESERVE_S)
     since = _since(target, config, datetime.now(UTC))
-    new = MetricScope(target.service, target.revision, target.project, target.region)
-    old = MetricScope(target.service, target.previous_revision, target.project, target.region)
+    new = target.scope()
+    old = target.scope(target.previous_revision)
     calls = 0
 
     def window() -> _Windows:
         return _Windows(since, max(since, min(datetime.now(UTC), since + timedelta(seconds=config.max_window_s))))
 
-    def counts(scope: MetricScope, start: datetime, end: datetime) -> asyncio.Future[SeriesBatch]:
+    def counts(scope: RevisionScope, start: datetime, end: datetime) -> asyncio.Future[SeriesBatch]:
         return asyncio.ensure_future(source.series(REQUEST_COUNT, scope, start, end, aligner="ALIGN_DELTA",
                                                    reducer="REDUCE_SUM", group_by=[f"metric.label.{CODE_CLASS}"],
                                                    deadline=budget_end))
 
-    def p95(metric: str, scope: MetricScope, start: datetime, end: datetime) -> asyncio.Future[SeriesBatch]:
+    def p95(metric: str, scope: RevisionScope, start: datetime, end: datetime) -> asyncio.Future[SeriesBatch]:
         # ALIGN_DELTA keeps each series a distribution; REDUCE_PERCENTILE_95 takes p95 of them merged.
         return asyncio.ensure_future(source.series(metric, scope, start, end, aligner="ALIGN_DELTA",
                                                    reducer="REDUCE_PERCENTILE_95", deadline=budget_end))

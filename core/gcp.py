@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import AccessDenied, RunApiUnavailable, StorageUnavailable, TargetNotFound
-from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
+from core.model import Condition, RevisionInfo, RevisionScope, ServiceInfo, TrafficInfo
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
 LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
@@ -23,6 +23,21 @@ def client_kwargs(endpoint_env: str) -> dict[str, Any]:
     from google.auth.credentials import AnonymousCredentials
 
     return {"transport": "rest", "client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials()}
+
+
+def filter_string(value: str) -> str:
+    """A string literal of the Logging and Monitoring filter languages: quoted, backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def revision_clauses(scope: RevisionScope) -> list[str]:
+    """The filter clauses that pick a Cloud Run revision's resource (a service's, when no revision is named)."""
+    clauses = ['resource.type="cloud_run_revision"', f"resource.labels.service_name={filter_string(scope.service)}"]
+    if scope.revision:
+        clauses.append(f"resource.labels.revision_name={filter_string(scope.revision)}")
+    if scope.region:
+        clauses.append(f"resource.labels.location={filter_string(scope.region)}")
+    return clauses
 
 
 def short(name: str) -> str:

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 from core.backoff import Retryable, with_backoff
 from core.errors import AccessDenied, LoggingUnavailable, RequestRejected
+from core.gcp import filter_string, revision_clauses
+from core.model import RevisionScope
 
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
 PAGE_SIZE_MAX = 1000  # entries.list refuses larger pages
@@ -80,16 +82,6 @@ class LogEntry:
     instance: str = ""  # labels.instanceId: the container instance that wrote it
 
 
-@dataclass(frozen=True)
-class LogScope:
-    """Whose entries: one revision of one Cloud Run service."""
-
-    service: str
-    revision: str = ""
-    project: str = ""
-    region: str = ""
-
-
 @dataclass
 class LogBatch:
     """The entries one question found (oldest first, tracebacks stitched), whether the read was cut short
@@ -105,7 +97,7 @@ class LogBatch:
 class LogSource(Protocol):
     """Log entries of a revision in a time range: Cloud Logging, or a local file."""
 
-    async def entries(self, scope: LogScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
+    async def entries(self, scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                       text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False,
                       limit: int = PAGE_SIZE_MAX, deadline: float = 0.0) -> LogBatch:
         """Entries matching ANY selector (severity ≥ ``min_severity``, a text term, a 5xx request log, with
@@ -121,34 +113,25 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(name) if name in SEVERITIES else 0
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _stamp(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def build_filter(scope: LogScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
+def build_filter(scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                  text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False) -> str:
     """The Logging filter for one question; both timestamp bounds are always explicit, so the window read is
     exactly the one asked for, whatever a client or console would default to."""
-    clauses = ['resource.type="cloud_run_revision"', f"resource.labels.service_name={_quote(scope.service)}"]
-    if scope.revision:
-        clauses.append(f"resource.labels.revision_name={_quote(scope.revision)}")
-    if scope.region:
-        clauses.append(f"resource.labels.location={_quote(scope.region)}")
-    clauses += [f'timestamp>="{_stamp(since)}"', f'timestamp<="{_stamp(until)}"']
+    clauses = [*revision_clauses(scope), f'timestamp>="{_stamp(since)}"', f'timestamp<="{_stamp(until)}"']
     selectors = [f"severity>={min_severity.upper()}"] if min_severity else []
     if include_requests:
         selectors.append("httpRequest.status>=500")
     for term in text_search:
         # Plain text on stdout/stderr often arrives as DEFAULT: a traceback is only found by its words.
-        selectors += [f"textPayload:{_quote(term)}", f"jsonPayload.message:{_quote(term)}"]
+        selectors += [f"textPayload:{filter_string(term)}", f"jsonPayload.message:{filter_string(term)}"]
     if traceback_lines:
         # Cloud Run splits plain text into one entry per line: the frames and the exception line of a
         # traceback are separate DEFAULT entries that no other selector finds.
-        selectors += [f"textPayload=~{_quote(pattern)}" for pattern in TRACEBACK_LINE_PATTERNS]
+        selectors += [f"textPayload=~{filter_string(pattern)}" for pattern in TRACEBACK_LINE_PATTERNS]
     if selectors:
         clauses.append("(" + " OR ".join(selectors) + ")")
     return " AND ".join(clauses)
@@ -259,7 +242,7 @@ class CloudLoggingSource:
         """A further page is asked for only when a whole request timeout still fits before the deadline."""
         return not deadline or deadline - time.monotonic() >= self.timeout_s
 
-    async def entries(self, scope: LogScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
+    async def entries(self, scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                       text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False,
                       limit: int = PAGE_SIZE_MAX, deadline: float = 0.0) -> LogBatch:
         """One entries.list request in the common case, a short page's token followed up to ``MAX_PAGES``;
@@ -308,7 +291,7 @@ class FileLogSource:
             return []
         return parse_log_text(raw)
 
-    async def entries(self, scope: LogScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
+    async def entries(self, scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                       text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False,
                       limit: int = PAGE_SIZE_MAX, deadline: float = 0.0) -> LogBatch:
         """The file's entries that the same filter would select, stitched like Cloud Logging's."""

@@ -16,22 +16,14 @@ from typing import Any, Protocol
 
 from core.backoff import Retryable, with_backoff
 from core.errors import AccessDenied, MonitoringUnavailable
+from core.gcp import filter_string, revision_clauses
+from core.model import RevisionScope
 
 LIST_TIMEOUT_S = 30.0
 MIN_ALIGNMENT_S = 60  # the API refuses shorter alignment periods
 BACKOFF_FIRST_S = 1.0
 MAX_ATTEMPTS = 4
 VIEWER_ROLE = "roles/monitoring.viewer"
-
-
-@dataclass(frozen=True)
-class MetricScope:
-    """Whose metrics: one revision of one Cloud Run service."""
-
-    service: str
-    revision: str
-    project: str = ""
-    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,25 +55,16 @@ class SeriesBatch:
 class MetricSource(Protocol):
     """Aligned time series of a Cloud Run revision in a time range."""
 
-    async def series(self, metric_type: str, scope: MetricScope, start: datetime, end: datetime, *, aligner: str,
+    async def series(self, metric_type: str, scope: RevisionScope, start: datetime, end: datetime, *, aligner: str,
                      reducer: str = "REDUCE_NONE", group_by: Sequence[str] = (), deadline: float = 0.0) -> SeriesBatch:
         """``metric_type`` of the revision between ``start`` and ``end`` with one alignment period covering the range;
         ``aligner``/``reducer`` are Aggregation enum names. ``deadline`` is a ``time.monotonic()`` value (0: none)."""
         ...
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def build_filter(metric_type: str, scope: MetricScope) -> str:
+def build_filter(metric_type: str, scope: RevisionScope) -> str:
     """The Monitoring filter for one metric of one revision."""
-    clauses = [f"metric.type={_quote(metric_type)}", 'resource.type="cloud_run_revision"',
-               f"resource.labels.service_name={_quote(scope.service)}",
-               f"resource.labels.revision_name={_quote(scope.revision)}"]
-    if scope.region:
-        clauses.append(f"resource.labels.location={_quote(scope.region)}")
-    return " AND ".join(clauses)
+    return " AND ".join([f"metric.type={filter_string(metric_type)}", *revision_clauses(scope)])
 
 
 def alignment_seconds(start: datetime, end: datetime) -> int:
@@ -150,7 +133,7 @@ class CloudMonitoringSource:
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise Retryable(f"Cloud Monitoring unreachable: {exc}") from exc
 
-    async def series(self, metric_type: str, scope: MetricScope, start: datetime, end: datetime, *, aligner: str,
+    async def series(self, metric_type: str, scope: RevisionScope, start: datetime, end: datetime, *, aligner: str,
                      reducer: str = "REDUCE_NONE", group_by: Sequence[str] = (), deadline: float = 0.0) -> SeriesBatch:
         """One timeSeries.list call; 429/5xx retried with doubling pauses while the deadline allows."""
         project = scope.project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")

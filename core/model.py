@@ -150,6 +150,16 @@ class ServiceInfo:
 
 
 @dataclass(frozen=True)
+class RevisionScope:
+    """One revision of one Cloud Run service: whose log entries or metrics a query reads."""
+
+    service: str
+    revision: str = ""
+    project: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     """What one validation runs against."""
 
@@ -165,6 +175,10 @@ class Target:
     revision_info: RevisionInfo | None = None
     service_info: ServiceInfo | None = None
     problem: str = ""  # set when the target could not be resolved
+
+    def scope(self, revision: str | None = None) -> RevisionScope:
+        """The target's revision, or another revision of its service, as a Logging or Monitoring query names it."""
+        return RevisionScope(self.service, self.revision if revision is None else revision, self.project, self.region)
 
 
 @dataclass(frozen=True)

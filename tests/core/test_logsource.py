@@ -21,17 +21,17 @@ from core.logsource import (
     FileLogSource,
     LogBatch,
     LogEntry,
-    LogScope,
     build_filter,
     parse_log_text,
     stitch,
 )
+from core.model import RevisionScope
 from tests.conftest import DATA
 from tests.servers.fake_logging import FakeLogging, matches, rfc3339
 
 LOGS = DATA / "logs"
 NEW = "orders-00042-new"
-SCOPE = LogScope("orders", NEW, "acme-prod", "us-central1")
+SCOPE = RevisionScope("orders", NEW, "acme-prod", "us-central1")
 SINCE = datetime(2026, 11, 25, 10, 3, 30, 123456, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 25, 10, 8, 30, tzinfo=UTC)
 EXPECTED_FILTER = (
@@ -369,7 +369,7 @@ def test_json_lines_file() -> None:
     assert batch.entries[0].text.endswith("KeyError: 'gift-card'") and batch.entries[0].revision == "orders-00042-new"
     anything = ask(source, min_severity=None, text_search=(), include_requests=False)
     assert len(anything.entries) == 5  # the previous revision's line and nothing outside the window
-    old = asyncio.run(source.entries(LogScope("orders", "orders-00041-old"), SINCE - timedelta(hours=1), SINCE))
+    old = asyncio.run(source.entries(RevisionScope("orders", "orders-00041-old"), SINCE - timedelta(hours=1), SINCE))
     assert [e.text for e in old.entries] == ["old failure"]
 
 

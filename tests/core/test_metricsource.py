@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.errors import AccessDenied, Transient
-from core.metricsource import CloudMonitoringSource, MetricScope, SeriesBatch, alignment_seconds, build_filter
+from core.metricsource import CloudMonitoringSource, SeriesBatch, alignment_seconds, build_filter
+from core.model import RevisionScope
 from tests.servers.fake_monitoring import FakeMonitoring, time_series
 
 COUNT = "run.googleapis.com/request_count"
-SCOPE = MetricScope("orders", "orders-00042-new", "acme-prod", "us-central1")
+SCOPE = RevisionScope("orders", "orders-00042-new", "acme-prod", "us-central1")
 END = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
 
@@ -30,11 +31,11 @@ def ask(source: CloudMonitoringSource, start: datetime = END - timedelta(minutes
     pytest.param(SCOPE, 'metric.type="run.googleapis.com/request_count" AND resource.type="cloud_run_revision" AND '
                  'resource.labels.service_name="orders" AND resource.labels.revision_name="orders-00042-new" AND '
                  'resource.labels.location="us-central1"', id="with-region"),
-    pytest.param(MetricScope("a\"b", "r"), 'metric.type="run.googleapis.com/request_count" AND '
+    pytest.param(RevisionScope("a\"b", "r"), 'metric.type="run.googleapis.com/request_count" AND '
                  'resource.type="cloud_run_revision" AND resource.labels.service_name="a\\"b" AND '
                  'resource.labels.revision_name="r"', id="quoted-no-region"),
 ])
-def test_filter(scope: MetricScope, expected: str) -> None:
+def test_filter(scope: RevisionScope, expected: str) -> None:
     assert build_filter(COUNT, scope) == expected
 
 
