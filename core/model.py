@@ -280,7 +280,7 @@ class ArtifactSource(Protocol):
 SecretSource = Callable[[str], str]
 
 
-def _untagged(image: str) -> str:
+def untagged(image: str) -> str:
     name = image.split("@", 1)[0]
     return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
 
@@ -291,5 +291,5 @@ def image_matches(revision_image: str, built_image: str, build: Build) -> bool:
         return False
     if revision_image == built_image:
         return True
-    digest = build.image_digests.get(built_image) or build.image_digests.get(_untagged(built_image))
-    return bool(digest) and revision_image == f"{_untagged(built_image)}@{digest}"
+    digest = build.image_digests.get(built_image) or build.image_digests.get(untagged(built_image))
+    return bool(digest) and revision_image == f"{untagged(built_image)}@{digest}"
