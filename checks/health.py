@@ -8,25 +8,24 @@ import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from core.expect import MISSING, Expectation, describe, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Status, Target
-from core.schema import CheckSettings, UrlPath
+from core.schema import CheckSettings, Expectations, UrlPath
+from core.web import Refused, audience, exchange, fetch_token, no_url
 
 NAME = "health"
 CATEGORY = "Deployment"
-MAX_REDIRECTS = 5
 class Config(CheckSettings):
     """Health is critical by default: a revision that is not healthy is a failed deploy."""
 
     critical: bool = True
     path: UrlPath = "/"
     expect_status: list[int] = Field(default_factory=lambda: [200])
-    expect_json: list[str] = Field(default_factory=list)
+    expect_json: Expectations = Field(default_factory=list)
     tries: int = Field(3, ge=1, le=20)
     interval_s: float = Field(1.0, ge=0, le=60)
     request_timeout_s: float = Field(10.0, gt=0, le=120)
@@ -43,12 +42,6 @@ class Config(CheckSettings):
                              f"= {worst:g} s")
         return self
 
-    @field_validator("expect_json")
-    @classmethod
-    def _expressions(cls, value: list[str]) -> list[str]:
-        parse_all(value)
-        return value
-
 
 @dataclass
 class Attempt:
@@ -60,41 +53,17 @@ class Attempt:
     body: Any = None
 
 
-class _Refused(Exception):
-    """A response we will not read further (foreign redirect, oversize body)."""
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
 async def _get(ctx: CheckContext, url: str, config: Config, token: str | None) -> tuple[int, bytes]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        async with ctx.http.stream("GET", current, headers=headers, timeout=config.request_timeout_s,
-                                   follow_redirects=False) as response:
-            if response.is_redirect:
-                location = urljoin(current, response.headers.get("location", ""))
-                if _origin(location) != _origin(url):
-                    raise _Refused(f"redirect to another host refused: {location}")
-                current = location
-                continue
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > config.max_body_bytes:
-                    raise _Refused(f"body larger than {config.max_body_bytes} bytes (cap)")
-            return response.status_code, bytes(body)
-    raise _Refused(f"more than {MAX_REDIRECTS} redirects")
+    request = ctx.http.build_request("GET", url, headers=headers, timeout=config.request_timeout_s)
+    return await exchange(ctx.http, request, config.max_body_bytes)
 
 
 async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | None) -> Attempt:
     started = time.perf_counter()
     try:
         status, body = await _get(ctx, url, config, token)
-    except _Refused as exc:
+    except Refused as exc:
         return Attempt(error=str(exc), latency_ms=(time.perf_counter() - started) * 1000)
     except httpx.TimeoutException:
         return Attempt(error=f"timed out after {config.request_timeout_s:g} s", latency_ms=(time.perf_counter() - started) * 1000)
@@ -109,33 +78,21 @@ async def _attempt(ctx: CheckContext, url: str, config: Config, token: str | Non
     return attempt
 
 
-async def fetch_token(ctx: CheckContext, audience: str) -> tuple[str | None, str]:
-    """An ID token for the audience, or None and why not."""
-    if ctx.token_source is None:
-        return None, "no ID token source"
-    try:
-        return await asyncio.to_thread(ctx.token_source, audience), ""
-    except Exception as exc:  # no metadata server, no key file: a reason, not a crash
-        return None, f"could not get an ID token for {audience}: {type(exc).__name__}: {exc}"
-
-
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     """Probe ``target.url + path`` several times and judge status, JSON and latency."""
     if not target.url:
-        why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
-        return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
+        return no_url(target)
     url = target.url.rstrip("/") + config.path
     expectations = parse_all(config.expect_json)
-    # Cloud Run accepts the service's own URL as the audience, also for requests to a tag URL.
-    audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
-    token, token_problem = await fetch_token(ctx, audience) if config.auth == "id_token" else (None, "")
+    for_audience = audience(target)
+    token, token_problem = await fetch_token(ctx, for_audience) if config.auth == "id_token" else (None, "")
     attempts: list[Attempt] = []
     for i in range(config.tries):
         if i and config.interval_s:
             await asyncio.sleep(config.interval_s)
         attempt = await _attempt(ctx, url, config, token)
         if attempt.status in (401, 403) and config.auth == "auto" and token is None and not token_problem:
-            token, token_problem = await fetch_token(ctx, audience)
+            token, token_problem = await fetch_token(ctx, for_audience)
             if token:
                 attempt = await _attempt(ctx, url, config, token)
         attempts.append(attempt)

@@ -134,7 +134,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if ctx.probe_runner is None:
         return CheckResult(Status.SKIPPED, "no probe runner for this target: validate a Cloud Run revision, "
                                            "or give a local interpreter (--python)")
-    budget = config.timeout_s - RUNNER_MARGIN_S
+    budget = config.timeout_s - RUNNER_MARGIN_S  # seconds, not an instant: the runner hands it to the probe
     if ctx.deadline:
         budget = min(budget, ctx.deadline - time.monotonic() - RUNNER_MARGIN_S)
     if budget <= 1:

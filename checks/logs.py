@@ -24,13 +24,13 @@ from pydantic import Field, field_validator
 
 from core.errors import PostdeployError
 from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, severity_rank
+from core.logsource import TRACEBACK_BANNER as TRACEBACK
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
 from core.schema import CheckSettings
 
 NAME = "logs"
 CATEGORY = "Stability"
 PHASE = 1  # after the observation window: its probes' errors must be in the logs read
-TRACEBACK = "Traceback (most recent call last)"
 DEPRECATION_TERMS = ("DeprecationWarning", "FutureWarning")
 TITLE_CHARS = 160
 # Time kept back from the check's budget for the queries after the settle wait.
@@ -295,10 +295,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     source: LogSource | None = ctx.log_source
     if source is None:
         return not_configured("no log source: Cloud Logging in the cloud, or a log file in local mode")
-    started = time.monotonic()
-    budget_end = started + config.timeout_s
-    if ctx.deadline:
-        budget_end = min(budget_end, ctx.deadline)
+    budget_end = ctx.budget_end(config.timeout_s)
     win = windows(target, config, datetime.now(UTC))
     settle = min(config.settle_s, max(budget_end - time.monotonic() - QUERY_RESERVE_S, 0.0))
     if settle > 0:

@@ -149,9 +149,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not target.revision:
         return not_configured("no revision to read metrics for (URL-only validation)")
     started = time.monotonic()
-    budget_end = started + config.timeout_s
-    if ctx.deadline:
-        budget_end = min(budget_end, ctx.deadline)
+    budget_end = ctx.budget_end(config.timeout_s)
     wait_end = min(started + config.wait_for_data_s, budget_end - QUERY_RESERVE_S)
     since = _since(target, config, datetime.now(UTC))
     new = target.scope()

@@ -1,9 +1,9 @@
 """window: an observation window after the deploy — availability and latency percentiles over repeated probes.
 
-Every ``interval_s`` for ``window_s`` one round runs: a GET of each path (by default the health check's
-path) and one run of each chosen smoke path (by default those that change nothing). Availability counts
-every probe; latency percentiles are those of the single GET requests, a smoke path's duration being
-reported on its own line.
+Every ``interval_s`` for ``window_s`` each path is fetched (by default the health check's path) and each
+chosen smoke path is run (by default those that change nothing), each on a schedule of its own.
+Availability counts every probe; latency percentiles are those of the single GET requests, a smoke
+path's duration being reported on its own line.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from checks import health, smoke
+from core import golden
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
 from core.schema import CheckSettings, UrlPath
+from core.web import audience, fetch_token
 
 NAME = "window"
 CATEGORY = "Stability"
 PERCENTILES = (50, 95, 99)
-BUDGET_MARGIN_S = 0.5
 CUT_SLACK_S = 0.05  # a smoke run that failed this close to the budget's end was cut by it
-SMOKE_CHOICES = ("read-only", "all", "none")
 
 
 class Config(CheckSettings):
@@ -79,14 +78,14 @@ def percentile(values: list[float], p: int) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def chosen_smoke_paths(config: Config, smoke_config: smoke.Config | None) -> list[smoke.PathConfig]:
+def chosen_smoke_paths(config: Config, smoke_config: Any) -> list[golden.PathConfig]:
     """The smoke paths each round repeats (none when the smoke check is off)."""
     if smoke_config is None or not smoke_config.enabled or config.smoke == "none":
         return []
     if config.smoke == "all":
         return list(smoke_config.paths)
     if config.smoke == "read-only":
-        return [p for p in smoke_config.paths if smoke.read_only(p)]
+        return [p for p in smoke_config.paths if golden.read_only(p)]
     return [p for p in smoke_config.paths if p.name in config.smoke]
 
 
@@ -100,8 +99,7 @@ class _Observer:
     audience: str
     opened: float
     hard_end: float  # nothing may run past this
-    session: smoke.Session | None = None
-    smoke_timeout_s: float = 60.0
+    session: golden.Session | None = None
     token: str | None = None
     token_problem: str = ""
     _token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -109,42 +107,42 @@ class _Observer:
     async def _fetch_token(self) -> None:
         async with self._token_lock:
             if self.token is None and not self.token_problem:
-                self.token, self.token_problem = await health.fetch_token(self.ctx, self.audience)
+                self.token, self.token_problem = await fetch_token(self.ctx, self.audience)
 
     async def get(self, path: str) -> Probe:
         if self.config.auth == "id_token":
             await self._fetch_token()
-        probe = await self._get_once(path)
-        refused = probe.detail in ("status 401", "status 403")
-        if refused and self.config.auth == "auto" and self.token is None:
+        probe, status = await self._get_once(path)
+        if status in (401, 403) and self.config.auth == "auto" and self.token is None:
             await self._fetch_token()  # a private service: from now on every probe carries a token
             if self.token:
-                probe = await self._get_once(path)
-                refused = probe.detail in ("status 401", "status 403")
-        if refused and self.token is None and self.config.auth != "none" and self.token_problem:
+                probe, status = await self._get_once(path)
+        if status in (401, 403) and self.token is None and self.config.auth != "none" and self.token_problem:
             probe.ours = f"{probe.detail} and {self.token_problem}"  # our missing token, not an outage
         return probe
 
-    async def _get_once(self, path: str) -> Probe:
+    async def _get_once(self, path: str) -> tuple[Probe, int | None]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         started = time.perf_counter()
+        status = None
         try:
             response = await self.ctx.http.get(self.url + path, headers=headers, timeout=self.config.request_timeout_s,
                                                follow_redirects=False)
-            ok = response.status_code in self.config.expect_status
-            detail = "" if ok else f"status {response.status_code}"
+            status = response.status_code
+            ok = status in self.config.expect_status
+            detail = "" if ok else f"status {status}"
         except httpx.TimeoutException:
             ok, detail = False, f"timed out after {self.config.request_timeout_s:g} s"
         except httpx.HTTPError as exc:
             ok, detail = False, f"{type(exc).__name__}"
-        return Probe(time.monotonic() - self.opened, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail)
+        return Probe(time.monotonic() - self.opened, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail), status
 
-    async def flow(self, path: smoke.PathConfig) -> Probe:
+    async def flow(self, path: golden.PathConfig) -> Probe:
         """One run of a smoke path (``cut`` when the window's own budget ended it)."""
         assert self.session is not None
         started = time.perf_counter()
-        own_end = time.monotonic() + (path.timeout_s or self.smoke_timeout_s)
-        outcome = await smoke.run_path(self.session, path, min(own_end, self.hard_end))
+        own_end = time.monotonic() + (path.timeout_s or self.session.config.timeout_s)
+        outcome = await golden.run_path(self.session, path, min(own_end, self.hard_end))
         problem = self.session.scrub(outcome.problem)
         return Probe(time.monotonic() - self.opened, f"smoke {path.name}", outcome.ok,
                      (time.perf_counter() - started) * 1000, problem,
@@ -168,16 +166,12 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not target.url:
         return CheckResult(Status.SKIPPED, "nothing to observe: no URL reaches the revision")
     opened = time.monotonic()
-    margin = BUDGET_MARGIN_S + (smoke.CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
-    hard_end = opened + config.timeout_s - margin
-    if ctx.deadline:
-        hard_end = min(hard_end, ctx.deadline - margin)
+    margin = golden.BUDGET_MARGIN_S + (golden.CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
+    hard_end = ctx.budget_end(config.timeout_s, margin)
     end = min(opened + config.window_s, hard_end - config.request_timeout_s)  # the last start of a round of GETs
-    audience = target.service_info.uri if target.service_info and target.service_info.uri else target.url
-    observer = _Observer(ctx, config, target.url.rstrip("/"), audience, opened, hard_end)
+    observer = _Observer(ctx, config, target.url.rstrip("/"), audience(target), opened, hard_end)
     if flows:
-        observer.session = smoke.Session(target, smoke_config, ctx)
-        observer.smoke_timeout_s = smoke_config.timeout_s
+        observer.session = golden.Session(target, smoke_config, ctx)
     probes: list[Probe] = []
     dropped: dict[str, str] = {}  # what postdeploy could not send, and why
     cut: dict[str, int] = {}  # smoke runs the window's budget ended, by path
@@ -203,7 +197,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
                 return
             await asyncio.sleep(next_at - time.monotonic())
 
-    async def repeat(path: smoke.PathConfig) -> None:
+    async def repeat(path: golden.PathConfig) -> None:
         next_at, longest = time.monotonic(), 0.0
         while f"smoke {path.name}" not in dropped and time.monotonic() + longest <= hard_end:
             started = time.monotonic()

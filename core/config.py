@@ -20,7 +20,6 @@ DEFAULT_PASS = 90.0
 DEFAULT_WARN = 75.0
 DEFAULT_DEADLINE_S = 480.0
 DEADLINE_MARGIN_S = 30.0
-LOG_QUERY_RESERVE_S = 15.0  # the logs check's own queries after the window and the ingestion delay
 SENSITIVE_KEYS = frozenset({"headers", "token", "password", "secret"})
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
 
@@ -82,6 +81,8 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _window_fits(self) -> Settings:
+        from checks.logs import QUERY_RESERVE_S as LOG_QUERY_RESERVE_S  # its own queries after the window and the settle
+
         window: Any = self.check("window")
         logs: Any = self.check("logs")
         if window.enabled and logs.enabled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -241,6 +242,12 @@ class CheckContext:
     metric_source: MetricSource | None = None
     progress: Callable[[str, float], None] | None = None  # (what, fraction done): a CLI bar or log lines
     peers: Mapping[str, Any] = field(default_factory=dict)  # every check's config by name: window repeats health and smoke
+
+    def budget_end(self, timeout_s: float, margin_s: float = 0.0) -> float:
+        """The ``time.monotonic()`` by which a check starting now must be done: its own timeout or the run's
+        deadline, whichever comes first, less ``margin_s`` to report in."""
+        end = time.monotonic() + timeout_s - margin_s
+        return min(end, self.deadline - margin_s) if self.deadline else end
 
 
 @dataclass

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from core.expect import parse_all
+
 CATEGORIES = ("Deployment", "Migration", "Stability", "Business", "Testing")
 FUNCTION_TIMEOUT_S = 540.0
 
@@ -18,6 +20,15 @@ def _url_path(value: str) -> str:
 
 # A path on the target, e.g. "/health" or "/orders?limit=1": the checks prepend the revision's URL.
 UrlPath = Annotated[str, AfterValidator(_url_path)]
+
+
+def _expectations(value: list[str]) -> list[str]:
+    parse_all(value)  # one ValueError naming every line that does not parse
+    return value
+
+
+# Expectation lines on a JSON document, e.g. 'status == "healthy"' (core.expect).
+Expectations = Annotated[list[str], AfterValidator(_expectations)]
 
 
 class Strict(BaseModel):
