@@ -528,10 +528,14 @@ def _step_value(ref: Ref, outputs: dict[str, StepOutput]) -> Any:
     return out.captures[ref.attr]
 
 
-def _with_token(headers: dict[str, str], shown: list[str], token: str) -> tuple[dict[str, str], list[str]]:
+async def _authorized(session: Session, headers: dict[str, str], shown: list[str]) -> tuple[dict[str, str], list[str], str]:
+    """The headers with the session's ID token added, or unchanged and why there is none."""
+    token, problem = await session.token()
+    if not token:
+        return headers, shown, problem
     # Cloud Run reads the ID token from X-Serverless-Authorization when the app needs Authorization for itself.
     name = "X-Serverless-Authorization" if any(h.lower() == "authorization" for h in headers) else "Authorization"
-    return {**headers, name: f"Bearer {token}"}, [*shown, f"{name}: {REDACTED} (ID token)"]
+    return {**headers, name: f"Bearer {token}"}, [*shown, f"{name}: {REDACTED} (ID token)"], ""
 
 
 def _doc(data: bytes | str) -> Any:
@@ -576,9 +580,7 @@ async def _http(session: Session, step: HttpStep, prefix: str, outputs: dict[str
     outcome = StepOutcome(step.name, label)
     token_problem = ""
     if session.config.auth == "id_token":
-        token, token_problem = await session.token()
-        if token:
-            headers, shown = _with_token(headers, shown, token)
+        headers, shown, token_problem = await _authorized(session, headers, shown)
 
     async def attempt(headers: dict[str, str]) -> tuple[int | None, bytes, str, float]:
         request = session.ctx.http.build_request(step.method, url, headers=headers, timeout=step.timeout_s, **body)
@@ -596,9 +598,8 @@ async def _http(session: Session, step: HttpStep, prefix: str, outputs: dict[str
 
     status, data, error, seconds = await attempt(headers)
     if status in (401, 403) and session.config.auth == "auto":
-        token, token_problem = await session.token()
-        if token:
-            headers, shown = _with_token(headers, shown, token)
+        headers, shown, token_problem = await _authorized(session, headers, shown)
+        if not token_problem:
             status, data, error, seconds = await attempt(headers)
 
     wanted = " or ".join(map(str, step.expect_status)) if step.expect_status else "2xx"
@@ -776,19 +777,16 @@ async def _websocket(session: Session, step: WebSocketStep, prefix: str, outputs
     deadline = time.monotonic() + step.timeout_s
     token_problem = ""
     if session.config.auth == "id_token":
-        token, token_problem = await session.token()
-        if token:
-            headers, shown = _with_token(headers, shown, token)
+        headers, shown, token_problem = await _authorized(session, headers, shown)
     try:
         try:
             ws = await _open(session, step, url, headers, step.timeout_s)
         except InvalidStatus as exc:
             if exc.response.status_code not in (401, 403) or session.config.auth != "auto":
                 raise
-            token, token_problem = await session.token()
-            if not token:
+            headers, shown, token_problem = await _authorized(session, headers, shown)
+            if token_problem:
                 raise
-            headers, shown = _with_token(headers, shown, token)
             ws = await _open(session, step, url, headers, max(deadline - time.monotonic(), 0.001))
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI, Refused) as exc:
         measured, reason = _upgrade_problem(exc, url, label, step.timeout_s)
