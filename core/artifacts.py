@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from core.errors import AccessDenied, StorageUnavailable
-
 RETRY_DEADLINE_S = 20.0
 REQUEST_TIMEOUT_S = 15.0
+READER_GRANT = "roles/storage.objectViewer on the bucket to the function's service account"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -54,6 +53,15 @@ def split_gs(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/*.xml`` → (``bucket``, ``a/*.xml``); unlike core.gcp.split_gs a trailing ``/`` is kept."""
     bucket, _, path = uri.removeprefix("gs://").partition("/")
     return bucket, path
+
+
+def _faults() -> tuple[type[Exception], ...]:
+    """What ``GcsArtifacts._wrap`` maps: the storage faults, a missing object, any network error."""
+    from google.api_core import exceptions as gexc
+
+    from core.gcp import storage_faults
+
+    return (*storage_faults(), gexc.NotFound, OSError)
 
 
 class LocalArtifacts:
@@ -100,26 +108,22 @@ class GcsArtifacts:
         return self._storage
 
     def _retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
+        from core.gcp import storage_retry
 
-        # The client's default retry runs for 120 s; a check has its own timeout to keep.
-        return DEFAULT_RETRY.with_timeout(self._retry_deadline_s)
+        return storage_retry(self._retry_deadline_s)
 
     def _wrap(self, action: str, where: str, exc: Exception) -> Exception:
         """Library errors → ours: 403 names the role to grant, 404 is a missing file, the rest is transient."""
         from google.api_core import exceptions as gexc
 
-        if isinstance(exc, gexc.Forbidden):
-            return AccessDenied(f"permission denied {action} {where}; grant roles/storage.objectViewer on the bucket "
-                                f"to the function's service account ({exc.message})")
+        from core.gcp import storage_error
+
         if isinstance(exc, gexc.NotFound):
             return FileNotFoundError(f"expected {where} to exist, found nothing ({exc.message})")
-        return StorageUnavailable(f"{action} {where}: {exc}")
+        return storage_error(action, where, exc, READER_GRANT)
 
     def find(self, pattern: str) -> list[str]:
         """``gs://bucket/prefix/*.xml``: list by the part before the first wildcard, then match the rest."""
-        from google.api_core import exceptions as gexc
-
         if not pattern.startswith("gs://"):
             raise ValueError(f"expected a gs://bucket/path pattern, found {pattern!r}")
         bucket, path = split_gs(pattern)
@@ -130,7 +134,7 @@ class GcsArtifacts:
             blobs = self._client().list_blobs(bucket, prefix=glob_prefix(path) or None, retry=self._retry(),
                                               timeout=REQUEST_TIMEOUT_S)
             names = [b.name for b in blobs if not b.name.endswith("/") and wanted.match(b.name)]
-        except (gexc.Forbidden, gexc.NotFound, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, OSError) as exc:
+        except _faults() as exc:
             raise self._wrap("listing", pattern, exc) from exc
         return sorted(f"gs://{bucket}/{name}" for name in names)
 
@@ -146,7 +150,7 @@ class GcsArtifacts:
             data: bytes = blob.download_as_bytes(start=0, end=max_bytes - 1, retry=self._retry(), timeout=REQUEST_TIMEOUT_S)
         except gexc.RequestRangeNotSatisfiable:
             return b""  # GCS answers 416 to a ranged read of an empty object
-        except (gexc.Forbidden, gexc.NotFound, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, OSError) as exc:
+        except _faults() as exc:
             raise self._wrap("reading", name, exc) from exc
         # Decompressive transcoding (Content-Encoding: gzip) ignores the range: cap it here too.
         return data[:max_bytes]

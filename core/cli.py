@@ -104,8 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from core import demo
     from core.artifacts import open_artifacts
     from core.entry import handle
-    from core.logsource import FileLogSource
-    from core.pipeline import Adapters, local_probe_runner
+    from core.pipeline import Adapters, local_log_source, local_probe_runner
     from core.sample_service import SampleService
     from report.store import LocalStore
 
@@ -123,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 store=lambda: LocalStore(args.out), webhook=lambda: "",
                                 artifacts=lambda: open_artifacts(artifacts_root),
                                 probe_runner=local_probe_runner(sys.executable, str(ROOT)),
-                                log_source=lambda target, settings: FileLogSource(log_path, default_revision=target.revision),
+                                log_source=local_log_source(log_path),
                                 progress=console_progress)
             handled = handle(demo.demo_message(demo.demo_build(build_id, now, location)), config=demo.demo_config(),
                              adapters=adapters)
@@ -138,7 +137,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from core.config import load
     from core.model import DeployIntent
-    from core.pipeline import Adapters, local_probe_runner, manual_build, url_settings, url_target, validate_intent, validate_target
+    from core.pipeline import (
+        Adapters,
+        local_log_source,
+        local_probe_runner,
+        manual_build,
+        url_settings,
+        url_target,
+        validate_intent,
+        validate_target,
+    )
 
     config = load(args.config)
     adapters = Adapters.from_env(args.out)
@@ -148,10 +156,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.python:
         adapters.probe_runner = local_probe_runner(args.python)
     if args.log_file:
-        from core.logsource import FileLogSource
-
-        log_file = args.log_file
-        adapters.log_source = lambda target, settings: FileLogSource(log_file, default_revision=target.revision)
+        adapters.log_source = local_log_source(args.log_file)
     build = manual_build()
     if args.url:
         parts = urlsplit(args.url)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from core.config import Config
 from core.errors import TargetNotFound
+from core.logsource import stamp
 from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 
 PROJECT, REGION, SERVICE = "demo-project", "us-central1", "sample-app"
@@ -83,11 +84,11 @@ def write_previous_log(path: Path, now: datetime) -> None:
     lines = []
     for minutes in range(9, 0, -1):
         when = created - timedelta(minutes=minutes)
-        lines.append({"timestamp": _stamp(when), "severity": "INFO", "message": "GET /orders 200",
+        lines.append({"timestamp": stamp(when), "severity": "INFO", "message": "GET /orders 200",
                       "httpRequest": {"requestMethod": "GET", "requestUrl": "/orders", "status": 200, "latency": "0.004s"},
                       "logging.googleapis.com/labels": labels})
         if minutes % 3 == 0:
-            lines.append({"timestamp": _stamp(when + timedelta(seconds=1)), "severity": "ERROR",
+            lines.append({"timestamp": stamp(when + timedelta(seconds=1)), "severity": "ERROR",
                           "message": f"payment gateway timed out after 30 s for order ord_{minutes}x7Qp2",
                           "logging.googleapis.com/labels": labels})
     with path.open("a", encoding="utf-8") as out:
@@ -103,10 +104,6 @@ def serve_traffic(url: str) -> None:
         http.get("/orders")
         http.post("/orders", json={"item": "lamp"})
         http.get("/orders")
-
-
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def write_test_results(root: Path, build_id: str, broken: bool) -> str:

@@ -172,6 +172,29 @@ def split_gs(uri: str) -> tuple[str, str]:
     return bucket, path.strip("/")
 
 
+def storage_retry(deadline_s: float) -> Any:
+    """The storage client's default retry, cut from its 120 s to ``deadline_s`` (a validation has a deadline to keep)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(deadline_s)
+
+
+def storage_faults() -> tuple[type[Exception], ...]:
+    """The Cloud Storage errors ``storage_error`` maps: 403, 429, 5xx, a retry that ran out, a lost connection."""
+    from google.api_core import exceptions as gexc
+
+    return (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError)
+
+
+def storage_error(action: str, where: str, exc: Exception, grant: str) -> Exception:
+    """A Cloud Storage error as ours: 403 is AccessDenied saying what to ``grant``, anything else StorageUnavailable."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.Forbidden):
+        return AccessDenied(f"permission denied {action} {where}; grant {grant} ({exc.message})")
+    return StorageUnavailable(f"{action} {where}: {exc}")
+
+
 def read_gcs_text(uri: str) -> str:
     """The text of one gs:// object."""
     from google.api_core import exceptions as gexc
@@ -181,10 +204,8 @@ def read_gcs_text(uri: str) -> str:
         text: str = storage_client().bucket(bucket).blob(name).download_as_text(encoding="utf-8", timeout=RUN_TIMEOUT_S)
     except gexc.NotFound as exc:
         raise TargetNotFound(f"expected an object at {uri}, found nothing") from exc
-    except gexc.Forbidden as exc:
-        raise AccessDenied(f"permission denied reading {uri}; grant roles/storage.objectViewer ({exc.message})") from exc
-    except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
-        raise StorageUnavailable(f"reading {uri}: {exc}") from exc
+    except storage_faults() as exc:
+        raise storage_error("reading", uri, exc, "roles/storage.objectViewer") from exc
     return text
 
 

@@ -22,6 +22,7 @@ import asyncio
 import functools
 import json
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from core.backoff import Retryable, with_backoff
 from core.errors import AccessDenied, LoggingUnavailable, RequestRejected
+from core.events import parse_time
 from core.gcp import filter_string, revision_clauses
 from core.model import RevisionScope
 
@@ -113,7 +115,8 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(name) if name in SEVERITIES else 0
 
 
-def _stamp(when: datetime) -> str:
+def stamp(when: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z``, as Cloud Logging writes a timestamp and its filters take one."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -121,7 +124,7 @@ def build_filter(scope: RevisionScope, since: datetime, until: datetime, *, min_
                  text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False) -> str:
     """The Logging filter for one question; both timestamp bounds are always explicit, so the window read is
     exactly the one asked for, whatever a client or console would default to."""
-    clauses = [*revision_clauses(scope), f'timestamp>="{_stamp(since)}"', f'timestamp<="{_stamp(until)}"']
+    clauses = [*revision_clauses(scope), f'timestamp>="{stamp(since)}"', f'timestamp<="{stamp(until)}"']
     selectors = [f"severity>={min_severity.upper()}"] if min_severity else []
     if include_requests:
         selectors.append("httpRequest.status>=500")
@@ -155,13 +158,7 @@ def _json_text(payload: dict[str, Any]) -> str:
 def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(",", "."))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
+    return parse_time(value)
 
 
 def _status(value: Any) -> int | None:
@@ -190,6 +187,34 @@ def entry_from_parts(*, timestamp: Any, severity: Any, payload: Any, http_reques
                     insert_id=insert_id or "", trace=trace or "", log_name=log_name or "", instance=instance or "")
 
 
+def list_entries_page(client: Any, project: str, body: dict[str, Any], timeout_s: float, *,
+                      what: str = "logs") -> dict[str, Any]:
+    """One entries.list request of ``project`` (the client's own when empty) through the client's REST connection:
+    exactly one HTTP call, the raw JSON answer. 403 → AccessDenied naming the role, 400 → RequestRejected,
+    429/5xx/unreachable → Retryable; ``what`` names what was being read in the AccessDenied message."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    name = f"projects/{project or client.project}"
+    try:
+        # The client's own list_entries pages on by itself whenever a page comes back short, without a timeout;
+        # sending the request through its connection keeps every request counted and bounded.
+        answer = client._connection.api_request(method="POST", path="/entries:list",
+                                                data={"resourceNames": [name], **body}, timeout=timeout_s)
+    except gexc.Forbidden as exc:
+        raise AccessDenied(f"permission denied reading {what} in {name}; grant the function's service account "
+                           f"roles/logging.viewer ({exc.message})") from exc
+    except gexc.TooManyRequests as exc:
+        raise Retryable(f"Cloud Logging quota exceeded (429: {exc.message})") from exc
+    except gexc.BadRequest as exc:
+        raise RequestRejected(f"Cloud Logging rejected the query ({exc.code}: {exc.message})") from exc
+    except gexc.ServerError as exc:
+        raise Retryable(f"Cloud Logging failed: {exc}") from exc
+    except (ConnectionError, TimeoutError, OSError, auth_exc.TransportError) as exc:  # requests' errors are OSErrors
+        raise Retryable(f"Cloud Logging unreachable: {exc}") from exc
+    return answer if isinstance(answer, dict) else {}
+
+
 class CloudLoggingSource:
     """LogSource over the official google-cloud-logging client's REST connection (a fake when the endpoint env is set)."""
 
@@ -200,39 +225,21 @@ class CloudLoggingSource:
         self.timeout_s = timeout_s  # per request
         self.calls = 0  # entries.list requests sent, retries included, for evidence and the bench
         self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()  # questions asked at once share the first one's client
 
     def _client(self, project: str) -> Any:
-        if project not in self._clients:
-            from core.gcp import logging_client
+        with self._clients_lock:
+            if project not in self._clients:
+                from core.gcp import logging_client
 
-            self._clients[project] = logging_client(project)
-        return self._clients[project]
+                self._clients[project] = logging_client(project)
+            return self._clients[project]
 
     def _request(self, project: str, body: dict[str, Any], deadline: float = 0.0) -> dict[str, Any]:
         """One entries.list request: exactly one HTTP call, no retry of its own, the raw JSON answer."""
-        from google.api_core import exceptions as gexc
-        from google.auth import exceptions as auth_exc
-
         client = self._client(project)
-        name = f"projects/{project or client.project}"
         self.calls += 1
-        try:
-            # The client's own list_entries pages on by itself whenever a page comes back short; sending the
-            # request through its connection keeps every request counted and bounded.
-            answer = client._connection.api_request(method="POST", path="/entries:list",
-                                                    data={"resourceNames": [name], **body}, timeout=self._timeout(deadline))
-        except gexc.Forbidden as exc:
-            raise AccessDenied(f"permission denied reading logs in {name}; grant the function's service account "
-                               f"roles/logging.viewer ({exc.message})") from exc
-        except gexc.TooManyRequests as exc:
-            raise Retryable(f"Cloud Logging quota exceeded (429: {exc.message})") from exc
-        except gexc.BadRequest as exc:
-            raise RequestRejected(f"Cloud Logging rejected the query ({exc.code}: {exc.message})") from exc
-        except gexc.ServerError as exc:
-            raise Retryable(f"Cloud Logging failed: {exc}") from exc
-        except (ConnectionError, TimeoutError, OSError, auth_exc.TransportError) as exc:  # requests' errors are OSErrors
-            raise Retryable(f"Cloud Logging unreachable: {exc}") from exc
-        return answer if isinstance(answer, dict) else {}
+        return list_entries_page(client, project, body, self._timeout(deadline))
 
     def _timeout(self, deadline: float) -> float:
         """The per-request timeout, never past the caller's deadline (a second at least: a request needs one)."""
@@ -281,15 +288,20 @@ class FileLogSource:
     def __init__(self, path: str | Path, default_revision: str = "") -> None:
         self.path = Path(path)
         self.default_revision = default_revision
-        self.calls = 0
+        self.calls = 0  # questions answered
+        self._parsed: tuple[tuple[int, int], list[LogEntry]] | None = None  # (mtime ns, size) → entries
 
     def read(self) -> list[LogEntry]:
-        """Every entry of the file, in file order (a missing file has none)."""
+        """Every entry of the file, in file order (a missing file has none); parsed again only once it changed."""
         try:
-            raw = self.path.read_text(encoding="utf-8", errors="replace")
+            stat = self.path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+            if self._parsed is None or self._parsed[0] != version:
+                # Stat before reading: a line appended in between makes the next question read the file again.
+                self._parsed = (version, parse_log_text(self.path.read_text(encoding="utf-8", errors="replace")))
         except FileNotFoundError:
             return []
-        return parse_log_text(raw)
+        return list(self._parsed[1])
 
     async def entries(self, scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
                       text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False,
@@ -406,12 +418,12 @@ def stitch(entries: list[LogEntry]) -> list[LogEntry]:
 
 def _text_entry(lines: list[str]) -> LogEntry:
     first = lines[0]
-    stamp = _STAMP.match(first)
-    rest = first[stamp.end():] if stamp else first
+    leading = _STAMP.match(first)
+    rest = first[leading.end():] if leading else first
     level = _LEVEL.match(rest)
     text = "\n".join([rest, *lines[1:]]).rstrip()
     severity = level.group(1).upper() if level else "DEFAULT"  # like Cloud Logging: plain text has no severity
-    return entry_from_parts(timestamp=stamp.group(1) if stamp else None, severity=severity, payload=text,
+    return entry_from_parts(timestamp=leading.group(1) if leading else None, severity=severity, payload=text,
                             http_request=None)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,8 +98,8 @@ class CloudMonitoringSource:
     def __init__(self, backoff_s: float = BACKOFF_FIRST_S, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.backoff_s = backoff_s
         self.max_attempts = max_attempts
-        self.calls = 0  # timeSeries.list requests sent, for evidence and the bench
         self._client: Any = None
+        self._client_lock = threading.Lock()  # questions asked at once share the first one's client
 
     def _list(self, name: str, metric_filter: str, start: datetime, end: datetime, aligner: str, reducer: str,
               group_by: Sequence[str]) -> list[MetricSeries]:
@@ -106,10 +107,11 @@ class CloudMonitoringSource:
         from google.api_core import exceptions as gexc
         from google.cloud import monitoring_v3
 
-        if self._client is None:
-            from core.gcp import monitoring_client
+        with self._client_lock:
+            if self._client is None:
+                from core.gcp import monitoring_client
 
-            self._client = monitoring_client()
+                self._client = monitoring_client()
         aggregation = monitoring_v3.Aggregation(
             alignment_period={"seconds": alignment_seconds(start, end)},
             per_series_aligner=getattr(monitoring_v3.Aggregation.Aligner, aligner),
@@ -118,7 +120,6 @@ class CloudMonitoringSource:
         request = monitoring_v3.ListTimeSeriesRequest(
             name=name, filter=metric_filter, interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
             aggregation=aggregation, view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL)
-        self.calls += 1
         try:
             # retry=None: the client's own retry (ServiceUnavailable for up to 90 s) would ignore our deadline.
             pager = self._client.list_time_series(request=request, retry=None, timeout=LIST_TIMEOUT_S)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,19 +20,20 @@ from checks import REGISTRY
 from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
-from core.logsource import LogSource
-from core.metricsource import MetricSource
 from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
 from core.resolve import RevisionSource, resolve
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
-from report.publish import claim_name, done_name, notify, store_report
+from report.publish import claim_name, done_name, not_stored, notify, store_report
 from report.score import score
+
+if TYPE_CHECKING:
+    from core.logsource import LogSource
+    from core.metricsource import MetricSource
 
 # Slack may use a little of the function's margin after the checks' deadline (540 s timeout, ≤ 510 s deadline).
 SLACK_GRACE_S = 20.0
-REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json")
 # Checks that judge Cloud Run facts; with only a URL they are left out, not SKIPPED.
 REVISION_CHECKS = ("deployment",)
 
@@ -66,7 +70,7 @@ class Adapters:
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
-                   probe_runner=cloud_probe_runner, log_source=cloud_log_source, metric_source=cloud_metric_source,
+                   probe_runner=cloud_probe_runner, log_source=cloud_log_source(), metric_source=cloud_metric_source(),
                    progress=log_progress())
 
 
@@ -77,11 +81,17 @@ def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None
     return CloudRunJobRunner(copy_env=settings.check("imports").copy_env) if target.revision else None  # type: ignore[attr-defined]
 
 
-def cloud_log_source(target: Target, settings: Settings) -> LogSource | None:
-    """Cloud Logging for a Cloud Run revision; none when only a URL is known."""
-    from core.logsource import CloudLoggingSource
+def cloud_log_source() -> Callable[[Target, Settings], LogSource | None]:
+    """Cloud Logging for a Cloud Run revision, none when only a URL is known; one source serves every validation,
+    so its clients (and their credential lookup) are made once per Adapters."""
 
-    return CloudLoggingSource() if target.revision else None
+    def make() -> LogSource:
+        from core.logsource import CloudLoggingSource
+
+        return CloudLoggingSource()
+
+    shared = functools.cache(make)
+    return lambda target, settings: shared() if target.revision else None
 
 
 def log_progress(every_s: float = 15.0) -> Callable[[str, float], None]:
@@ -97,11 +107,17 @@ def log_progress(every_s: float = 15.0) -> Callable[[str, float], None]:
     return report
 
 
-def cloud_metric_source(target: Target, settings: Settings) -> MetricSource | None:
-    """Cloud Monitoring for a Cloud Run revision; none when only a URL is known."""
-    from core.metricsource import CloudMonitoringSource
+def cloud_metric_source() -> Callable[[Target, Settings], MetricSource | None]:
+    """Cloud Monitoring for a Cloud Run revision, none when only a URL is known; one source serves every validation,
+    so its client (and its credential lookup) is made once per Adapters."""
 
-    return CloudMonitoringSource() if target.revision and target.project else None
+    def make() -> MetricSource:
+        from core.metricsource import CloudMonitoringSource
+
+        return CloudMonitoringSource()
+
+    shared = functools.cache(make)
+    return lambda target, settings: shared() if target.revision and target.project else None
 
 
 def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target, Settings], ProbeRunner | None]:
@@ -110,6 +126,29 @@ def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target,
 
     runner = LocalRunner(python=python, cwd=cwd)
     return lambda target, settings: runner
+
+
+def local_log_source(path: str | Path) -> Callable[[Target, Settings], LogSource | None]:
+    """Every revision's logs from one local file (`--log-file PATH`, the demo); entries naming no revision are the target's."""
+    from core.logsource import FileLogSource
+
+    return lambda target, settings: FileLogSource(path, default_revision=target.revision)
+
+
+def token_per_audience(fetch: TokenSource | None) -> TokenSource | None:
+    """``fetch`` asked once per audience, the token kept for the checks of one validation; a failure is not kept."""
+    if fetch is None:
+        return None
+    lock = threading.Lock()  # the checks ask from worker threads at once: the first fetch serves them all
+    tokens: dict[str, str] = {}
+
+    def token(audience: str) -> str:
+        with lock:
+            if audience not in tokens:
+                tokens[audience] = fetch(audience)
+            return tokens[audience]
+
+    return token
 
 
 @dataclass
@@ -240,7 +279,7 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     outcomes = []
     if not target.problem:
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            ctx = CheckContext(http=http, build=build, token_source=adapters.token_source, deadline=deadline,
+            ctx = CheckContext(http=http, build=build, token_source=token_per_audience(adapters.token_source), deadline=deadline,
                                probe_runner=adapters.probe_runner(target, settings), artifacts=adapters.get("artifacts"),
                                secrets=adapters.secrets, log_source=adapters.log_source(target, settings),
                                metric_source=adapters.metric_source(target, settings), progress=adapters.progress,
@@ -250,12 +289,12 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC))
     if storage_problem:
-        return report, dict.fromkeys(REPORT_FILES, f"(not stored: {storage_problem})")
+        return report, not_stored(storage_problem)
     try:
         return report, await asyncio.to_thread(store_report, store, report)
     except AccessDenied as exc:
         log("ERROR", str(exc), build_id=build.id, service=target.service)
-        return report, dict.fromkeys(REPORT_FILES, f"(not stored: {exc})")
+        return report, not_stored(str(exc))
 
 
 def manual_build(kind: str = "manual") -> Build:

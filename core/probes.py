@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.errors import AccessDenied, RequestRejected, RunApiUnavailable
-from core.gcp import LOGGING_ENDPOINT_ENV as LOGGING_ENDPOINT_ENV  # re-exported: tests and callers import it from here
-from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, logging_client
-from core.model import Build, ProbeRun, Target
+from core.backoff import Retryable
+from core.errors import AccessDenied, RunApiUnavailable
+from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, filter_string, logging_client, short
+from core.logsource import list_entries_page
+from core.model import Build, ProbeRun, Target, untagged
 
 RESULT_MARKER = "POSTDEPLOY_PROBE_RESULT"
 RESULT_SCHEMA = "postdeploy.probe/v1"
@@ -375,18 +376,13 @@ def parse_result(stdout: str) -> dict[str, Any]:
     return result
 
 
-def _untagged(image: str) -> str:
-    name = image.split("@", 1)[0]
-    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-
-
 def pinned_image(image: str, build: Build | None) -> str:
     """``repo@sha256:…`` when the build produced a digest for this image, else the image unchanged."""
     if not image or "@" in image or build is None:
         return image
     digest = build.image_digests.get(image) or next(
-        (d for name, d in build.image_digests.items() if _untagged(name) == _untagged(image)), "")
-    return f"{_untagged(image)}@{digest}" if digest else image
+        (d for name, d in build.image_digests.items() if untagged(name) == untagged(image)), "")
+    return f"{untagged(image)}@{digest}" if digest else image
 
 
 def job_id_for(service: str) -> str:
@@ -572,34 +568,34 @@ class CloudRunJobRunner:
         if not execution_name:
             current = await self._call(f"get job {job_name}", api.jobs.get_job, name=job_name, timeout=RUN_TIMEOUT_S)
             execution_name = current.latest_created_execution.name
-        short = execution_name.rsplit("/", 1)[-1]
-        where = f"{where}, execution {short}"
+        execution_id = short(execution_name)
+        where = f"{where}, execution {execution_id}"
 
         execution = await self._wait(api, execution_name, deadline)
         if execution is None:
             await self._cancel(api, execution_name)
-            return ProbeRun(None, error=f"execution {short} did not finish within the check's budget; cancelled it",
+            return ProbeRun(None, error=f"execution {execution_id} did not finish within the check's budget; cancelled it",
                             where=where)
         sent = job.template.template.containers[0].image
         ran = execution.template.containers[0].image if execution.template.containers else ""
         if not _same_image(ran, sent):
-            return ProbeRun(None, error=f"expected execution {short} to run {sent}, it ran {ran} "
+            return ProbeRun(None, error=f"expected execution {execution_id} to run {sent}, it ran {ran} "
                                         f"(another validation of {target.service} updated the job meanwhile)", where=where)
         completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
         message = completed.message if completed is not None else ""
         if execution.cancelled_count or (completed is not None and completed.execution_reason.name == "CANCELLED"):
-            return ProbeRun(None, error=f"execution {short} was cancelled" + (f": {message}" if message else ""), where=where)
+            return ProbeRun(None, error=f"execution {execution_id} was cancelled" + (f": {message}" if message else ""), where=where)
         succeeded = execution.succeeded_count >= max(execution.task_count, 1)
         if not succeeded and "timeout" in message.lower():
-            return ProbeRun(None, error=f"execution {short} timed out after {task_timeout} s: {message}", where=where)
+            return ProbeRun(None, error=f"execution {execution_id} timed out after {task_timeout} s: {message}", where=where)
 
-        lines = await self._result_lines(target, job_id, short, started, deadline)
+        lines = await self._result_lines(target, job_id, execution_id, started, deadline)
         if any(line.startswith(RESULT_MARKER) for line in lines):
             return ProbeRun(0 if succeeded else 1, "\n".join(lines), where=where)
         if succeeded:
-            return ProbeRun(0, "\n".join(lines), error=f"execution {short} succeeded but no {RESULT_MARKER} line reached "
+            return ProbeRun(0, "\n".join(lines), error=f"execution {execution_id} succeeded but no {RESULT_MARKER} line reached "
                                                        f"Cloud Logging after {self.log_attempts} tries", where=where)
-        return ProbeRun(1, "\n".join(lines), error=f"execution {short} failed before the probe reported: "
+        return ProbeRun(1, "\n".join(lines), error=f"execution {execution_id} failed before the probe reported: "
                                                    f"{message or 'no message'}{_hint(message)}", where=where)
 
     def _job(self, run_v2: Any, revision: Any, image: str, interpreter: str, task_timeout: int) -> Any:
@@ -648,11 +644,11 @@ class CloudRunJobRunner:
         since = (started - LOG_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
         log_filter = " AND ".join([
             'resource.type="cloud_run_job"',
-            f'resource.labels.job_name="{job_id}"',
-            f'resource.labels.location="{target.region}"',
-            f'labels."run.googleapis.com/execution_name"="{execution}"',
+            f"resource.labels.job_name={filter_string(job_id)}",
+            f"resource.labels.location={filter_string(target.region)}",
+            f'labels."run.googleapis.com/execution_name"={filter_string(execution)}',
             f'timestamp>="{since}"',
-            f'textPayload:"{RESULT_MARKER}"',
+            f"textPayload:{filter_string(RESULT_MARKER)}",
         ])
         client = await asyncio.to_thread(logging_client, target.project)
         last_error = ""
@@ -663,9 +659,7 @@ class CloudRunJobRunner:
                 await asyncio.sleep(self.log_wait_s)
             try:
                 lines = await asyncio.to_thread(_read_lines, client, target.project, log_filter)
-            except AccessDenied:
-                raise
-            except _LogReadFailed as exc:
+            except Retryable as exc:
                 last_error = str(exc)
                 continue
             if lines:
@@ -675,27 +669,11 @@ class CloudRunJobRunner:
         return []
 
 
-class _LogReadFailed(Exception):
-    """Cloud Logging answered 429/5xx or could not be reached; worth another try."""
-
-
 def _read_lines(client: Any, project: str, log_filter: str) -> list[str]:
     """Text payloads matching the filter, oldest first: one page of the newest 20, in one bounded request."""
-    from google.api_core import exceptions as gexc
-    from google.auth.exceptions import TransportError
-
-    body = {"resourceNames": [f"projects/{project}"], "filter": log_filter, "orderBy": "timestamp desc", "pageSize": 20}
-    try:
-        # Through the client's REST connection: its list_entries would page on by itself, without a timeout.
-        answer = client._connection.api_request(method="POST", path="/entries:list", data=body, timeout=LOG_READ_TIMEOUT_S)
-    except gexc.Forbidden as exc:
-        raise AccessDenied(f"permission denied reading the probe's logs in {project}; grant the function's service "
-                           f"account roles/logging.viewer ({exc.message})") from exc
-    except gexc.BadRequest as exc:
-        raise RequestRejected(f"Cloud Logging rejected the probe's log query ({exc.code}: {exc.message})") from exc
-    except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError, OSError, TransportError) as exc:
-        raise _LogReadFailed(str(exc)) from exc
-    entries = answer.get("entries", []) if isinstance(answer, dict) else []
+    body = {"filter": log_filter, "orderBy": "timestamp desc", "pageSize": 20}
+    answer = list_entries_page(client, project, body, LOG_READ_TIMEOUT_S, what="the probe's logs")
+    entries = answer.get("entries", [])
     return [e["textPayload"] for e in reversed(entries) if isinstance(e, dict) and isinstance(e.get("textPayload"), str)]
 
 
@@ -703,7 +681,7 @@ def _same_image(ran: str, sent: str) -> bool:
     """The execution ran what we sent; a tag may come back resolved to a digest of the same repository."""
     if not ran or ran == sent:
         return True
-    return "@" in ran and "@" not in sent and _untagged(ran) == _untagged(sent)
+    return "@" in ran and "@" not in sent and untagged(ran) == untagged(sent)
 
 
 def _hint(message: str) -> str:

@@ -45,7 +45,6 @@ AGENT_SUBPROTOCOL = "agent.v1"
 AGENT_MODES = ("ok", "chatty", "wrong-order", "slow", "close-early", "error-mid")
 WS_IDLE_S = 30.0  # a client that never closes does not hold a handler thread for ever
 WS_READ_BYTES = 64 * 1024
-MODES = ("healthy", "broken", "raising")
 # The code the "raising" mode fails in, under the path it would have in the service's image, so the
 # traceback is real (traceback.format_exception) and its innermost frame reads like application code.
 ORDERS_API_FILE = "/app/orders/api.py"
@@ -403,7 +402,7 @@ class SampleService:
             self._server.service = self
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                kwargs={"poll_interval": 0.005},  # shutdown() waits up to one interval
                 daemon=True,
             )
             self._thread.start()
@@ -434,8 +433,11 @@ class SampleService:
         """Append one structured JSON line to the service's log (nothing without ``log_path``)."""
         if self.log_path is None:
             return
+        # Imported on first use: importing the sample service (the demo's imports probe does) stays free of the log reader.
+        from core.logsource import stamp
+
         with self._lock:  # the timestamp is taken under the lock so that file order is time order
-            line: dict[str, Any] = {"timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            line: dict[str, Any] = {"timestamp": stamp(datetime.now(UTC)),
                                     "severity": severity, "message": message, **fields}
             if self.revision:
                 line["logging.googleapis.com/labels"] = {"revision_name": self.revision}

@@ -14,6 +14,7 @@ from report.store import ReportStore
 
 INDEX_SCHEMA = "postdeploy.index/v1"
 INDEX_SIZE = 100
+REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json")  # the links store_report returns
 
 
 def _safe(part: str) -> str:
@@ -25,18 +26,27 @@ def folder(service: str, build_id: str) -> str:
     return f"{_safe(service)}/{_safe(build_id or 'manual')}"
 
 
+def _marker(kind: str, target: Target, build: Build | None) -> str:
+    return f"{folder(target.service, build.id if build else '')}/{kind}-{_safe(target.revision or 'unresolved')}.txt"
+
+
 def done_name(target: Target, build: Build) -> str:
     """Written after the report and the message are out: later deliveries are duplicates."""
-    return f"{folder(target.service, build.id)}/done-{_safe(target.revision or 'unresolved')}.txt"
+    return _marker("done", target, build)
 
 
 def claim_name(target: Target, build: Build | None) -> str:
     """The create-only object that makes (build id, revision) run once."""
-    return f"{folder(target.service, build.id if build else '')}/claim-{_safe(target.revision or 'unresolved')}.txt"
+    return _marker("claim", target, build)
+
+
+def not_stored(reason: str) -> dict[str, str]:
+    """What ``store_report`` returns when nothing could be stored: every link says why."""
+    return dict.fromkeys(REPORT_FILES, f"(not stored: {reason})")
 
 
 def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
-    """Write report.json/.md/.html and latest.json; return their links. Storage faults propagate."""
+    """Write the ``REPORT_FILES``; return their links. Storage faults propagate (an index not updated is only logged)."""
     base = folder(report["target"]["service"], report["build"]["id"])
     as_json = render_json(report)
     links = {

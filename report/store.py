@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import AccessDenied, StorageUnavailable
+from core.errors import StorageUnavailable
+from core.gcp import split_gs, storage_client, storage_error, storage_faults, storage_retry
 
 DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0
 UPDATE_ATTEMPTS = 8  # read-change-write rounds before a contended object counts as unavailable
 UPDATE_PAUSE_S = 0.025
+WRITER_GRANT = "roles/storage.objectAdmin on the bucket to the function's service account"
 CONTENT_TYPES = {
     ".json": "application/json; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",
@@ -116,12 +118,7 @@ class GcsStore:
     """
 
     def __init__(self, bucket: str, prefix: str = "", retry_deadline_s: float = RETRY_DEADLINE_S) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        from core.gcp import storage_client
-
-        # The client's default retry runs for 120 s; a validation has a deadline to keep.
-        self._retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
+        self._retry = storage_retry(retry_deadline_s)
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self._bucket = storage_client().bucket(bucket)
@@ -131,25 +128,26 @@ class GcsStore:
 
     def _wrap(self, action: str, name: str, exc: Exception) -> Exception:
         """Library errors → ours: 403 is a permanent AccessDenied, everything else a Transient fault."""
-        from google.api_core import exceptions as gexc
-
-        where = f"gs://{self.bucket_name}/{self._object(name)}"
-        if isinstance(exc, gexc.Forbidden):
-            return AccessDenied(f"permission denied {action} {where}; grant roles/storage.objectAdmin on the bucket "
-                                f"to the function's service account ({exc.message})")
-        return StorageUnavailable(f"{action} {where}: {exc}")
+        return storage_error(action, f"gs://{self.bucket_name}/{self._object(name)}", exc, WRITER_GRANT)
 
     def _write(self, name: str, text: str, **precondition: int) -> str:
+        """Upload ``text`` (only while ``if_generation_match`` holds, when given); the link to the object."""
         blob = self._bucket.blob(self._object(name))
         blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry, **precondition)
         return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
 
-    def write(self, name: str, text: str) -> str:
-        from google.api_core import exceptions as gexc
+    def _read_versioned(self, name: str) -> tuple[str | None, int]:
+        """The object's text and the generation read (None and 0 when absent), for a write over exactly that one."""
+        blob = self._bucket.get_blob(self._object(name), retry=self._retry)
+        if blob is None:
+            return None, 0
+        generation = int(blob.generation)  # read first: a download resets it
+        return blob.download_as_text(encoding="utf-8", retry=self._retry), generation
 
+    def write(self, name: str, text: str) -> str:
         try:
             return self._write(name, text)
-        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+        except storage_faults() as exc:
             raise self._wrap("writing", name, exc) from exc
 
     def read(self, name: str) -> str | None:
@@ -159,21 +157,19 @@ class GcsStore:
             text: str = self._bucket.blob(self._object(name)).download_as_text(encoding="utf-8", retry=self._retry)
         except gexc.NotFound:
             return None
-        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+        except storage_faults() as exc:
             raise self._wrap("reading", name, exc) from exc
         return text
 
     def claim(self, name: str, text: str) -> bool:
         from google.api_core import exceptions as gexc
 
-        blob = self._bucket.blob(self._object(name))
         try:
-            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), if_generation_match=0,
-                                  retry=self._retry)
+            self._write(name, text, if_generation_match=0)
         except gexc.PreconditionFailed:
             # The client retries uploads; a retry after a lost response meets our own object.
             return self.read(name) == text
-        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+        except storage_faults() as exc:
             raise self._wrap("claiming", name, exc) from exc
         return True
 
@@ -184,25 +180,23 @@ class GcsStore:
             self._bucket.blob(self._object(name)).delete(retry=self._retry)
         except gexc.NotFound:
             return
-        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+        except storage_faults() as exc:
             raise self._wrap("releasing", name, exc) from exc
 
     def take_over(self, name: str, expected: str, text: str) -> bool:
         from google.api_core import exceptions as gexc
 
         try:
-            blob = self._bucket.get_blob(self._object(name), retry=self._retry)
-            if blob is None or blob.download_as_text(encoding="utf-8", retry=self._retry) != expected:
+            current, generation = self._read_versioned(name)
+            if current != expected:
                 return False
-            # Only the generation we read may be replaced: of two racing takeovers, one gets 412.
-            blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name),
-                                    if_generation_match=blob.generation, retry=self._retry)
+            # Only the generation read may be replaced: of two racing takeovers, one gets 412.
+            self._write(name, text, if_generation_match=generation)
         except gexc.PreconditionFailed:
             return False
-        except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+        except storage_faults() as exc:
             raise self._wrap("taking over", name, exc) from exc
         return True
-
 
     def update(self, name: str, change: Callable[[str | None], str]) -> str:
         from google.api_core import exceptions as gexc
@@ -211,14 +205,12 @@ class GcsStore:
             if attempt:  # writers that collided spread out (random, growing pauses), or they collide again
                 time.sleep(random.uniform(0, min(UPDATE_PAUSE_S * 2**attempt, 1.0)))
             try:
-                blob = self._bucket.get_blob(self._object(name), retry=self._retry)
-                generation = 0 if blob is None else int(blob.generation)  # read first: a download resets it
-                current = None if blob is None else blob.download_as_text(encoding="utf-8", retry=self._retry)
+                current, generation = self._read_versioned(name)
                 # Written only over the generation read (0: only if still absent); else someone wrote first.
                 return self._write(name, change(current), if_generation_match=generation)
             except (gexc.PreconditionFailed, gexc.NotFound):
                 continue  # written (or the generation read replaced) by someone else in between: read again
-            except (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError) as exc:
+            except storage_faults() as exc:
                 raise self._wrap("updating", name, exc) from exc
         raise StorageUnavailable(f"updating gs://{self.bucket_name}/{self._object(name)}: changed by other writers "
                                  f"{UPDATE_ATTEMPTS} times in a row")
@@ -228,8 +220,6 @@ def open_store(spec: str | None = None) -> ReportStore:
     """POSTDEPLOY_REPORTS: ``gs://bucket[/prefix]`` or a local folder (default ./reports)."""
     target = spec or os.environ.get("POSTDEPLOY_REPORTS", "") or DEFAULT_REPORTS
     if target.startswith("gs://"):
-        from core.gcp import split_gs
-
         bucket, prefix = split_gs(target)
         return GcsStore(bucket, prefix)
     return LocalStore(target)

@@ -106,7 +106,9 @@ def test_gcs_update_loses_no_concurrent_change(gcs: tuple[PreconditionProxy, str
     assert 412 in proxy.statuses
 
 
-def test_gcs_update_gives_up_on_endless_contention(gcs: tuple[PreconditionProxy, str]) -> None:
+def test_gcs_update_gives_up_on_endless_contention(gcs: tuple[PreconditionProxy, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("report.store.UPDATE_PAUSE_S", 0)  # the pauses between rounds only spread real writers out
     _, bucket = gcs
     store = GcsStore(bucket)
     store.write("o/index.json", "start\n")
@@ -125,3 +127,25 @@ def test_local_update_loses_no_concurrent_change(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path))
     _append_concurrently(store, "orders/index.json", writers=4, each=10)
     assert len((store.read("orders/index.json") or "").splitlines()) == 40
+
+
+def test_gcs_take_over_loses_to_a_rewrite_in_between(gcs: tuple[PreconditionProxy, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the generation read may be replaced: a rewrite after the takeover read its text wins."""
+    proxy, bucket = gcs
+    store, rival = GcsStore(bucket), GcsStore(bucket)
+    store.write("o/b/claim.txt", "stale-run")
+    handle = proxy._handle
+    rewritten = threading.Event()
+
+    def rewrite_after_first_download(method: str, target: str, headers: list[tuple[str, str]],
+                                     body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        answer = handle(method, target, headers, body)
+        if method == "GET" and "alt=media" in target and not rewritten.is_set():
+            rewritten.set()
+            rival.write("o/b/claim.txt", "rival-run")
+        return answer
+
+    monkeypatch.setattr(proxy, "_handle", rewrite_after_first_download)
+    assert store.take_over("o/b/claim.txt", "stale-run", "my-run") is False
+    assert rewritten.is_set() and store.read("o/b/claim.txt") == "rival-run"
