@@ -9,9 +9,6 @@ P6  Logging API calls per validation: the logs check over the official client ag
 from __future__ import annotations
 
 import asyncio
-import base64
-import copy
-import json
 import os
 import statistics
 import subprocess
@@ -20,7 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 15
@@ -43,9 +40,10 @@ def cold_import(module: str) -> float:
 def event(build: dict[str, object]) -> object:
     from cloudevents.http import CloudEvent
 
-    data = base64.b64encode(json.dumps(build).encode()).decode()
+    from tests.servers.data import pubsub_message
+
     return CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub.googleapis.com/",
-                       "id": "1"}, {"message": {"data": data, "messageId": "1", "attributes": {}}})
+                       "id": "1"}, {"message": pubsub_message(build, "1", attributes={})})
 
 
 def ack_time(on_build: object, build: dict[str, object]) -> float:
@@ -102,44 +100,29 @@ def logging_calls() -> dict[str, int]:
     from checks import logs
     from core.gcp import LOGGING_ENDPOINT_ENV
     from core.logsource import CloudLoggingSource
-    from core.model import CheckContext, RevisionInfo, Target
-    from tests.servers.fake_logging import FakeLogging, rfc3339
+    from core.model import CheckContext
+    from tests.checks.helpers import revision_target
+    from tests.servers.data import NEW, OLD
+    from tests.servers.data import recorded_entry as entry
+    from tests.servers.fake_logging import FakeLogging
 
-    recorded = json.loads((ROOT / "tests/data/logs/cloud_run_entries.json").read_text(encoding="utf-8"))
-    new, old = "orders-00042-new", "orders-00041-old"
     created = datetime.now(UTC) - timedelta(minutes=2)
-
-    def entry(name: str, when: datetime, revision: str) -> dict[str, Any]:
-        data: dict[str, Any] = copy.deepcopy(recorded[name])
-        data["timestamp"] = rfc3339(when)
-        data["resource"]["labels"]["revision_name"] = revision
-        return data
-
     cases = {
-        "new errors": [entry("python_traceback", created + timedelta(seconds=10 + i), new) for i in range(6)]
-        + [entry("json_stack_trace", created - timedelta(minutes=3), old)],
-        "no errors, request logs": [entry("request_200", created + timedelta(seconds=5), new)],
-        "nothing ingested yet": [entry("python_traceback", created - timedelta(minutes=1), old)],
+        "new errors": [entry("python_traceback", created + timedelta(seconds=10 + i), NEW) for i in range(6)]
+        + [entry("json_stack_trace", created - timedelta(minutes=3), OLD)],
+        "no errors, request logs": [entry("request_200", created + timedelta(seconds=5), NEW)],
+        "nothing ingested yet": [entry("python_traceback", created - timedelta(minutes=1), OLD)],
     }
-    target = Target(service="orders", project="acme-prod", region="us-central1", revision=new, previous_revision=old,
-                    revision_info=RevisionInfo(name=new, create_time=created))
+    target = revision_target(created)
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT", "bench")
     counts = {}
-    saved = {k: os.environ.get(k) for k in (LOGGING_ENDPOINT_ENV, "GOOGLE_CLOUD_PROJECT")}
-    try:
+    with FakeLogging() as fake, mock.patch.dict(os.environ, {LOGGING_ENDPOINT_ENV: fake.endpoint, "GOOGLE_CLOUD_PROJECT": project}):
         for case, entries in cases.items():
-            with FakeLogging() as fake:
-                os.environ[LOGGING_ENDPOINT_ENV] = fake.endpoint
-                os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "bench")
-                fake.entries.extend(entries)
-                ctx = CheckContext(http=None, log_source=CloudLoggingSource())
-                result = asyncio.run(logs.run(target, logs.Config(settle_s=0), ctx))
-                counts[f"{case} ({result.status.value})"] = len(fake.requests)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            fake.entries[:] = entries
+            fake.requests.clear()
+            ctx = CheckContext(http=None, log_source=CloudLoggingSource())
+            result = asyncio.run(logs.run(target, logs.Config(settle_s=0), ctx))
+            counts[f"{case} ({result.status.value})"] = len(fake.requests)
     return counts
 
 
@@ -151,9 +134,10 @@ def main() -> None:
           f"ratio main/functions_framework = {ours / ff:.2f}")
 
     from main import on_build
+    from tests.servers.data import load_build
 
-    docker_only = json.loads((ROOT / "tests/data/builds/docker_only.json").read_text())
-    deploy = json.loads((ROOT / "tests/data/builds/console_cd_trigger.json").read_text())
+    docker_only = load_build("docker_only")
+    deploy = load_build("console_cd_trigger")
     queued = ack_time(on_build, {**deploy, "status": "QUEUED"})
     foreign = ack_time(on_build, docker_only)
     sdk = sorted(m for m in sys.modules if m.startswith(("google.cloud.run", "google.cloud.storage", "google.cloud.logging",

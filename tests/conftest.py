@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,24 +17,18 @@ from core.gcp import LOGGING_ENDPOINT_ENV, MONITORING_ENDPOINT_ENV
 from core.logs import use_console
 from core.sample_service import SampleService
 from tests.servers import processes
+from tests.servers.data import DATA, IMAGE, load_build
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_monitoring import FakeMonitoring
-from tests.servers.fake_run import FakeCloudRun
+from tests.servers.fake_run import TRAFFIC_LATEST, FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
 
-DATA = Path(__file__).parent / "data"
 ENV_VARS = (
     "POSTDEPLOY_CONFIG", "POSTDEPLOY_REPORTS", "POSTDEPLOY_SLACK_WEBHOOK", "POSTDEPLOY_SLACK_WEBHOOK_SECRET",
     "POSTDEPLOY_RUN_API_ENDPOINT", "POSTDEPLOY_LOGGING_API_ENDPOINT", "POSTDEPLOY_MONITORING_API_ENDPOINT",
     "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
 )
-
-
-def load_build(name: str) -> dict[str, Any]:
-    """A real-shaped Build from tests/data/builds."""
-    data: dict[str, Any] = json.loads((DATA / "builds" / f"{name}.json").read_text(encoding="utf-8"))
-    return data
 
 
 @pytest.fixture(autouse=True)
@@ -108,10 +101,16 @@ def gcs(storage_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     from core.gcp import storage_client
 
     with PreconditionProxy(storage_emulator) as proxy:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
         bucket = f"reports-{uuid.uuid4().hex[:10]}"
         storage_client().create_bucket(bucket)
         yield proxy, bucket
+
+
+@pytest.fixture
+def bucket(gcs: tuple[PreconditionProxy, str]) -> str:
+    """The fresh bucket of `gcs`, for tests that need no proxy."""
+    return gcs[1]
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +119,7 @@ def pubsub_emulator() -> Iterator[str]:
         yield host
 
 
-def add_orders_service(fake: FakeCloudRun, url: str, build_id: str, *, image: str, ready: bool = True) -> None:
+def add_orders_service(fake: FakeCloudRun, url: str, build_id: str, *, image: str = IMAGE, ready: bool = True) -> None:
     """`orders` in acme-prod/us-central1 with an old revision and the one this build created."""
     fake.add_revision("acme-prod", "us-central1", "orders", "orders-00041-old", image=image.replace("9d2b1c0e4f", "8c1a0b9d3e"),
                       create_time="2026-11-20T09:00:00.000000Z")
@@ -130,4 +129,17 @@ def add_orders_service(fake: FakeCloudRun, url: str, build_id: str, *, image: st
                       ready_message="" if ready else "Container failed to start and listen on PORT=8080")
     fake.add_service("acme-prod", "us-central1", "orders", uri=url, latest_created="orders-00042-new",
                      latest_ready="orders-00042-new" if ready else "orders-00041-old",
-                     traffic=[{"type": 1, "percent": 100}])
+                     traffic=[{"type": TRAFFIC_LATEST, "percent": 100}])
+
+
+@pytest.fixture
+def cd_build() -> dict[str, Any]:
+    """The recorded console_cd_trigger build: it deploys `orders`."""
+    return load_build("console_cd_trigger")
+
+
+@pytest.fixture
+def orders_build(cd_build: dict[str, Any], fake_run: FakeCloudRun, sample: SampleService) -> dict[str, Any]:
+    """`cd_build`, with the `orders` service it deployed on the fake Cloud Run API, served by `sample`."""
+    add_orders_service(fake_run, sample.url, cd_build["id"])
+    return cd_build

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -14,13 +13,13 @@ import httpx
 import pytest
 
 from core.sample_service import SampleService
-from tests.conftest import add_orders_service, load_build
+from tests.conftest import add_orders_service
+from tests.servers.data import load_build, push_body
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 HEALTH = ("version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
           "    logs: {settle_s: 0}\n    metrics: {wait_for_data_s: 0}\n    window: {window_s: 0}\n")
 
@@ -118,7 +117,7 @@ def test_validate_url_exit_code_follows_the_verdict(tmp_path: Path, mode: str, c
 
 def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake_logging: FakeLogging,
                                                     fake_monitoring: FakeMonitoring, sample: SampleService, tmp_path: Path) -> None:
-    add_orders_service(fake_run, sample.url, "some-build", image=IMAGE)
+    add_orders_service(fake_run, sample.url, "some-build")
     config = tmp_path / "postdeploy.yaml"
     config.write_text(HEALTH, encoding="utf-8")
     done = cli("validate", "--project", "acme-prod", "--region", "us-central1", "--service", "orders", "--config", str(config),
@@ -127,23 +126,20 @@ def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake
     assert "orders-00042-new" in done.stdout
 
 
-def _push_file(tmp_path: Path, build: dict[str, object]) -> Path:
-    data = base64.b64encode(json.dumps(build).encode()).decode()
+def _push_file(tmp_path: Path, build: dict[str, Any]) -> Path:
     path = tmp_path / "message.json"
-    path.write_text(json.dumps({"message": {"data": data, "messageId": "42"}, "subscription": "s"}), encoding="utf-8")
+    path.write_text(json.dumps(push_body(build, "42", status=None, subscription="s")), encoding="utf-8")
     return path
 
 
-def test_replay_runs_the_function_path(fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
-                                       sample: SampleService, tmp_path: Path) -> None:
-    build = load_build("console_cd_trigger")
-    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+def test_replay_runs_the_function_path(fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, tmp_path: Path,
+                                       orders_build: dict[str, Any]) -> None:
     config = tmp_path / "postdeploy.yaml"
     config.write_text(HEALTH, encoding="utf-8")
-    message = _push_file(tmp_path, build)
+    message = _push_file(tmp_path, orders_build)
     first = cli("replay", str(message), "--config", str(config), "--out", str(tmp_path / "r"))
     assert first.returncode == 0, first.stdout + first.stderr
-    assert (tmp_path / "r" / "orders" / build["id"] / "report.json").exists()
+    assert (tmp_path / "r" / "orders" / orders_build["id"] / "report.json").exists()
     again = cli("replay", str(message), "--config", str(config), "--out", str(tmp_path / "r"))
     assert again.returncode == 0 and "already validated" in again.stdout
 
@@ -195,15 +191,13 @@ def test_a_filtered_message_imports_no_google_sdk() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_an_invalid_config_is_reported_not_skipped(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path) -> None:
-    build = load_build("console_cd_trigger")
-    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+def test_an_invalid_config_is_reported_not_skipped(tmp_path: Path, orders_build: dict[str, Any]) -> None:
     bad = tmp_path / "postdeploy.yaml"
     bad.write_text("version: 1\ndefaults: {checks: {helth: {}}}\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "main.py", "replay", str(_push_file(tmp_path, build)), "--out", str(tmp_path / "r")],
+    done = subprocess.run([sys.executable, "main.py", "replay", str(_push_file(tmp_path, orders_build)), "--out", str(tmp_path / "r")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "POSTDEPLOY_CONFIG": str(bad)})
     assert done.returncode == 3, done.stdout + done.stderr
-    report = json.loads((tmp_path / "r" / "orders" / build["id"] / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "r" / "orders" / orders_build["id"] / "report.json").read_text(encoding="utf-8"))
     assert report["verdict"] == "INCONCLUSIVE"
     assert report["summary"].startswith(f"postdeploy config {bad} is invalid, nothing was checked: defaults.checks.helth: unknown key")

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from core.gcp import storage_client
-from core.sample_service import SampleService
-from tests.conftest import add_orders_service, load_build
 from tests.servers import processes
+from tests.servers.data import load_build
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
@@ -22,7 +21,6 @@ from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 CONFIG = """version: 1
 defaults:
   checks:
@@ -71,24 +69,20 @@ def deployed(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str) -> It
     project = f"e2e-{uuid.uuid4().hex[:8]}"
     with processes.functions_framework(processes.free_port(), env, ROOT) as function, PreconditionProxy(function.url) as push:
         processes.create_topic(host, project, "cloud-builds")
-        processes.create_push_subscription(host, project, "postdeploy", "cloud-builds", push.url)
+        processes.create_push_subscription(host, project, "postdeploy", "cloud-builds", push.endpoint)
         yield function, push, project
 
 
 def test_build_lifecycle_gives_exactly_one_report_and_one_message(
-        pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
-        sample: SampleService, slack: SlackReceiver,
-        gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
-    _, bucket = gcs
-    build = load_build("console_cd_trigger")
-    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+        pubsub_emulator: str, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, slack: SlackReceiver, bucket: str,
+        tmp_path: Path, orders_build: dict[str, Any]) -> None:
     with deployed(tmp_path, bucket, slack, pubsub_emulator) as (function, push, project):
         for status in ("QUEUED", "WORKING"):
-            publish_build(pubsub_emulator, project, {**build, "status": status})
+            publish_build(pubsub_emulator, project, {**orders_build, "status": status})
         publish_build(pubsub_emulator, project, load_build("docker_only"))
         garbage_id = processes.publish(pubsub_emulator, project, "cloud-builds", b"not json at all", {"status": "SUCCESS"})
-        publish_build(pubsub_emulator, project, build)
-        publish_build(pubsub_emulator, project, build)  # Pub/Sub is at-least-once: a duplicate SUCCESS
+        publish_build(pubsub_emulator, project, orders_build)
+        publish_build(pubsub_emulator, project, orders_build)  # Pub/Sub is at-least-once: a duplicate SUCCESS
 
         wait_until(lambda: len(push.statuses) >= 6, 60, "six deliveries to be answered")
         wait_until(lambda: "duplicate delivery" in function.read_log(), 30, "the duplicate to be acked as done")
@@ -99,10 +93,10 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     assert len(slack.messages) == 1, slack.messages
     message = slack.messages[0]
     assert message["text"].startswith("PASS orders orders-00042-new 100.0/100")
-    assert f"https://storage.cloud.google.com/{bucket}/reports/orders/{build['id']}/report.html" in json.dumps(message)
+    assert f"https://storage.cloud.google.com/{bucket}/reports/orders/{orders_build['id']}/report.html" in json.dumps(message)
 
     names = sorted(b.name for b in storage_client().list_blobs(bucket, prefix="reports/"))
-    folder = f"reports/orders/{build['id']}"
+    folder = f"reports/orders/{orders_build['id']}"
     assert names == [f"{folder}/claim-orders-00042-new.txt", f"{folder}/done-orders-00042-new.txt",
                      f"{folder}/report.html", f"{folder}/report.json",
                      f"{folder}/report.md", "reports/orders/index.json", "reports/orders/latest.json"]
@@ -122,19 +116,15 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     assert len(verdict_lines) == 1
     assert verdict_lines[0]["severity"] == "INFO"
     labels = verdict_lines[0]["logging.googleapis.com/labels"]
-    assert (labels["build_id"], labels["service"]) == (build["id"], "orders")
+    assert (labels["build_id"], labels["service"]) == (orders_build["id"], "orders")
 
 
 def test_cloud_run_api_outage_is_redelivered_then_reported_once(
         pubsub_emulator: str, fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring,
-        sample: SampleService, slack: SlackReceiver,
-        gcs: tuple[PreconditionProxy, str], tmp_path: Path) -> None:
-    _, bucket = gcs
-    build = load_build("console_cd_trigger")
-    add_orders_service(fake_run, sample.url, build["id"], image=IMAGE)
+        slack: SlackReceiver, bucket: str, tmp_path: Path, orders_build: dict[str, Any]) -> None:
     fake_run.fail_next(1, status=500)
     with deployed(tmp_path, bucket, slack, pubsub_emulator) as (function, push, project):
-        publish_build(pubsub_emulator, project, build)
+        publish_build(pubsub_emulator, project, orders_build)
         assert slack.wait_for(1, 60), function.read_log()[-3000:]
         time.sleep(1.5)
         log = function.read_log()

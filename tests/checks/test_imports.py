@@ -16,12 +16,13 @@ from checks import imports
 from core.errors import AccessDenied
 from core.model import Build, CheckContext, CheckResult, Evidence, ProbeRun, Status, Target
 from core.probes import RESULT_MARKER, CloudRunJobRunner, LocalRunner, parse_result
+from tests.checks.helpers import run_check
+from tests.servers.data import IMAGE
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_run import FakeCloudRun
 
 DATA = Path(__file__).parent.parent / "data" / "probe"
 P, R, S, REV = "acme-prod", "us-central1", "orders", "orders-00042-new"
-IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 DIGEST = "sha256:7a1c5e0f3b9d2c4a6e8f0b1d3c5e7a9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c"
 CLI = ["python", "-m", "probe_sample.cli"]
 
@@ -42,8 +43,7 @@ class ScriptedRunner:
 
 def check(settings: dict[str, Any], runner: Any, target: Target | None = None, **ctx: Any) -> CheckResult:
     config = imports.Config.model_validate(settings)
-    context = CheckContext(http=None, probe_runner=runner, **ctx)
-    return asyncio.run(imports.run(target or Target(service=S, image=IMAGE), config, context))
+    return run_check(imports, target or Target(service=S, image=IMAGE), config, probe_runner=runner, **ctx)
 
 
 def evidence(result: CheckResult, what: str) -> Evidence:

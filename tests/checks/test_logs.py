@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from checks import logs
-from core.gcp import LOGGING_ENDPOINT_ENV
 from core.logsource import (
     TRACEBACK_LINE_PATTERNS,
     CloudLoggingSource,
@@ -22,23 +19,17 @@ from core.logsource import (
     LogSource,
     entry_from_parts,
 )
-from core.model import CheckContext, CheckResult, RevisionInfo, Status, Target
-from tests.conftest import DATA
-from tests.servers.fake_logging import FakeLogging, rfc3339
+from core.model import CheckResult, Status, Target
+from tests.checks.helpers import NEW, OLD, revision_target, run_check
+from tests.servers.data import DATA, RECORDED
+from tests.servers.data import recorded_entry as entry
+from tests.servers.fake_logging import FakeLogging
+from tests.servers.loopback import rfc3339
 
-NEW, OLD = "orders-00042-new", "orders-00041-old"
-RECORDED = json.loads((DATA / "logs" / "cloud_run_entries.json").read_text(encoding="utf-8"))
 # A Python traceback as Cloud Run stores plain stdout: one DEFAULT entry per line.
 SPLIT = json.loads((DATA / "logs" / "split_traceback.json").read_text(encoding="utf-8"))
 TRACEBACK_SELECTORS = " OR ".join(f"textPayload=~{json.dumps(p)}" for p in TRACEBACK_LINE_PATTERNS)
 FAST = {"settle_s": 0}
-
-
-def entry(name: str, when: datetime | None = None, revision: str = NEW) -> dict[str, Any]:
-    data: dict[str, Any] = copy.deepcopy(RECORDED[name])
-    data["timestamp"] = rfc3339(when or datetime.now(UTC))
-    data["resource"]["labels"]["revision_name"] = revision
-    return data
 
 
 def as_entry(name: str) -> LogEntry:
@@ -51,24 +42,13 @@ def text(value: str, severity: str = "ERROR") -> LogEntry:
     return LogEntry(None, severity=severity, text=value)
 
 
-def target(created: datetime, previous: str = OLD) -> Target:
-    return Target(service="orders", project="acme-prod", region="us-central1", revision=NEW, previous_revision=previous,
-                  revision_info=RevisionInfo(name=NEW, create_time=created))
-
-
 def check(source: LogSource | None, tgt: Target, **settings: Any) -> CheckResult:
-    async def go() -> CheckResult:
-        ctx = CheckContext(http=None, log_source=source)
-        return await logs.run(tgt, logs.Config(**{**FAST, **settings}), ctx)
-
-    return asyncio.run(go())
+    return run_check(logs, tgt, logs.Config(**{**FAST, **settings}), log_source=source)
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLogging]:
-    with FakeLogging() as server:
-        monkeypatch.setenv(LOGGING_ENDPOINT_ENV, server.endpoint)
-        yield server
+def fake(fake_logging: FakeLogging) -> FakeLogging:
+    return fake_logging
 
 
 TRACEBACK = '''Traceback (most recent call last):
@@ -152,7 +132,7 @@ def test_new_error_since_deploy_fails_with_two_calls_and_explicit_windows(fake: 
     fake.entries.append(entry("json_stack_trace", created - timedelta(minutes=3), revision=OLD))
     fake.entries.append(entry("python_traceback", created - timedelta(hours=2), revision=OLD))  # before the baseline
     source = CloudLoggingSource()
-    result = check(source, target(created), baseline_s=600)
+    result = check(source, revision_target(created), baseline_s=600)
     assert result.status is Status.FAIL
     assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (6×, 3/min)"
     sent = filters(fake)
@@ -186,7 +166,7 @@ def test_a_traceback_split_into_lines_is_one_new_error_naming_its_exception_and_
     fake.entries += split_traceback(created + timedelta(seconds=20))
     fake.entries.append(entry("request_503", created - timedelta(minutes=3), revision=OLD))
     source = CloudLoggingSource()
-    result = check(source, target(created))
+    result = check(source, revision_target(created))
     assert result.status is Status.FAIL
     assert result.reasons[0].startswith("new error since deploy: ValueError at orders/pricing.py:27 parse_quantity (1×,")
     sent = filters(fake)
@@ -200,7 +180,7 @@ def test_traceback_lines_outside_a_traceback_are_not_errors(fake: FakeLogging) -
                               "orders.errors.NotFound: sku"]):
         fake.add_revision_entry("orders", NEW, project="acme-prod", log="run.googleapis.com/stdout", text=line,
                                 severity=("DEFAULT", "INFO", "DEFAULT")[i], timestamp=created + timedelta(seconds=5 * i + 5))
-    result = check(CloudLoggingSource(), target(created, previous=""))
+    result = check(CloudLoggingSource(), revision_target(created, previous=""))
     assert result.status is Status.PASS and result.summary.startswith(f"no errors logged by {NEW}")
     assert len(fake.requests) == 1  # the lines were found, so no presence query
 
@@ -220,7 +200,7 @@ def test_known_error_at_a_higher_rate_warns(fake: FakeLogging) -> None:
     for i in range(4):
         fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
     fake.entries.append(entry("request_503", created - timedelta(minutes=5), revision=OLD))
-    result = check(CloudLoggingSource(), target(created))
+    result = check(CloudLoggingSource(), revision_target(created))
     assert result.status is Status.WARN and result.score == 0.5
     assert result.summary.startswith("error increased: HTTP 503 POST /orders/{id}/checkout (4×, 4/min), was 0.1/min")
 
@@ -228,7 +208,7 @@ def test_known_error_at_a_higher_rate_warns(fake: FakeLogging) -> None:
 def test_no_errors_but_request_logs_is_a_pass_after_one_extra_call(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(minutes=1)
     fake.entries.append(entry("request_200", created + timedelta(seconds=3)))
-    result = check(CloudLoggingSource(), target(created))
+    result = check(CloudLoggingSource(), revision_target(created))
     assert result.status is Status.PASS and result.summary.startswith(f"no errors logged by {NEW}")
     sent = filters(fake)
     assert len(sent[NEW]) == 2 and len(sent[OLD]) == 1
@@ -238,7 +218,7 @@ def test_no_errors_but_request_logs_is_a_pass_after_one_extra_call(fake: FakeLog
 def test_nothing_ingested_yet_is_skipped_not_passed(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(seconds=20)
     fake.entries.append(entry("python_traceback", created - timedelta(minutes=1), revision=OLD))
-    result = check(CloudLoggingSource(), target(created))
+    result = check(CloudLoggingSource(), revision_target(created))
     assert result.status is Status.SKIPPED and result.assessed
     assert "no log entries at all" in result.summary and "not a pass" in result.summary
     assert len(fake.requests) == 3
@@ -247,7 +227,7 @@ def test_nothing_ingested_yet_is_skipped_not_passed(fake: FakeLogging) -> None:
 def test_deprecations_are_information_and_prove_logs_exist(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(minutes=1)
     fake.entries.append(entry("deprecation", created + timedelta(seconds=3)))
-    result = check(CloudLoggingSource(), target(created))
+    result = check(CloudLoggingSource(), revision_target(created))
     assert result.status is Status.PASS and len(fake.requests) == 2
     (info,) = [e for e in result.evidence if e.what.startswith("deprecation warning: ")]
     assert info.ok is None and str(info.measured).startswith("1×")
@@ -256,7 +236,7 @@ def test_deprecations_are_information_and_prove_logs_exist(fake: FakeLogging) ->
 def test_ignored_errors_do_not_count(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(minutes=1)
     fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
-    result = check(CloudLoggingSource(), target(created), ignore=[r"^KeyError at orders/api\.py"])
+    result = check(CloudLoggingSource(), revision_target(created), ignore=[r"^KeyError at orders/api\.py"])
     assert result.status is Status.PASS
     assert any(e.what == "entries ignored (logs.ignore)" and e.measured == 1 for e in result.evidence)
 
@@ -266,19 +246,19 @@ def test_error_rate_threshold_fails_even_without_new_signatures(fake: FakeLoggin
     for i in range(5):
         fake.entries.append(entry("python_traceback", created + timedelta(seconds=i)))
         fake.entries.append(entry("python_traceback", created - timedelta(minutes=5, seconds=i), revision=OLD))
-    result = check(CloudLoggingSource(), target(created), max_error_rate_per_min=2, increase_ratio=100)
+    result = check(CloudLoggingSource(), revision_target(created), max_error_rate_per_min=2, increase_ratio=100)
     assert result.status is Status.FAIL and result.summary.startswith("expected at most 2 errors/min, found 5/min")
 
 
 def test_permission_denied_is_an_error_naming_the_role(fake: FakeLogging) -> None:
     fake.fail_next(2, 403)
-    result = check(CloudLoggingSource(), target(datetime.now(UTC) - timedelta(minutes=1)))
+    result = check(CloudLoggingSource(), revision_target(datetime.now(UTC) - timedelta(minutes=1)))
     assert result.status is Status.ERROR and "roles/logging.viewer" in result.summary
 
 
 def test_a_rejected_query_is_an_error_and_is_not_retried(fake: FakeLogging) -> None:
     fake.fail_next(2, 400)
-    result = check(CloudLoggingSource(backoff_s=0.01), target(datetime.now(UTC) - timedelta(minutes=1)))
+    result = check(CloudLoggingSource(backoff_s=0.01), revision_target(datetime.now(UTC) - timedelta(minutes=1)))
     assert result.status is Status.ERROR
     assert result.summary.startswith("Cloud Logging rejected the query (400: ") and "injected failure 400" in result.summary
     assert len(fake.requests) == 2  # one per revision, none retried: the same request would be refused again
@@ -288,13 +268,13 @@ def test_quota_429_then_success(fake: FakeLogging) -> None:
     created = datetime.now(UTC) - timedelta(minutes=1)
     fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
     fake.fail_next(1, 429)
-    result = check(CloudLoggingSource(backoff_s=0.01), target(created, previous=""))
+    result = check(CloudLoggingSource(backoff_s=0.01), revision_target(created, previous=""))
     assert result.status is Status.FAIL and len(fake.requests) == 2
     assert "no previous revision to compare with: every error signature counts as new" in result.reasons
 
 
 def test_no_log_source_is_skipped() -> None:
-    result = check(None, target(datetime.now(UTC)))
+    result = check(None, revision_target(datetime.now(UTC)))
     assert result.status is Status.SKIPPED and "no log source" in result.summary
 
 
@@ -304,7 +284,7 @@ def test_local_log_file(tmp_path: Any) -> None:
     log.write_text(f"{now:%Y-%m-%d %H:%M:%S},001 INFO sample: listening\n{now:%Y-%m-%d %H:%M:%S},002 ERROR sample: boom\n"
                    + TRACEBACK, encoding="utf-8")
     source = FileLogSource(log, default_revision=NEW)
-    result = check(source, target(now - timedelta(seconds=30)))
+    result = check(source, revision_target(now - timedelta(seconds=30)))
     assert result.status is Status.FAIL
     assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (1×, 1/min)"
     assert source.calls == 2
@@ -327,7 +307,7 @@ def test_a_read_cut_off_at_max_entries_cannot_pass(fake: FakeLogging) -> None:
     for i in range(4):
         fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
         fake.entries.append(entry("request_503", created - timedelta(minutes=5, seconds=i), revision=OLD))
-    result = check(CloudLoggingSource(), target(created), max_entries=3, increase_ratio=100)
+    result = check(CloudLoggingSource(), revision_target(created), max_entries=3, increase_ratio=100)
     assert result.status is Status.WARN
     assert result.summary.startswith("only the first 3 matching entries of the new revision were read")
 
@@ -338,7 +318,7 @@ def test_pages_left_unread_cannot_pass_either(fake: FakeLogging) -> None:
         fake.entries.append(entry("request_503", created + timedelta(seconds=5 + i)))
         fake.entries.append(entry("request_503", created - timedelta(minutes=5, seconds=i), revision=OLD))
     fake.short_pages(1)
-    result = check(CloudLoggingSource(), target(created), increase_ratio=100)
+    result = check(CloudLoggingSource(), revision_target(created), increase_ratio=100)
     assert result.status is Status.WARN
     assert result.summary.startswith("only the first 3 matching entries of the new revision were read")
     shown = {e.what: e.measured for e in result.evidence}
@@ -348,5 +328,5 @@ def test_pages_left_unread_cannot_pass_either(fake: FakeLogging) -> None:
 
 def test_an_old_revision_is_judged_on_its_latest_window() -> None:
     now = datetime.now(UTC)
-    win = logs.windows(target(now - timedelta(days=2)), logs.Config(max_window_s=3600), now)
+    win = logs.windows(revision_target(now - timedelta(days=2)), logs.Config(max_window_s=3600), now)
     assert (win.until, win.since) == (now, now - timedelta(seconds=3600))

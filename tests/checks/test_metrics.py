@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,25 +9,16 @@ import pytest
 
 from checks import metrics
 from core.metricsource import CloudMonitoringSource, MetricSource, alignment_seconds
-from core.model import CheckContext, CheckResult, RevisionInfo, Status, Target
+from core.model import CheckResult, Status, Target
+from tests.checks.helpers import NEW, OLD, revision_target, run_check
 from tests.servers.fake_monitoring import FakeMonitoring, time_series
 
-NEW, OLD = "orders-00042-new", "orders-00041-old"
 FAST = {"wait_for_data_s": 0, "poll_s": 0.05}
 BASE: dict[str, Any] = {"total": 1000, "five": 1, "latency": 200.0, "memory": 0.5, "startup": 1500.0}
 
 
-def target(created: datetime, previous: str = OLD) -> Target:
-    return Target(service="orders", project="acme-prod", region="us-central1", revision=NEW, previous_revision=previous,
-                  revision_info=RevisionInfo(name=NEW, create_time=created))
-
-
 def check(source: MetricSource | None, tgt: Target, **settings: Any) -> CheckResult:
-    async def go() -> CheckResult:
-        ctx = CheckContext(http=None, metric_source=source)
-        return await metrics.run(tgt, metrics.Config(**{**FAST, **settings}), ctx)
-
-    return asyncio.run(go())
+    return run_check(metrics, tgt, metrics.Config(**{**FAST, **settings}), metric_source=source)
 
 
 def script(fake: FakeMonitoring, revision: str, total: int, five: int, latency: float | None, memory: float | None,
@@ -60,7 +50,7 @@ def test_sends_revision_filters_explicit_windows_and_one_bucket(fake: FakeMonito
     created = datetime.now(UTC) - timedelta(minutes=5)
     script(fake, NEW, **BASE)
     script(fake, OLD, **BASE)
-    result = check(source, target(created))
+    result = check(source, revision_target(created))
     assert result.status == Status.PASS, result.summary
     new_counts, old_counts = fake.requests_for(metrics.REQUEST_COUNT)
     assert new_counts["name"] == "projects/acme-prod"
@@ -99,7 +89,7 @@ def test_new_vs_previous(fake: FakeMonitoring, source: CloudMonitoringSource, ne
                          reason: str) -> None:
     script(fake, NEW, **{**BASE, **new})
     script(fake, OLD, **BASE)
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=10)))
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=10)))
     assert result.status == status, result.summary
     assert reason in result.summary
     assert result.score == {Status.PASS: 1.0, Status.WARN: 0.875, Status.FAIL: 0.75}[status]
@@ -108,7 +98,7 @@ def test_new_vs_previous(fake: FakeMonitoring, source: CloudMonitoringSource, ne
 def test_no_startup_in_window_is_not_judged(fake: FakeMonitoring, source: CloudMonitoringSource) -> None:
     script(fake, NEW, **{**BASE, "startup": None})
     script(fake, OLD, **BASE)
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=10)))
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=10)))
     assert result.status == Status.PASS and result.score == 1.0
     startup = next(e for e in result.evidence if e.what == "p95 container startup latency")
     assert (startup.measured, startup.ok) == ("no data in the window", None)
@@ -116,14 +106,14 @@ def test_no_startup_in_window_is_not_judged(fake: FakeMonitoring, source: CloudM
 
 def test_below_min_requests_is_skipped_with_the_count(fake: FakeMonitoring, source: CloudMonitoringSource) -> None:
     script(fake, NEW, **{**BASE, "total": 7, "five": 7})
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=2)))
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=2)))
     assert result.status == Status.SKIPPED
     assert "only 7 requests" in result.summary and "at least 20" in result.summary
     assert len(fake.requests) == 1  # no comparison queries on too little traffic
 
 
 def test_no_data_waits_then_skips(fake: FakeMonitoring, source: CloudMonitoringSource) -> None:
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=1)), wait_for_data_s=0.4, poll_s=0.1)
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=1)), wait_for_data_s=0.4, poll_s=0.1)
     assert result.status == Status.SKIPPED
     assert "no request_count data" in result.summary and "wait_for_data_s 0.4" in result.summary
     polls = fake.requests_for(metrics.REQUEST_COUNT)
@@ -136,14 +126,14 @@ def test_lagging_data_arrives_while_waiting(fake: FakeMonitoring, source: CloudM
     script(fake, NEW, **BASE)
     script(fake, OLD, **BASE)
     fake.lag(2)
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=3)), wait_for_data_s=5, poll_s=0.05)
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=3)), wait_for_data_s=5, poll_s=0.05)
     assert result.status == Status.PASS
     assert len(fake.requests_for(metrics.REQUEST_COUNT)) == 4  # 3 polls for the new revision, 1 for the previous
 
 
 def test_permission_denied_is_an_error_naming_the_role(fake: FakeMonitoring, source: CloudMonitoringSource) -> None:
     fake.fail_next(1, 403)
-    result = check(source, target(datetime.now(UTC)))
+    result = check(source, revision_target(datetime.now(UTC)))
     assert result.status == Status.ERROR
     assert "roles/monitoring.viewer" in result.summary and "projects/acme-prod" in result.summary
 
@@ -152,21 +142,21 @@ def test_quota_then_success_is_retried(fake: FakeMonitoring, source: CloudMonito
     script(fake, NEW, **BASE)
     script(fake, OLD, **BASE)
     fake.fail_next(1, 429)
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=5)))
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=5)))
     assert result.status == Status.PASS
     assert next(e.measured for e in result.evidence if e.what == "timeSeries.list calls") == 9
 
 
 def test_unavailable_after_retries_is_an_error(fake: FakeMonitoring) -> None:
     fake.fail_next(10, 503)
-    result = check(CloudMonitoringSource(backoff_s=0.01, max_attempts=3), target(datetime.now(UTC)))
+    result = check(CloudMonitoringSource(backoff_s=0.01, max_attempts=3), revision_target(datetime.now(UTC)))
     assert result.status == Status.ERROR
     assert "Cloud Monitoring failed" in result.summary and "after 3 attempts" in result.summary
 
 
 def test_no_previous_revision_uses_absolute_limits_only(fake: FakeMonitoring, source: CloudMonitoringSource) -> None:
     script(fake, NEW, **BASE)
-    result = check(source, target(datetime.now(UTC) - timedelta(minutes=5), previous=""))
+    result = check(source, revision_target(datetime.now(UTC) - timedelta(minutes=5), previous=""))
     assert result.status == Status.PASS
     assert len(fake.requests) == 4
     assert "no previous revision: only absolute limits were applied" in result.reasons
@@ -174,7 +164,7 @@ def test_no_previous_revision_uses_absolute_limits_only(fake: FakeMonitoring, so
 
 
 def test_no_metric_source_is_not_configured() -> None:
-    result = check(None, target(datetime.now(UTC)))
+    result = check(None, revision_target(datetime.now(UTC)))
     assert result.status == Status.SKIPPED and not result.assessed
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ import pytest
 from checks import tests as junit
 from core.artifacts import GcsArtifacts, LocalArtifacts
 from core.gcp import storage_client
-from core.model import ArtifactSource, Build, CheckContext, CheckResult, Outcome, Status, Target, Verdict
+from core.model import ArtifactSource, Build, CheckResult, Outcome, Status, Target, Verdict
 from report.score import score
-from tests.conftest import DATA
+from tests.checks.helpers import run_check
+from tests.servers.data import DATA
 from tests.servers.gcs_proxy import PreconditionProxy
 
 JUNIT = DATA / "junit"
@@ -32,11 +32,7 @@ def fixture(name: str) -> bytes:
 
 
 def check(config: junit.Config, build: Build | None, artifacts: ArtifactSource | None) -> CheckResult:
-    async def go() -> CheckResult:
-        ctx = CheckContext(http=None, build=build, artifacts=artifacts)
-        return await junit.run(Target(service="orders"), config, ctx)
-
-    return asyncio.run(go())
+    return run_check(junit, Target(service="orders"), config, build=build, artifacts=artifacts)
 
 
 def uploaded_build(bucket: str, files: dict[str, bytes], build_id: str = BUILD_ID) -> Build:
@@ -87,9 +83,8 @@ def evidence(result: CheckResult) -> dict[str, Any]:
          "xxe-refused", "coverage-xml-is-not-junit", "coverage-xml-ignored-beside-junit", "bare-testsuite-skips-not-failures",
          "skipped-counted-when-asked", "none-found"],
 )
-def test_results_uploaded_by_the_build(gcs: tuple[PreconditionProxy, str], files: dict[str, bytes], settings: dict[str, Any],
-                                       status: Status, summary: str) -> None:
-    _, bucket = gcs
+def test_results_uploaded_by_the_build(bucket: str, files: dict[str, bytes], settings: dict[str, Any], status: Status,
+                                       summary: str) -> None:
     build = uploaded_build(bucket, files)
     result = check(junit.Config(**settings), build, GcsArtifacts())
     expected = summary.replace("BUCKET", bucket).replace("BUILD", BUILD_ID)
@@ -98,8 +93,7 @@ def test_results_uploaded_by_the_build(gcs: tuple[PreconditionProxy, str], files
     assert evidence(result)["where it looked"] == f"gs://{bucket}/results/{BUILD_ID}/*.xml"
 
 
-def test_failing_tests_are_listed_with_first_line_messages(gcs: tuple[PreconditionProxy, str]) -> None:
-    _, bucket = gcs
+def test_failing_tests_are_listed_with_first_line_messages(bucket: str) -> None:
     result = check(junit.Config(), uploaded_build(bucket, {SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}), GcsArtifacts())
     found = evidence(result)
     assert found["com.acme.orders.CheckoutIT.rejectsEmptyCart failed"] == "expected: <400> but was: <500>"
@@ -114,9 +108,8 @@ def test_failing_tests_are_listed_with_first_line_messages(gcs: tuple[Preconditi
     assert result.score == pytest.approx(5 / 8)
 
 
-def test_the_hand_made_passed_report_comes_out_fail(gcs: tuple[PreconditionProxy, str]) -> None:
+def test_the_hand_made_passed_report_comes_out_fail(bucket: str) -> None:
     """5 of 6 end-to-end tests failed while a hand-made report said PASSED: critical, it decides the verdict."""
-    _, bucket = gcs
     result = check(junit.Config(critical=True), uploaded_build(bucket, {"e2e.xml": fixture(MIXED)}), GcsArtifacts())
     perfect = [Outcome(name, category, False, CheckResult(Status.PASS, "ok", score=1.0), 1)
                for name, category in [("deployment", "Deployment"), ("imports", "Migration"), ("logs", "Stability"),
@@ -128,8 +121,7 @@ def test_the_hand_made_passed_report_comes_out_fail(gcs: tuple[PreconditionProxy
     assert scored.score == pytest.approx(85 + 15 / 6, abs=0.1)  # the score alone would have said WARN
 
 
-def test_unsafe_xml_is_never_expanded(gcs: tuple[PreconditionProxy, str]) -> None:
-    _, bucket = gcs
+def test_unsafe_xml_is_never_expanded(bucket: str) -> None:
     result = check(junit.Config(), uploaded_build(bucket, {"lol.xml": fixture("billion_laughs.xml"), "xxe.xml": fixture("xxe.xml"),
                                                             "ok.xml": fixture("all_passed.xml")}), GcsArtifacts())
     assert result.status is Status.WARN
@@ -140,8 +132,7 @@ def test_unsafe_xml_is_never_expanded(gcs: tuple[PreconditionProxy, str]) -> Non
         assert found[f"file gs://{bucket}/results/{BUILD_ID}/{name}"] == "refused: unsafe XML (entity declarations)"
 
 
-def test_build_id_is_substituted_into_configured_patterns(gcs: tuple[PreconditionProxy, str]) -> None:
-    _, bucket = gcs
+def test_build_id_is_substituted_into_configured_patterns(bucket: str) -> None:
     uploaded_build(bucket, {"e2e.xml": fixture(MIXED)}, build_id=OTHER_BUILD)
     build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
     for pattern in (f"gs://{bucket}/results/${{BUILD_ID}}/*.xml", f"gs://{bucket}/results/$BUILD_ID/*.xml"):
@@ -150,8 +141,7 @@ def test_build_id_is_substituted_into_configured_patterns(gcs: tuple[Preconditio
         assert evidence(result)["where it looked"] == f"gs://{bucket}/results/{BUILD_ID}/*.xml"
 
 
-def test_unknown_variables_are_named_with_the_known_ones(gcs: tuple[PreconditionProxy, str]) -> None:
-    _, bucket = gcs
+def test_unknown_variables_are_named_with_the_known_ones(bucket: str) -> None:
     build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
     result = check(junit.Config(patterns=[f"gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml"]), build, GcsArtifacts())
     assert result.status is Status.ERROR
@@ -187,8 +177,7 @@ def test_a_refused_listing_is_an_error_naming_the_role(gcs: tuple[PreconditionPr
     assert "grant roles/storage.objectViewer" in result.summary
 
 
-def test_byte_cap_per_file(gcs: tuple[PreconditionProxy, str]) -> None:
-    _, bucket = gcs
+def test_byte_cap_per_file(bucket: str) -> None:
     padding = b"<!-- " + b"x" * 4000 + b" -->"
     build = uploaded_build(bucket, {"big.xml": fixture("all_passed.xml").replace(b"<testsuites", padding + b"<testsuites", 1),
                                     "small.xml": fixture(MIXED)})

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from core.detect import deploy_intents, is_candidate
 from core.events import decode
 from core.model import Build, DeployIntent, Step
+from tests.servers.data import load_build
 
-BUILDS = Path(__file__).parent.parent / "data" / "builds"
 CLI_IMAGE = "gcr.io/google.com/cloudsdktool/cloud-sdk:slim"
 
 
 def recorded(name: str) -> Build:
     """A recorded Build from tests/data/builds, decoded the way the function decodes it."""
-    return decode(json.loads((BUILDS / f"{name}.json").read_text(encoding="utf-8")))
+    return decode(load_build(name))
 
 
 def build_with(*steps: Step, substitutions: dict[str, str] | None = None, images: tuple[str, ...] = ()) -> Build:
@@ -190,7 +187,7 @@ def test_only_successful_builds_are_candidates(status: str, candidate: bool) -> 
      pytest.param(2, False, id="enum-2-WORKING"), pytest.param(4, False, id="enum-4-FAILURE")],
 )
 def test_numeric_status_from_the_wire(number: int, candidate: bool) -> None:
-    raw: dict[str, Any] = json.loads((BUILDS / "console_cd_trigger.json").read_text(encoding="utf-8"))
+    raw = load_build("console_cd_trigger")
     raw["status"] = number
 
     assert is_candidate(decode(raw)) is candidate

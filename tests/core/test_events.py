@@ -6,22 +6,13 @@ import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.errors import BadMessage
 from core.events import decode
-
-BUILDS = Path(__file__).parent.parent / "data" / "builds"
-SUBSCRIPTION = "projects/acme-prod/subscriptions/postdeploy"
-
-
-def load_build(name: str) -> dict[str, Any]:
-    """A recorded Build resource from tests/data/builds."""
-    data: dict[str, Any] = json.loads((BUILDS / f"{name}.json").read_text(encoding="utf-8"))
-    return data
+from tests.servers.data import SUBSCRIPTION, load_build, pubsub_message
 
 
 def b64(value: Any) -> str:
@@ -31,12 +22,8 @@ def b64(value: Any) -> str:
 
 def message(build: dict[str, Any], message_id: str = "msg-1") -> dict[str, Any]:
     """A Pub/Sub message as the cloud-builds topic publishes it."""
-    return {
-        "data": b64(build),
-        "attributes": {"buildId": build["id"], "status": str(build.get("status"))},
-        "messageId": message_id,
-        "publishTime": "2026-11-25T10:03:42.123456789Z",
-    }
+    attributes = {"buildId": build["id"], "status": str(build.get("status"))}
+    return pubsub_message(build, message_id, attributes=attributes, publish_time="2026-11-25T10:03:42.123456789Z")
 
 
 def binary_event_data(build: dict[str, Any]) -> dict[str, Any]:

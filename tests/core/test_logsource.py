@@ -26,11 +26,12 @@ from core.logsource import (
     stitch,
 )
 from core.model import RevisionScope
-from tests.conftest import DATA
-from tests.servers.fake_logging import FakeLogging, matches, rfc3339
+from tests.servers.data import DATA, NEW, RECORDED
+from tests.servers.data import recorded_entry as recorded
+from tests.servers.fake_logging import FakeLogging, matches
+from tests.servers.loopback import rfc3339
 
 LOGS = DATA / "logs"
-NEW = "orders-00042-new"
 SCOPE = RevisionScope("orders", NEW, "acme-prod", "us-central1")
 SINCE = datetime(2026, 11, 25, 10, 3, 30, 123456, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 25, 10, 8, 30, tzinfo=UTC)
@@ -53,18 +54,10 @@ SPLIT = json.loads((LOGS / "split_traceback.json").read_text(encoding="utf-8"))
 SPLIT_LINES = [e["textPayload"] for e in SPLIT]
 SPLIT_KEY = "ValueError at orders/pricing.py parse_quantity"
 INSTANCE_A, INSTANCE_B = SPLIT[0]["labels"]["instanceId"], "0066d924aa77e0b9c4f1"
-KEY_LINES = json.loads((LOGS / "cloud_run_entries.json").read_text(encoding="utf-8"))["python_traceback"]["textPayload"].splitlines()
+KEY_LINES = RECORDED["python_traceback"]["textPayload"].splitlines()
 CHAINED_LINES = [*KEY_LINES, "", "During handling of the above exception, another exception occurred:", "",
                  "Traceback (most recent call last):", '  File "/app/orders/api.py", line 50, in handle_checkout',
                  "    raise NotFound(sku)", "orders.errors.NotFound: sku"]
-
-
-def recorded(name: str, when: datetime, revision: str = "orders-00042-new") -> dict[str, Any]:
-    """A real-shaped entry from tests/data/logs, stamped and attributed to a revision."""
-    entry: dict[str, Any] = copy.deepcopy(json.loads((LOGS / "cloud_run_entries.json").read_text(encoding="utf-8"))[name])
-    entry["timestamp"] = entry["receiveTimestamp"] = rfc3339(when)
-    entry["resource"]["labels"]["revision_name"] = revision
-    return entry
 
 
 def split(lines: list[str], start: datetime, *, instance: str = INSTANCE_A, severity: str = "DEFAULT",
@@ -392,3 +385,17 @@ def test_the_request_timeout_never_reaches_past_the_deadline() -> None:
     assert 4.0 < source._timeout(time.monotonic() + 5) <= 5.0
     assert source._timeout(time.monotonic() + 300) == 30
     assert source._timeout(time.monotonic() - 1) == 1.0  # late: one short try, not none
+
+
+def test_a_log_file_is_read_again_once_it_changed(tmp_path: Any) -> None:
+    path = tmp_path / "service.log"
+    path.write_text("2026-11-25T10:04:00Z ERROR first failure\n", encoding="utf-8")
+    source = FileLogSource(path)
+    assert [e.text for e in source.read()] == ["ERROR first failure"]
+    source.read().clear()  # callers get a copy: the kept entries are not theirs to change
+    assert len(source.read()) == 1
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("2026-11-25T10:05:00Z ERROR second failure\n")
+    assert [e.text for e in source.read()] == ["ERROR first failure", "ERROR second failure"]
+    path.unlink()
+    assert source.read() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,14 @@ from core.config import Config
 from core.entry import handle
 from core.errors import StorageUnavailable
 from core.gcp import RunRevisionSource
-from core.pipeline import Adapters
+from core.pipeline import Adapters, token_per_audience
 from core.sample_service import SampleService
 from report.store import LocalStore
-from tests.conftest import add_orders_service, load_build
-from tests.servers.fake_run import FakeCloudRun
+from tests.conftest import add_orders_service
+from tests.servers.data import load_build, push_body
+from tests.servers.fake_run import TRAFFIC_LATEST, TRAFFIC_REVISION, FakeCloudRun
 from tests.servers.slack import SlackReceiver
 
-IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 CONFIG = Config.parse("""
 version: 1
 defaults:
@@ -30,31 +29,19 @@ defaults:
 """, "test")
 
 
-def push_body(build: dict[str, Any], message_id: str = "m-1") -> dict[str, Any]:
-    data = base64.b64encode(json.dumps(build).encode()).decode()
-    return {"message": {"data": data, "messageId": message_id, "attributes": {"buildId": build["id"], "status": "SUCCESS"}},
-            "subscription": "projects/acme-prod/subscriptions/postdeploy"}
-
-
 def adapters(store: Any, slack: SlackReceiver | None) -> Adapters:
     return Adapters(revisions=RunRevisionSource, store=lambda: store, webhook=lambda: slack.url if slack else "")
 
 
-@pytest.fixture
-def cd_build() -> dict[str, Any]:
-    return load_build("console_cd_trigger")
-
-
-def test_deploy_build_gives_one_report_and_one_message(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
-                                                       tmp_path: Path, cd_build: dict[str, Any]) -> None:
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+def test_deploy_build_gives_one_report_and_one_message(slack: SlackReceiver, tmp_path: Path,
+                                                       orders_build: dict[str, Any]) -> None:
     store = LocalStore(str(tmp_path))
-    first = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
-    second = handle(push_body(cd_build, "m-2"), config=CONFIG, adapters=adapters(store, slack))
+    first = handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
+    second = handle(push_body(orders_build, "m-2"), config=CONFIG, adapters=adapters(store, slack))
 
     assert first.kind == "validated" and len(first.validations) == 1
     assert second.kind == "validated" and second.validations == []
-    report = json.loads((tmp_path / "orders" / cd_build["id"] / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "orders" / orders_build["id"] / "report.json").read_text(encoding="utf-8"))
     assert report["verdict"] == "PASS" and report["score"] == 100.0
     assert report["target"]["revision"] == "orders-00042-new"
     assert report["target"]["previous_revision"] == "orders-00041-old"
@@ -63,11 +50,11 @@ def test_deploy_build_gives_one_report_and_one_message(fake_run: FakeCloudRun, s
                                                                   "logs": "SKIPPED", "metrics": "SKIPPED", "smoke": "SKIPPED",
                                                                   "tests": "SKIPPED", "window": "SKIPPED"}
     assert (tmp_path / "orders" / "latest.json").read_text(encoding="utf-8") == \
-        (tmp_path / "orders" / cd_build["id"] / "report.json").read_text(encoding="utf-8")
-    assert (tmp_path / "orders" / cd_build["id"] / "report.md").exists()
+        (tmp_path / "orders" / orders_build["id"] / "report.json").read_text(encoding="utf-8")
+    assert (tmp_path / "orders" / orders_build["id"] / "report.md").exists()
     assert len(slack.messages) == 1
     assert "PASS" in slack.messages[0]["blocks"][0]["text"]["text"]
-    assert str(tmp_path / "orders" / cd_build["id"] / "report.html") in json.dumps(slack.messages[0])
+    assert str(tmp_path / "orders" / orders_build["id"] / "report.html") in json.dumps(slack.messages[0])
 
 
 def test_foreign_builds_are_acked_without_any_call(fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path) -> None:
@@ -99,7 +86,7 @@ def test_missing_service_gives_an_inconclusive_report(fake_run: FakeCloudRun, sl
 
 def test_revision_not_ready_fails_with_the_reason_first(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
                                                         tmp_path: Path, cd_build: dict[str, Any]) -> None:
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE, ready=False)
+    add_orders_service(fake_run, sample.url, cd_build["id"], ready=False)
     report = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack)).validations[0].report
     assert report["verdict"] == "FAIL"
     assert report["reasons"][0].startswith("deployment: expected revision orders-00042-new to be Ready, found CONDITION_FAILED")
@@ -114,8 +101,8 @@ def add_web_and_worker(fake: FakeCloudRun, url: str, *, web_canary: bool) -> Non
         fake.add_revision("acme-prod", "us-east1", name, revision, image=f"gcr.io/acme-prod/{name}:1.8.0",
                           create_time="2026-11-25T12:03:00Z")
         canary = web_canary and name == "web"
-        traffic = [{"type": 2, "revision": revision, "percent": 0, "tag": "canary", "uri": url}] if canary \
-            else [{"type": 1, "percent": 100}]
+        traffic = [{"type": TRAFFIC_REVISION, "revision": revision, "percent": 0, "tag": "canary", "uri": url}] if canary \
+            else [{"type": TRAFFIC_LATEST, "percent": 100}]
         fake.add_service("acme-prod", "us-east1", name, uri="https://web.example" if canary else url,
                          latest_created=revision, latest_ready=revision, traffic=traffic)
 
@@ -144,25 +131,21 @@ class FlakyStore(LocalStore):
         return super().write(name, text)
 
 
-def test_storage_fault_releases_the_claim_so_redelivery_succeeds(fake_run: FakeCloudRun, sample: SampleService,
-                                                                 slack: SlackReceiver, tmp_path: Path,
-                                                                 cd_build: dict[str, Any]) -> None:
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+def test_storage_fault_releases_the_claim_so_redelivery_succeeds(slack: SlackReceiver, tmp_path: Path,
+                                                                 orders_build: dict[str, Any]) -> None:
     store = FlakyStore(str(tmp_path))
     with pytest.raises(StorageUnavailable):
-        handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+        handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
     assert slack.messages == []
-    redelivered = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    redelivered = handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
     assert len(redelivered.validations) == 1 and len(slack.messages) == 1
 
 
-def test_slack_failure_keeps_the_report(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
-                                        tmp_path: Path, cd_build: dict[str, Any]) -> None:
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
+def test_slack_failure_keeps_the_report(slack: SlackReceiver, tmp_path: Path, orders_build: dict[str, Any]) -> None:
     slack.responses.append((410, {}, "channel_is_archived"))
-    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
+    handled = handle(push_body(orders_build), config=CONFIG, adapters=adapters(LocalStore(str(tmp_path)), slack))
     assert handled.validations[0].slack == "Slack refused the message: 410 channel_is_archived"
-    assert (tmp_path / "orders" / cd_build["id"] / "report.json").exists()
+    assert (tmp_path / "orders" / orders_build["id"] / "report.json").exists()
 
 
 def test_run_api_outage_is_retried_not_acked(fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path,
@@ -176,41 +159,39 @@ def test_run_api_outage_is_retried_not_acked(fake_run: FakeCloudRun, slack: Slac
 
 
 def test_index_lists_validations_newest_first(fake_run: FakeCloudRun, sample: SampleService, tmp_path: Path,
-                                              cd_build: dict[str, Any]) -> None:
+                                              orders_build: dict[str, Any]) -> None:
     store = LocalStore(str(tmp_path))
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
-    handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, None))
+    handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, None))
     sample.mode = "broken"
-    later = {**cd_build, "id": "second-build"}
+    later = {**orders_build, "id": "second-build"}
     fake_run.revision("acme-prod", "us-central1", "orders", "orders-00042-new")["labels"]["gcb-build-id"] = "second-build"
     handle(push_body(later), config=CONFIG, adapters=adapters(store, None))
     index = json.loads((tmp_path / "orders" / "index.json").read_text(encoding="utf-8"))
     assert index["schema"] == "postdeploy.index/v1"
-    assert [(e["build_id"], e["verdict"]) for e in index["validations"]] == [("second-build", "FAIL"), (cd_build["id"], "PASS")]
+    assert [(e["build_id"], e["verdict"]) for e in index["validations"]] == [("second-build", "FAIL"), (orders_build["id"], "PASS")]
     assert index["validations"][0]["report"] == str(tmp_path / "orders" / "second-build" / "report.html")
 
 
 @pytest.mark.parametrize(("age_s", "done", "outcome"),
                          [(600, False, "validated"), (600, True, "duplicate"), (60, False, "busy")],
                          ids=["dead-run-taken-over", "finished-run-is-a-duplicate", "live-run-asks-for-redelivery"])
-def test_an_existing_claim(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver, tmp_path: Path,
-                           cd_build: dict[str, Any], age_s: int, done: bool, outcome: str) -> None:
+def test_an_existing_claim(slack: SlackReceiver, tmp_path: Path, orders_build: dict[str, Any], age_s: int, done: bool,
+                           outcome: str) -> None:
     from datetime import UTC, datetime, timedelta
 
     from core.errors import Busy
 
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
     store = LocalStore(str(tmp_path))
     claimed_at = datetime.now(UTC) - timedelta(seconds=age_s)
-    store.claim(f"orders/{cd_build['id']}/claim-orders-00042-new.txt", f"{claimed_at.isoformat()} earlier-run")
+    store.claim(f"orders/{orders_build['id']}/claim-orders-00042-new.txt", f"{claimed_at.isoformat()} earlier-run")
     if done:
-        store.write(f"orders/{cd_build['id']}/done-orders-00042-new.txt", "done")
+        store.write(f"orders/{orders_build['id']}/done-orders-00042-new.txt", "done")
     if outcome == "busy":
         with pytest.raises(Busy, match=r"another delivery has been validating .* for 60 s"):
-            handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+            handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
         assert slack.messages == []
         return
-    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    handled = handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
     assert len(handled.validations) == (1 if outcome == "validated" else 0)
     assert len(slack.messages) == len(handled.validations)
 
@@ -253,15 +234,14 @@ def test_one_service_failing_does_not_lose_the_other(fake_run: FakeCloudRun, sam
     assert sorted(m["text"].split()[1] for m in slack.messages) == ["web", "worker"]
 
 
-def test_a_bucket_that_refuses_us_still_gets_a_slack_message(fake_run: FakeCloudRun, sample: SampleService,
-                                                             slack: SlackReceiver, gcs: Any, cd_build: dict[str, Any]) -> None:
+def test_a_bucket_that_refuses_us_still_gets_a_slack_message(slack: SlackReceiver, gcs: Any,
+                                                             orders_build: dict[str, Any]) -> None:
     from report.store import GcsStore
 
     proxy, bucket = gcs
-    add_orders_service(fake_run, sample.url, cd_build["id"], image=IMAGE)
     store = GcsStore(bucket, retry_deadline_s=1.0)
     proxy.fail_next(50, status=403)
-    handled = handle(push_body(cd_build), config=CONFIG, adapters=adapters(store, slack))
+    handled = handle(push_body(orders_build), config=CONFIG, adapters=adapters(store, slack))
     assert handled.validations[0].report["verdict"] == "PASS"
     assert len(slack.messages) == 1
     assert "not stored: permission denied claiming gs://" in json.dumps(slack.messages[0])
@@ -293,3 +273,23 @@ def test_permission_denied_on_cloud_run_is_an_inconclusive_report(fake_run: Fake
     assert report["summary"].startswith("permission denied on get projects/acme-prod/locations/us-central1/services/orders")
     assert "roles/run.viewer" in report["summary"]
     assert report["next_steps"] and not report["next_steps"][0].startswith("roll back")
+
+
+def test_one_id_token_per_audience_is_fetched_per_validation_and_a_failure_is_not_kept() -> None:
+    asked: list[str] = []
+    failing = [True]
+
+    def fetch(audience: str) -> str:
+        asked.append(audience)
+        if audience.endswith("flaky") and failing.pop():
+            raise OSError("metadata server busy")
+        return f"token-for-{audience}"
+
+    token = token_per_audience(fetch)
+    assert token is not None and token_per_audience(None) is None
+    assert [token("https://a"), token("https://a"), token("https://b")] == ["token-for-https://a"] * 2 + ["token-for-https://b"]
+    with pytest.raises(OSError):
+        token("https://flaky")
+    failing.append(False)
+    assert token("https://flaky") == "token-for-https://flaky"
+    assert asked == ["https://a", "https://b", "https://flaky", "https://flaky"]

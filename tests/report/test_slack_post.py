@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from report.slack import MAX_ATTEMPTS, post
 from tests.servers.slack import SlackReceiver
 
@@ -43,7 +45,8 @@ def test_permanent_errors_are_not_retried(slack: SlackReceiver) -> None:
     assert slack.url not in delivery.detail
 
 
-def test_server_errors_are_retried_a_bounded_number_of_times(slack: SlackReceiver) -> None:
+def test_server_errors_are_retried_a_bounded_number_of_times(slack: SlackReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("report.slack.DEFAULT_RETRY_AFTER_S", 0.01)  # the production backoff would spend 6 s here
     slack.responses.extend([(500, {}, "oops")] * 10)
     delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 30))
     assert not delivery.ok and delivery.attempts == MAX_ATTEMPTS

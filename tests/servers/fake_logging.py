@@ -19,26 +19,18 @@ import copy
 import itertools
 import json
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tests.servers.fake_run import error_body
-from tests.servers.loopback import LoopbackHandler, LoopbackServer
+from tests.servers.loopback import LoopbackHandler, LoopbackServer, QueryFaults, error_body, rfc3339
 
 Json = dict[str, Any]
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
 _CLAUSE = re.compile(r'^\s*(?P<path>[A-Za-z_][\w.]*(?:\."[^"]*")?[\w.]*)\s*(?P<op>>=|<=|!=|=~|!~|=|:|>|<)\s*(?P<value>.+?)\s*$')
 _QUOTED = re.compile(r'("(?:\\.|[^"\\])*")')
 _MISSING = object()
-
-
-def rfc3339(when: datetime | None = None) -> str:
-    """A UTC timestamp in the API's format (microseconds, ``Z``)."""
-    when = when or datetime.now(UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -156,19 +148,17 @@ class _Handler(LoopbackHandler["FakeLogging"]):
         self.send_json(*self.owner._handle("GET", urlsplit(self.path).path, {}))
 
 
-class FakeLogging(LoopbackServer):
-    """Serves ``POST /v2/entries:list`` from entries that tests (or other fakes) add."""
+class FakeLogging(QueryFaults, LoopbackServer):
+    """Serves ``POST /v2/entries:list`` from entries that tests (or other fakes) add; an injected 429 carries no
+    Retry-After, like the API's."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         super().__init__(_Handler, "fake Logging")
         self.entries: list[Json] = []
         self.requests: list[Json] = []  # every entries:list body, in order
         self.delay_s = delay_s  # before every answer, to exercise the client's timeout
-        self._failures: list[int] = []
-        self._lag = 0
         self._short = 0
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
 
     def add_entry(
         self,
@@ -217,16 +207,6 @@ class FakeLogging(LoopbackServer):
         return self.add_entry(project=project, log=log, resource_type="cloud_run_revision", resource_labels=labels,
                               **fields)
 
-    def fail_next(self, n: int = 1, status: int = 503) -> None:
-        """Make the next `n` requests fail with `status` (429 carries no Retry-After, like the API)."""
-        with self._lock:
-            self._failures.extend([status] * n)
-
-    def lag(self, n: int = 1) -> None:
-        """The next `n` list calls find nothing: entries are not queryable yet (ingestion delay)."""
-        with self._lock:
-            self._lag += n
-
     def short_pages(self, per_page: int) -> None:
         """Answer at most `per_page` entries per page, with a nextPageToken while more match: Cloud Logging
         returns such partial pages when a search runs long (0: pages as large as pageSize again)."""
@@ -237,13 +217,11 @@ class FakeLogging(LoopbackServer):
         with self._lock:
             if method == "POST" and path == "/v2/entries:list":
                 self.requests.append(body)
-            if self._failures:
-                status = self._failures.pop(0)
+            if (status := self._take_failure()) is not None:
                 return status, error_body(status, f"injected failure {status}")
             if method != "POST" or path != "/v2/entries:list":
                 return 404, error_body(404, f"Method not found: {method} {path}")
-            if self._lag:
-                self._lag -= 1
+            if self._take_lag():
                 return 200, {}
             projects = {n.split("/", 1)[1] for n in body.get("resourceNames", []) if n.startswith("projects/")}
             try:
@@ -265,8 +243,3 @@ class FakeLogging(LoopbackServer):
         if start + size < len(found):
             answer["nextPageToken"] = str(start + size)
         return 200, answer
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL to pass as ``api_endpoint``."""
-        return self.base_url

@@ -11,23 +11,16 @@ tests script, per (metric type, revision), the already-aligned TimeSeries the re
 from __future__ import annotations
 
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from tests.servers.loopback import ERROR_STATUS, QueryFaults, rfc3339
+
 Json = dict[str, Any]
 SERVICE = "google.monitoring.v3.MetricService"
-# HTTP status → gRPC code name, as Google's front ends map them.
-GRPC_CODES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
-              500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 _LABEL = re.compile(r'(?P<key>metric\.type|resource\.labels\.revision_name)\s*=\s*"(?P<value>[^"]*)"')
-
-
-def rfc3339(when: datetime | None = None) -> str:
-    """A UTC timestamp in the API's format."""
-    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def time_series(metric_type: str, revision: str, value: float, *, service: str = "orders", region: str = "us-central1",
@@ -48,15 +41,14 @@ def time_series(metric_type: str, revision: str, value: float, *, service: str =
     }
 
 
-class FakeMonitoring:
-    """Serves ``ListTimeSeries`` from series that tests script per (metric type, revision)."""
+class FakeMonitoring(QueryFaults):
+    """Serves ``ListTimeSeries`` from series that tests script per (metric type, revision); an injected failure
+    is the gRPC code of its HTTP status, as Google's front ends map them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.series: dict[tuple[str, str], list[Json]] = {}
         self.requests: list[Json] = []  # every ListTimeSeriesRequest as JSON, in order
-        self._failures: list[int] = []
-        self._lag = 0
-        self._lock = threading.Lock()
         self._server: Any = None
         self._port = 0
 
@@ -64,16 +56,6 @@ class FakeMonitoring:
         """What a query for the metric of the revision answers (replaces earlier series)."""
         with self._lock:
             self.series[(metric_type, revision)] = list(series)
-
-    def fail_next(self, n: int = 1, status: int = 503) -> None:
-        """Make the next `n` requests fail with the gRPC code of HTTP `status`."""
-        with self._lock:
-            self._failures.extend([status] * n)
-
-    def lag(self, n: int = 1) -> None:
-        """The next `n` calls find nothing: points are not queryable yet (Monitoring's delay)."""
-        with self._lock:
-            self._lag += n
 
     def requests_for(self, metric_type: str) -> list[Json]:
         """Recorded requests whose filter names the metric type."""
@@ -87,14 +69,13 @@ class FakeMonitoring:
         body = json_format.MessageToDict(monitoring_v3.ListTimeSeriesRequest.pb(request))
         with self._lock:
             self.requests.append(body)
-            failure = self._failures.pop(0) if self._failures else 0
-            lagging = self._lag > 0
-            self._lag -= lagging
+            failure = self._take_failure()
+            lagging = self._take_lag()
             wanted = {m.group("key"): m.group("value") for m in _LABEL.finditer(body.get("filter", ""))}
             found = [] if lagging else list(self.series.get(
                 (wanted.get("metric.type", ""), wanted.get("resource.labels.revision_name", "")), []))
-        if failure:
-            context.abort(getattr(grpc.StatusCode, GRPC_CODES.get(failure, "UNKNOWN")), f"injected failure {failure}")
+        if failure is not None:
+            context.abort(getattr(grpc.StatusCode, ERROR_STATUS.get(failure, "UNKNOWN")), f"injected failure {failure}")
         answer = monitoring_v3.ListTimeSeriesResponse()
         for data in found:
             pb = json_format.ParseDict(data, monitoring_v3.TimeSeries.pb(monitoring_v3.TimeSeries()))

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import copy
 import re
-import threading
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.servers.loopback import LoopbackHandler, LoopbackServer
+from tests.servers.loopback import Faults, LoopbackHandler, LoopbackServer, error_body, rfc3339
 
 if TYPE_CHECKING:
     from tests.servers.fake_logging import FakeLogging
@@ -28,18 +26,8 @@ CONDITION_FAILED = 3
 CONDITION_SUCCEEDED = 4
 EXECUTION_REASON_NON_ZERO_EXIT_CODE = 2
 EXECUTION_REASON_CANCELLED = 3
-ERROR_STATUS = {
-    400: "INVALID_ARGUMENT",
-    409: "ALREADY_EXISTS",
-    405: "UNIMPLEMENTED",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
+EXECUTION_POLLS = 1  # reads of an execution that still show it running
+OPERATION_POLLS = 1  # reads of a job write operation before it is done
 
 _SEGMENT = r"([^/?]+)"
 _SERVICES = re.compile(rf"/v2/projects/{_SEGMENT}/locations/{_SEGMENT}/services")
@@ -55,17 +43,6 @@ TYPE_EXECUTION = "type.googleapis.com/google.cloud.run.v2.Execution"
 OUTCOMES = ("succeeded", "failed", "cancelled", "timed_out", "running")
 
 Json = dict[str, Any]
-
-
-def error_body(status: int, message: str) -> Json:
-    """Google-style error JSON for an HTTP status."""
-    return {
-        "error": {
-            "code": status,
-            "message": message,
-            "status": ERROR_STATUS.get(status, "UNKNOWN"),
-        }
-    }
 
 
 def ready_condition(ready: bool, message: str = "", when: str = "") -> Json:
@@ -104,7 +81,7 @@ class _Handler(LoopbackHandler["FakeCloudRun"]):
         self.send_json(*self.owner._handle(method, self.path, self.read_json()))
 
 
-class FakeCloudRun(LoopbackServer):
+class FakeCloudRun(Faults, LoopbackServer):
     """Serves services and revisions as REST-shaped dicts that tests may mutate."""
 
     def __init__(self) -> None:
@@ -119,14 +96,10 @@ class FakeCloudRun(LoopbackServer):
         # What `:run` does (every run, until a test changes it): {"outcome": one of OUTCOMES, "message": str,
         # "stdout": str}. "message" replaces the default failure text after "Task …-task0 failed with message: ".
         self.next_execution: Json = {"outcome": "succeeded"}
-        self.execution_polls = 1  # reads of an execution that still show it running
-        self.operation_polls = 1  # reads of a job write operation before it is done
         self.logging: FakeLogging | None = None  # receives the stdout lines of finished executions
         self._job_errors: list[Json] = []
         self._pending: dict[str, int] = {}  # operation or execution name -> reads left before it finishes
         self._plans: dict[str, Json] = {}
-        self._failures: list[int] = []
-        self._lock = threading.Lock()
 
     @staticmethod
     def service_name(project: str, region: str, service: str) -> str:
@@ -249,16 +222,6 @@ class FakeCloudRun(LoopbackServer):
             ]
             service["trafficStatuses"] = [dict(t) for t in traffic]
 
-    def fail_next(self, n: int = 1, status: int = 503) -> None:
-        """Make the next `n` requests fail with `status`."""
-        with self._lock:
-            self._failures.extend([status] * n)
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL to pass as `api_endpoint`."""
-        return self.base_url
-
     def _handle(self, method: str, target: str, body: Json | None = None) -> tuple[int, Json]:
         parts = urlsplit(target)
         path = unquote(parts.path)
@@ -267,8 +230,7 @@ class FakeCloudRun(LoopbackServer):
             self.requests.append((method, unquote(target)))
             if method != "GET":
                 self.bodies.append((method, path, copy.deepcopy(body or {})))
-            if self._failures:
-                status = self._failures.pop(0)
+            if (status := self._take_failure()) is not None:
                 return status, error_body(status, f"injected failure {status}")
             answer = self._jobs_api(method, path, query, body or {})
             if answer is not None:
@@ -380,7 +342,7 @@ class FakeCloudRun(LoopbackServer):
         return None
 
     def _store_job(self, name: str, sent: Json, generation: int) -> Json:
-        now = _now()
+        now = rfc3339()
         previous = self.jobs.get(name, {})
         job = copy.deepcopy(sent)
         job.update({
@@ -418,8 +380,7 @@ class FakeCloudRun(LoopbackServer):
         if self._job_errors:
             operation["_error"] = self._job_errors.pop(0)
         self.operations[name] = operation
-        if self.operation_polls > 0:
-            self._pending[name] = self.operation_polls
+        self._pending[name] = OPERATION_POLLS
         return self._operation_view(name)
 
     def _operation_view(self, name: str) -> Json:
@@ -489,7 +450,7 @@ class FakeCloudRun(LoopbackServer):
             template["timeout"] = overrides["timeout"]
         short = f"{job}-{uuid.uuid4().hex[:5]}"
         full = f"{name}/executions/{short}"
-        now = _now()
+        now = rfc3339()
         execution: Json = {
             "name": full,
             "uid": str(uuid.uuid4()),
@@ -521,10 +482,7 @@ class FakeCloudRun(LoopbackServer):
         stored["executionCount"] = int(stored.get("executionCount", 0)) + 1
         stored["latestCreatedExecution"] = {"name": full, "createTime": now, "completionStatus": 3}  # EXECUTION_RUNNING
         if outcome != "running":
-            if self.execution_polls > 0:
-                self._pending[full] = self.execution_polls
-            else:
-                self._finish(full)
+            self._pending[full] = EXECUTION_POLLS
         operation = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
         self.operations[operation] = {"name": operation, "done": False, "_execution": full}
         return 200, self._operation_view(operation)
@@ -535,7 +493,7 @@ class FakeCloudRun(LoopbackServer):
         outcome = outcome or plan.get("outcome", "succeeded")
         execution = self.executions[name]
         short = name.rsplit("/", 1)[1]
-        now = _now()
+        now = rfc3339()
         execution.update({"completionTime": now, "updateTime": now, "reconciling": False, "runningCount": 0})
         completed: Json = {"type": "Completed", "lastTransitionTime": now}
         task = f"{short}-task0"
@@ -588,10 +546,6 @@ def _page(key: str, items: list[Json], query: dict[str, str]) -> Json:
     if start + size < len(items):
         body["nextPageToken"] = str(start + size)
     return body
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _execution_failure(execution: Json) -> Json | None:

@@ -9,7 +9,7 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tests.servers.loopback import LoopbackHandler, LoopbackServer
+from tests.servers.loopback import Faults, LoopbackHandler, LoopbackServer
 
 PRECONDITION_MESSAGE = "At least one of the pre-conditions you specified did not hold."
 HOP_BY_HOP = {
@@ -95,32 +95,20 @@ class _Handler(LoopbackHandler["PreconditionProxy"]):
             self.wfile.write(out_body)
 
 
-class PreconditionProxy(LoopbackServer):
-    """Forwards to `upstream`; 412 when an upload's `ifGenerationMatch` fails."""
+class PreconditionProxy(Faults, LoopbackServer):
+    """Forwards to `upstream`; 412 when an upload's `ifGenerationMatch` fails. An injected failure never reaches
+    upstream."""
 
     def __init__(self, upstream: str) -> None:
         super().__init__(_Handler, "precondition proxy")
         parts = urlsplit(upstream)
-        self.upstream = upstream.rstrip("/")
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[bytes] = []
         self.statuses: list[int] = []  # every answer: upstream's, and the 412s the proxy gives itself
         self._sessions: dict[str, tuple[str, str, str]] = {}
-        self._failures: list[int] = []
-        self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        """Base URL to use as STORAGE_EMULATOR_HOST."""
-        return self.base_url
-
-    def fail_next(self, n: int = 1, status: int = 503) -> None:
-        """Make the next `n` requests fail with `status` without reaching upstream."""
-        with self._lock:
-            self._failures.extend([status] * n)
 
     def _handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -128,7 +116,7 @@ class PreconditionProxy(LoopbackServer):
         with self._lock:
             self.requests.append((method, target))
             self.bodies.append(body)
-            failure = self._failures.pop(0) if self._failures else None
+            failure = self._take_failure()
         json_headers = [("Content-Type", "application/json; charset=UTF-8")]
         if failure is not None:
             return (

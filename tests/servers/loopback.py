@@ -1,8 +1,10 @@
-"""The plumbing every test server shares: a daemon-threaded HTTP/1.1 server on 127.0.0.1 and a quiet handler.
+"""The plumbing every test server shares: a daemon-threaded HTTP/1.1 server on 127.0.0.1 and a quiet handler,
+scripted faults, Google's error body and timestamp format.
 
 A fake subclasses `LoopbackServer` and passes its handler class, a `LoopbackHandler[TheFake]` whose
 ``do_*`` methods read the request with `read_body`/`read_json`, ask ``self.owner`` (the fake) for the
-answer and reply with `send_json`/`send_text`/`send_bytes`.
+answer and reply with `send_json`/`send_text`/`send_bytes`. A fake that can be told to fail also
+subclasses `Faults` (or `QueryFaults`, which can find nothing yet as well).
 """
 
 from __future__ import annotations
@@ -11,17 +13,81 @@ import json
 import sys
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 HOST = "127.0.0.1"
-POLL_INTERVAL_S = 0.05
+POLL_INTERVAL_S = 0.005  # how long `stop` may wait for the serving loop to notice
 STOP_TIMEOUT_S = 5.0
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 TEXT_CONTENT_TYPE = "text/plain"
+# HTTP status → the ``status`` (gRPC code name) Google APIs put in an error body.
+ERROR_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 OwnerT = TypeVar("OwnerT")
+
+
+def rfc3339(when: datetime | None = None) -> str:
+    """A UTC timestamp in the APIs' format (microseconds, ``Z``); now when `when` is None."""
+    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """Google-style error JSON for an HTTP status."""
+    return {"error": {"code": status, "message": message, "status": ERROR_STATUS.get(status, "UNKNOWN")}}
+
+
+class Faults:
+    """Failures a test scripts with `fail_next`; the fake takes one per request, under ``self._lock``.
+
+    A mixin: list it before the server base class (``class FakeX(Faults, LoopbackServer)``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.Lock()
+        self._failures: list[int] = []
+        super().__init__(*args, **kwargs)
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Make the next `n` requests fail with `status`."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def _take_failure(self) -> int | None:
+        """The status the current request fails with, if one is scripted; call with ``self._lock`` held."""
+        return self._failures.pop(0) if self._failures else None
+
+
+class QueryFaults(Faults):
+    """`Faults`, and queries that find nothing yet (`lag`), as Logging and Monitoring do right after a write."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lag = 0
+        super().__init__(*args, **kwargs)
+
+    def lag(self, n: int = 1) -> None:
+        """The next `n` queries find nothing: what was added is not queryable yet."""
+        with self._lock:
+            self._lag += n
+
+    def _take_lag(self) -> bool:
+        """Whether the current query finds nothing; call with ``self._lock`` held."""
+        lagging = self._lag > 0
+        self._lag -= lagging
+        return lagging
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer, Generic[OwnerT]):
@@ -109,6 +175,11 @@ class LoopbackServer:
             raise RuntimeError(f"{self._label} is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL, for a client's ``api_endpoint``, STORAGE_EMULATOR_HOST or a push endpoint."""
+        return self.base_url
 
     def start(self) -> str:
         """Start serving (once; later calls do nothing) and return the base URL."""

@@ -32,11 +32,10 @@ class ProcessStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunningProcess:
-    """A started subprocess with its base URL and combined stdout/stderr log."""
+    """A started subprocess's base URL and combined stdout/stderr log."""
 
     url: str
     log_path: Path
-    process: subprocess.Popen[bytes]
 
     def read_log(self) -> str:
         """Everything the process has written so far."""
@@ -102,7 +101,7 @@ def _spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    running = RunningProcess(url=url, log_path=log_path, process=process)
+    running = RunningProcess(url=url, log_path=log_path)
     try:
         deadline = time.monotonic() + timeout_s
         while not _port_open(port):
