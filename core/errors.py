@@ -5,6 +5,7 @@
     ├── ConfigError         permanent: postdeploy.yaml is invalid (lists every problem)
     ├── TargetNotFound      permanent: the service or revision is not there (INCONCLUSIVE report)
     ├── AccessDenied        permanent: a Google API answered 403; the message names the role to grant
+    ├── NoCredentials       permanent: no Google credentials where postdeploy runs (``fix`` says how to give some)
     └── Transient           retry by redelivery: raised only before anything user-visible was sent
         ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
         ├── StorageUnavailable    Cloud Storage 5xx / timeouts
@@ -12,14 +13,22 @@
         ├── MonitoringUnavailable Cloud Monitoring 429 / 5xx after bounded retries
         └── Busy                  another delivery is validating this (build, revision) right now
 
-Library errors are wrapped at the boundary with ``raise ... from exc``.
+Library errors are wrapped at the boundary with ``raise ... from exc``. Every one of them is postdeploy's own
+problem, never the revision's: a check that meets one reports "not measured" with ``fix``, never FAIL.
 """
 
 from __future__ import annotations
 
 
 class PostdeployError(Exception):
-    """Base of every error postdeploy raises on purpose."""
+    """Base of every error postdeploy raises on purpose; ``fix`` says what would let postdeploy do its job."""
+
+    fix: str = ""
+
+    def __init__(self, *args: object, fix: str = "") -> None:
+        super().__init__(*args)
+        if fix:
+            self.fix = fix
 
 
 class BadMessage(PostdeployError):
@@ -58,6 +67,13 @@ class StorageUnavailable(Transient):
 
 class AccessDenied(PostdeployError):
     """A Google API refused the function's service account."""
+
+
+class NoCredentials(PostdeployError):
+    """No Google credentials where postdeploy runs (a laptop without ADC, a key file that is not there)."""
+
+    fix = ("give postdeploy Google credentials: `gcloud auth application-default login` on a laptop, "
+           "the function's service account in the cloud")
 
 
 class RequestRejected(PostdeployError):

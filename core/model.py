@@ -193,9 +193,24 @@ class Evidence:
     ok: bool | None = None
 
 
+@dataclass(frozen=True)
+class NotMeasured:
+    """Something postdeploy could not measure, why, and what would let it: never the revision's fault, never scored."""
+
+    what: str
+    why: str
+    fix: str = ""
+
+
 @dataclass
 class CheckResult:
-    """What a check returns; ``score`` None means PASS 1, WARN 0.5, else 0."""
+    """What a check returns.
+
+    Whose is it: PASS, WARN and FAIL judge what the revision did. ERROR is postdeploy's own failure (credentials,
+    permissions, a missing interpreter or file, a Google API outage, a crash): the check was not measured, and
+    ``not_measured`` says why and the fix. SKIPPED had nothing to measure (yet). Neither is ever scored as 0.
+    ``score`` is the check's own 0–1 grade inside its status band (report.score places it there).
+    """
 
     status: Status
     summary: str
@@ -206,11 +221,23 @@ class CheckResult:
     # False when the check had nothing to do by configuration (no golden paths, no test results
     # uploaded): it is listed but left out of the rubric, like a disabled check, not counted as missing data.
     assessed: bool = True
+    # Set when what the check found decides whether it is critical (a critical golden path or import failed,
+    # a baseline revision exists for the logs); None: the check's ``critical`` setting decides.
+    critical: bool | None = None
+    # What postdeploy could not measure, also inside a result that judged the rest (a dropped probe, an unreadable file).
+    not_measured: list[NotMeasured] = field(default_factory=list)
 
 
 def not_configured(summary: str) -> CheckResult:
     """SKIPPED because nothing was asked of the check: listed in the report, left out of the score."""
     return CheckResult(Status.SKIPPED, summary, assessed=False)
+
+
+def cannot_measure(what: str, why: str, fix: str = "", evidence: list[Evidence] | None = None, *,
+                   critical: bool | None = None) -> CheckResult:
+    """ERROR: postdeploy could not measure ``what``; listed with the fix, never scored, never a reason to roll back."""
+    return CheckResult(Status.ERROR, why, evidence if evidence is not None else [Evidence(what, why, ok=False)],
+                       reasons=[why], critical=critical, not_measured=[NotMeasured(what, why, fix)])
 
 
 @dataclass
