@@ -2,8 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# `make mutate MODULES="report/score.py"`; empty: tests/mutation.py's own list.
+MODULES ?=
 
-.PHONY: demo demo-broken test lint bench clean
+# No recipe may reach the GCE metadata server (169.254.169.254): google-auth skips its probe and points it at a
+# closed loopback port, and gcloud (the Pub/Sub emulator's launcher) neither probes, reports usage nor checks for updates.
+export NO_GCE_CHECK := true
+export GCE_METADATA_HOST := 127.0.0.1:9
+export GCE_METADATA_IP := 127.0.0.1:9
+export CLOUDSDK_CORE_CHECK_GCE_METADATA := false
+export CLOUDSDK_CORE_DISABLE_USAGE_REPORTING := true
+export CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK := true
+
+.PHONY: demo demo-broken test lint bench mutate clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +32,20 @@ demo: $(VENV)/.runtime  ## validate the bundled sample service offline
 demo-broken: $(VENV)/.runtime  ## the same with a broken service: a FAIL with reasons
 	$(BIN)/python main.py demo --broken
 
-test: $(VENV)/.dev  ## the whole suite; fixtures start and stop the emulators and local servers
-	$(BIN)/python -m pytest
+test: $(VENV)/.dev  ## the whole suite, loopback-only where unshare works; fixtures start and stop the emulators and servers
+	bash tests/isolated.sh $(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
-	@if command -v shellcheck >/dev/null; then shellcheck deploy/deploy.sh; else echo "shellcheck not installed: deploy/deploy.sh not linted"; fi
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/deploy.sh tests/isolated.sh .ci/run; \
+	else echo "shellcheck not installed: deploy/deploy.sh, tests/isolated.sh and .ci/run not linted"; fi
 
 bench: $(VENV)/.dev  ## P1 cold import ratio, P2 ack time, P3 concurrency, P6 Logging calls
 	$(BIN)/python bench/bench.py
 
+mutate: $(VENV)/.dev  ## mutation testing of the verdict code: the figure per module
+	$(BIN)/python tests/mutation.py $(MODULES)
+
 clean:
-	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) reports mutants .pytest_cache .mypy_cache .ruff_cache

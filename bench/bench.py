@@ -4,6 +4,8 @@ P1  cold import of `main` vs `import functions_framework` alone (fresh interpret
 P2  time to ack a filtered message in-process (a QUEUED build and a non-deploy SUCCESS build)
 P3  validation wall time vs the slowest check, with injected latencies: concurrent run_checks vs one check after another
 P6  Logging API calls per validation: the logs check over the official client against tests/servers/fake_logging
+P7  time to verdict of `validate --url` with the default 60 s observation window: a revision dead from the start
+    (nothing listens), and the overhead beyond the configured waits for a healthy one (the sample service)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ RUNS = 15
 ACKS = 2000
 LATENCIES_S = (0.2, 0.4, 0.6, 0.8)
 P3_RUNS = 5
+P7_RUNS = 3
+P7_HEALTHY_WINDOW_S = 10.0
 TIMER = "import time, sys; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
@@ -126,6 +130,28 @@ def logging_calls() -> dict[str, int]:
     return counts
 
 
+def time_to_verdict(url: str, window: dict[str, float] | None = None) -> tuple[float, str]:
+    """Seconds from the start of a URL validation (default config, window overridden) to its report, and its verdict."""
+    import tempfile
+
+    from core.config import Config
+    from core.pipeline import Adapters, manual_build, url_settings, url_target, validate_target
+    from report.store import LocalStore
+
+    settings = url_settings(Config.default().defaults)
+    if window:
+        checks = settings.checks.model_copy(update={"window": settings.check("window").model_copy(update=window)})
+        settings = settings.model_copy(update={"checks": checks})
+    with tempfile.TemporaryDirectory(prefix="postdeploy-bench-") as out:
+        adapters = Adapters(revisions=lambda: None, store=lambda: LocalStore(out), webhook=lambda: "")  # type: ignore[arg-type,return-value]
+        started = time.perf_counter()
+        validation = asyncio.run(validate_target(url_target(url, "bench"), manual_build(), settings, adapters,
+                                                 time.monotonic() + settings.deadline_s))
+        seconds = time.perf_counter() - started
+    assert validation is not None
+    return seconds, str(validation.report["verdict"])
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     ff = cold_import("functions_framework")
@@ -156,6 +182,20 @@ def main() -> None:
     calls = logging_calls()
     print("P6 entries.list calls per validation (new + previous revision): "
           + ", ".join(f"{case} {n}" for case, n in calls.items()))
+
+    from core.logs import use_console
+    from core.sample_service import SampleService
+    from tests.servers.processes import free_port
+
+    use_console()
+    dead = [time_to_verdict(f"http://127.0.0.1:{free_port()}") for _ in range(P7_RUNS)]
+    with SampleService() as service:
+        healthy = [time_to_verdict(service.url, {"window_s": P7_HEALTHY_WINDOW_S, "interval_s": 1.0}) for _ in range(P7_RUNS)]
+    dead_s = statistics.median(s for s, _ in dead)
+    overhead = statistics.median(s for s, _ in healthy) - P7_HEALTHY_WINDOW_S
+    print(f"P7 time to verdict (median of {P7_RUNS}): dead from the start with a 60 s window {dead_s:.2f} s "
+          f"({', '.join(sorted({v for _, v in dead}))}); healthy with a {P7_HEALTHY_WINDOW_S:g} s window: "
+          f"{overhead:+.2f} s beyond the window ({', '.join(sorted({v for _, v in healthy}))})")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import httpx
 from pydantic import Field, model_validator
 
 from core.expect import MISSING, Expectation, describe, parse_all
-from core.model import CheckContext, CheckResult, Evidence, Status, Target
+from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure
 from core.schema import CheckSettings, Expectations, UrlPath
-from core.web import Refused, audience, exchange, fetch_token, no_url
+from core.web import Refused, audience, exchange, fetch_token, no_url, token_fix, token_may_help
 
 NAME = "health"
 CATEGORY = "Deployment"
@@ -85,18 +85,23 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     url = target.url.rstrip("/") + config.path
     expectations = parse_all(config.expect_json)
     for_audience = audience(target)
+    tokens_help = token_may_help(url, target)  # elsewhere a 401/403 is the answer it is
     token, token_problem = await fetch_token(ctx, for_audience) if config.auth == "id_token" else (None, "")
     attempts: list[Attempt] = []
     for i in range(config.tries):
         if i and config.interval_s:
             await asyncio.sleep(config.interval_s)
         attempt = await _attempt(ctx, url, config, token)
-        if attempt.status in (401, 403) and config.auth == "auto" and token is None and not token_problem:
+        if attempt.status in (401, 403) and config.auth == "auto" and tokens_help and token is None and not token_problem:
             token, token_problem = await fetch_token(ctx, for_audience)
             if token:
                 attempt = await _attempt(ctx, url, config, token)
         attempts.append(attempt)
     result = _judge(config, url, attempts, expectations)
+    if token_problem and all(a.status in (401, 403) for a in attempts):
+        # The revision answered; postdeploy lacked the token it asks for: not measured, not a failed deploy.
+        why = f"GET {config.path} answered {attempts[-1].status} and {token_problem}"
+        return cannot_measure(f"GET {config.path}", why, token_fix(for_audience), result.evidence)
     if token_problem and config.auth != "none" and result.status is not Status.PASS:
         result.reasons.append(token_problem)
         result.evidence.append(Evidence("ID token", token_problem, "a token for a private service", ok=False))

@@ -1,11 +1,25 @@
 """imports: the configured modules and symbols import inside the deployed image; command tests pass there.
 
-Scoring: the score is the fraction of entries (modules + commands) that passed. A failing entry marked
-``critical`` makes the check FAIL; otherwise failures give WARN, or FAIL once fewer than half of the
-entries pass (at that point the image is broken, not merely degraded). A check with a critical entry
-is itself critical unless ``critical`` is set explicitly, so that entry can fail the verdict. A probe
-that could not run to its result line (image pull, OOM, timeout, no or unreadable result) is ERROR,
-never a pass.
+Scoring. Every module entry and command test is judged on its own, and one that fails fails the check (FAIL),
+whatever the others did. The score is the share of judged entries that passed (report.score places it in the
+status band). An entry marked ``critical`` that fails makes the failure critical: it fails the deploy. A failing
+entry that is not critical caps the verdict at WARN, unless the whole check is ``critical: true``.
+
+Not measured. What postdeploy itself could not do is ERROR, listed with the fix and never scored, never FAIL or
+WARN: an interpreter that does not exist (here: ``--python``; in the image: ``checks.imports.python``), permission
+denied on the probe job or its logs, a job that timed out, was cancelled or could not pull the image, a result line
+that never came or cannot be read. Entries the probe had no time left for are listed as not measured beside the
+judged ones; when one of them is critical and nothing failed, the check is ERROR (it cannot vouch for that entry).
+
+What counts as a deprecation (``expect_deprecation``). Importing the entry (or reading its symbol) must raise a
+warning that is both
+- a DeprecationWarning, PendingDeprecationWarning or FutureWarning, or a subclass of one (a package's own
+  ``class OldApiWarning(DeprecationWarning)`` counts); a UserWarning or any other class does not, whatever its
+  message says;
+- the module's own: raised from the module's file (anywhere in its folder for a package), from a package
+  ``__init__`` above it that imports it, or with ``stacklevel=2`` from its body or a module ``__getattr__`` (such a
+  warning names the importer). A dependency's warning raised from the dependency's own files does not count.
+An entry not expected to warn that does is named in the reasons ("still deprecated") without failing.
 """
 
 from __future__ import annotations
@@ -18,7 +32,17 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from core.errors import PostdeployError
-from core.model import CheckContext, CheckResult, Evidence, ProbeRun, Status, Target, not_configured
+from core.model import (
+    CheckContext,
+    CheckResult,
+    Evidence,
+    NotMeasured,
+    ProbeRun,
+    Status,
+    Target,
+    cannot_measure,
+    not_configured,
+)
 from core.probes import CommandProbe, ImportProbe, parse_result, pinned_image, probe_script
 from core.schema import FUNCTION_TIMEOUT_S, CheckSettings, Strict
 
@@ -28,8 +52,12 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_IMPORT_TIMEOUT_S = 60.0
 # Kept back from the check's timeout so the runner answers (and cleans up) before the check is cut off.
 RUNNER_MARGIN_S = 5.0
-FAIL_BELOW = 0.5
 MAX_MODULES = 200
+WHAT = "imports probe"
+FIX_NO_RUNNER = "validate a Cloud Run revision, or pass --python to probe with an interpreter on this machine"
+FIX_DEADLINE = "give the validation more time (deadline_s), or lower checks.imports.timeout_s"
+FIX_NOT_RUN = "raise checks.imports.timeout_s, or lower import_timeout_s so that one hanging import cannot use up the budget"
+FIX_PROBE_BUG = "a postdeploy bug, or a broken interpreter in the image: report it with this report"
 MAX_COMMANDS = 50
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _ENTRY = re.compile(rf"^{_DOTTED}(?::{_DOTTED})?$")
@@ -48,7 +76,7 @@ def _compiled(patterns: list[str]) -> list[str]:
 
 
 class ImportEntry(Strict):
-    """``pkg.mod`` or ``pkg.mod:Symbol.attr``; ``expect_deprecation``: must import *and* warn DeprecationWarning."""
+    """``pkg.mod`` or ``pkg.mod:Symbol.attr``; ``expect_deprecation``: must import *and* warn that it is deprecated."""
 
     name: str
     expect_deprecation: bool = False
@@ -111,14 +139,6 @@ class Config(CheckSettings):
         return value
 
     @model_validator(mode="after")
-    def _critical_entries(self) -> Config:
-        # A critical entry must be able to fail the verdict, which only a critical check does.
-        entries: list[ImportEntry | CommandTest] = [*self.modules, *self.commands]
-        if "critical" not in self.model_fields_set and any(e.critical for e in entries):
-            self.critical = True
-        return self
-
-    @model_validator(mode="after")
     def _fits_timeout(self) -> Config:
         too_long = [f"import_timeout_s {self.import_timeout_s:g} s"] if self.import_timeout_s > self.timeout_s else []
         too_long += [f"commands[{i}].timeout_s {c.timeout_s:g} s" for i, c in enumerate(self.commands) if c.timeout_s > self.timeout_s]
@@ -131,15 +151,19 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     """Run the generated probe through ``ctx.probe_runner`` and judge each entry."""
     if not config.modules and not config.commands:
         return not_configured("nothing to import configured")
+    # Not measuring a critical entry must keep the verdict from vouching for it (INCONCLUSIVE, never a rollback).
+    entries: list[ImportEntry | CommandTest] = [*config.modules, *config.commands]
+    critical = True if any(e.critical for e in entries) else None
     if ctx.probe_runner is None:
-        return CheckResult(Status.SKIPPED, "no probe runner for this target: validate a Cloud Run revision, "
-                                           "or give a local interpreter (--python)")
+        why = "no probe runner for this target: validate a Cloud Run revision, or give a local interpreter (--python)"
+        return CheckResult(Status.SKIPPED, why, critical=critical, not_measured=[NotMeasured(WHAT, why, FIX_NO_RUNNER)])
     budget = config.timeout_s - RUNNER_MARGIN_S  # seconds, not an instant: the runner hands it to the probe
     if ctx.deadline:
         budget = min(budget, ctx.deadline - time.monotonic() - RUNNER_MARGIN_S)
     if budget <= 1:
-        return CheckResult(Status.ERROR, f"expected time to run the probe, found {max(budget, 0):.0f} s left in the deadline",
-                           [Evidence("time left", f"{max(budget, 0):.0f} s", "> 1 s", ok=False)])
+        left = f"{max(budget, 0):.0f} s"
+        return cannot_measure(WHAT, f"expected time to run the probe, found {left} left in the deadline", FIX_DEADLINE,
+                              [Evidence("time left", left, "> 1 s", ok=False)], critical=critical)
     script = probe_script(
         [ImportProbe(m.name, m.expect_deprecation) for m in config.modules],
         [CommandProbe(c.name, tuple(c.args), c.expect_exit, tuple(c.expect_stdout), tuple(c.expect_stderr),
@@ -147,57 +171,73 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         import_timeout_s=config.import_timeout_s, budget_s=budget,
     )
     image = pinned_image(target.image, ctx.build)
+    by_hand = _by_hand(config.python, image, "import sys; print(sys.version)")
     try:
         probe = await ctx.probe_runner.run(replace(target, image=image), config.python, script, budget)
-    except PostdeployError as exc:
-        return _error(str(exc), ProbeRun(None))
-    except Exception as exc:  # the runner's own bug is a result too
-        return _error(f"probe runner crashed: {type(exc).__name__}: {exc}", ProbeRun(None))
+    except PostdeployError as exc:  # the runner says whose it is: postdeploy could not run the probe, and the fix
+        return _not_measured(str(exc), exc.fix or f"run the probe by hand: {by_hand}", None, critical)
     if probe.error:
-        return _error(f"import probe did not complete in {probe.where}: {probe.error}", probe, image, config)
+        return _not_measured(f"import probe did not complete in {probe.where}: {probe.error}",
+                             f"run the probe by hand: {by_hand}", probe, critical)
     try:
         result = parse_result(probe.stdout)
     except ValueError as exc:
         stderr = " | ".join(probe.stderr.strip().splitlines()[-3:])
-        return _error(f"import probe in {probe.where} exited with {probe.exit_code} without a usable result: {exc}"
-                      + (f"; stderr: {stderr[:300]}" if stderr else ""), probe, image, config)
+        return _not_measured(f"import probe in {probe.where} exited with {probe.exit_code} without a usable result: {exc}"
+                             + (f"; stderr: {stderr[:300]}" if stderr else ""),
+                             f"the probe needs Python 3.8 or newer: check the interpreter it ran with ({by_hand})",
+                             probe, critical)
     if result.get("error"):
-        return _error(f"the import probe itself failed in {probe.where}: {result['error']}", probe, image, config)
+        return _not_measured(f"the import probe itself failed in {probe.where}: {result['error']}", FIX_PROBE_BUG, probe,
+                             critical)
     names = [m.get("name") for m in result["modules"]] + [c.get("name") for c in result["commands"]]
     wanted = [m.name for m in config.modules] + [c.name for c in config.commands]
     if names != wanted:
-        return _error(f"expected the probe to report {', '.join(wanted[:5])}, it reported "
-                      f"{', '.join(str(n) for n in names[:5]) or 'nothing'}", probe, image, config)
+        return _not_measured(f"expected the probe to report {', '.join(wanted[:5])}, it reported "
+                             f"{', '.join(str(n) for n in names[:5]) or 'nothing'}", FIX_PROBE_BUG, probe, critical)
     return _judge(config, result, probe, image)
 
 
-def _error(summary: str, probe: ProbeRun, image: str = "", config: Config | None = None) -> CheckResult:
-    evidence = [Evidence("probe run", probe.error or summary, "a result line from the probe", ok=False)]
-    if probe.where:
+def _by_hand(python: str, image: str, code: str) -> str:
+    """The command that runs ``code`` the way the probe would: in the image, or with the interpreter here."""
+    if image:
+        return f"docker run --rm --entrypoint {python} {image} -c '{code}'"
+    return f"{python} -c '{code}'"
+
+
+def _not_measured(why: str, fix: str, probe: ProbeRun | None, critical: bool | None) -> CheckResult:
+    evidence = [Evidence("probe run", why, "a result line from the probe", ok=False)]
+    if probe is not None and probe.where:
         evidence.insert(0, Evidence("ran in", probe.where, ok=None))
-    steps = []
-    if image and config is not None:
-        steps.append(f"docker run --rm --entrypoint {config.python} {image} -c 'import sys; print(sys.version)'")
-    return CheckResult(Status.ERROR, summary, evidence, 0.0, reasons=[summary], next_steps=steps)
+    return cannot_measure(WHAT, why, fix, evidence, critical=critical)
 
 
-def _module_evidence(entry: Any, item: dict[str, Any]) -> tuple[Evidence, str]:
+def _module_evidence(entry: ImportEntry, item: dict[str, Any]) -> tuple[Evidence, str]:
     """Evidence for one import and, when it failed, the reason."""
     name = entry.name
     ms = item.get("import_ms")
     took = f" in {ms:.0f} ms" if isinstance(ms, int | float) else ""
-    deprecations = [w for w in item.get("warnings", []) if w.get("deprecation") and w.get("own", True)]
+    warnings = item.get("warnings", [])
+    deprecations = [w for w in warnings if w.get("deprecation") and w.get("own", True)]
     warned = f"{deprecations[0]['category']}: {deprecations[0]['message']}" if deprecations else ""
-    wanted = "imports and raises DeprecationWarning" if entry.expect_deprecation else "imports"
+    wanted = "imports and warns that it is deprecated" if entry.expect_deprecation else "imports"
     what = f"import {name}" + (" (deprecated path)" if entry.expect_deprecation else "")
+    if item.get("not_run"):
+        return Evidence(what, f"not measured: {item.get('reason') or 'not run'}", wanted, ok=None), ""
     if item.get("passed"):
         measured = f"imported{took}" + (f"; {warned}" if warned else "")
         return Evidence(what, measured, wanted, ok=True), ""
-    if item.get("ok"):  # imported, but the expected DeprecationWarning did not come
-        elsewhere = [w["where"] for w in item.get("warnings", []) if w.get("deprecation") and not w.get("own", True)]
-        found = f"only its dependencies did ({', '.join(elsewhere[:3])})" if elsewhere else "none was raised"
-        return (Evidence(what, f"imported{took}, no DeprecationWarning of its own", wanted, ok=False),
-                f"expected importing {name} to raise a DeprecationWarning, {found}")
+    if item.get("ok"):  # imported, but no deprecation warning of its own came
+        elsewhere = [w["where"] for w in warnings if w.get("deprecation") and not w.get("own", True)]
+        other_kinds = list(dict.fromkeys(w["category"] for w in warnings if not w.get("deprecation") and w.get("own", True)))
+        if elsewhere:
+            found = f"only its dependencies did ({', '.join(elsewhere[:3])})"
+        elif other_kinds:
+            found = f"it warned only with {', '.join(other_kinds[:3])}, which is no deprecation warning class"
+        else:
+            found = "none was raised"
+        return (Evidence(what, f"imported{took}, no deprecation warning of its own", wanted, ok=False),
+                f"expected importing {name} to warn that it is deprecated, {found}")
     error = item.get("reason") or f"{item.get('error_type', 'Error')}: {item.get('error', '')}"
     frames = [line for line in item.get("traceback", []) if line.startswith("File ")]
     at = f" ({frames[-1]})" if frames else ""
@@ -205,52 +245,69 @@ def _module_evidence(entry: Any, item: dict[str, Any]) -> tuple[Evidence, str]:
 
 
 def _command_evidence(command: CommandTest, item: dict[str, Any]) -> tuple[Evidence, str]:
+    """Evidence for one command test and, when it failed, the reason."""
     wanted = [f"exit {command.expect_exit}"]
     wanted += [f"stdout ~ /{p}/" for p in command.expect_stdout] + [f"stderr ~ /{p}/" for p in command.expect_stderr]
     wanted += [f"no output ~ /{p}/" for p in command.forbid_output]
     failures = [str(f) for f in item.get("failures", [])]
+    if item.get("not_run"):
+        return Evidence(f"command {command.name}", f"not measured: {'; '.join(failures) or 'not run'}", ", ".join(wanted),
+                        ok=None), ""
     code = item.get("exit_code")
     measured = f"exit {code}" if code is not None else "no exit code"
     if failures:
         measured += "; " + "; ".join(failures)
-    reason = f"command {command.name} ({' '.join(command.args)}): {'; '.join(failures)}" if failures else ""
-    return Evidence(f"command {command.name}", measured, ", ".join(wanted), ok=bool(item.get("passed"))), reason
+    passed = bool(item.get("passed"))
+    reason = "" if passed else f"command {command.name} ({' '.join(command.args)}): {'; '.join(failures) or 'did not pass'}"
+    return Evidence(f"command {command.name}", measured, ", ".join(wanted), ok=passed), reason
 
 
 def _judge(config: Config, result: dict[str, Any], probe: ProbeRun, image: str) -> CheckResult:
     evidence = [Evidence("ran in", f"{probe.where}: Python {result.get('python', '?')} at {result.get('executable', '?')}",
                          ok=None)]
-    reasons: list[str] = []
-    critical_failures: list[str] = []
-    passed = 0
     judged: list[tuple[ImportEntry | CommandTest, Evidence, str]] = [
         (m, *_module_evidence(m, item)) for m, item in zip(config.modules, result["modules"], strict=True)]
     judged += [(c, *_command_evidence(c, item)) for c, item in zip(config.commands, result["commands"], strict=True)]
+    reasons: list[str] = []
+    critical_failures: list[str] = []
+    gaps: list[NotMeasured] = []
+    critical_gaps: list[str] = []
+    passed = 0
     for entry, ev, reason in judged:
         evidence.append(ev)
-        passed += bool(ev.ok)
-        if reason:
+        if ev.ok is None:  # the probe had no time left for it: postdeploy's budget, not the revision
+            gaps.append(NotMeasured(ev.what, f"{ev.what}: {ev.measured}", FIX_NOT_RUN))
+            if entry.critical:
+                critical_gaps.append(ev.what)
+        elif ev.ok:
+            passed += 1
+        else:
             reasons.append(reason)
             if entry.critical:
                 critical_failures.append(reason)
-    still_warning = [m.name for m, item in zip(config.modules, result["modules"], strict=True)
-                     if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]
-    total = len(config.modules) + len(config.commands)
-    score = passed / total
-    evidence.append(Evidence("entries passing", f"{passed}/{total}", f"{total}/{total}", ok=passed == total))
-    counts = f"{passed}/{total} entries passed"
-    if still_warning:
-        reasons.append(f"still raising DeprecationWarning on import: {', '.join(still_warning)}")
-    steps = [f"docker run --rm --entrypoint {config.python} {image} -c 'import {_module(m.name)}'"
-             for m, item in zip(config.modules, result["modules"], strict=True) if not item.get("passed")][:3] if image else []
-    if critical_failures:
-        return CheckResult(Status.FAIL, f"critical: {critical_failures[0]} ({counts})", evidence, score,
-                           reasons=critical_failures + [r for r in reasons if r not in critical_failures], next_steps=steps)
-    if passed < total:
-        status = Status.FAIL if score < FAIL_BELOW else Status.WARN
-        return CheckResult(status, f"{counts}; {reasons[0]}", evidence, score, reasons=reasons, next_steps=steps)
+    measured = len(judged) - len(gaps)
+    evidence.append(Evidence("entries passing", f"{passed}/{measured}" + (f" ({len(gaps)} not measured)" if gaps else ""),
+                             f"{measured}/{measured}", ok=passed == measured))
+    if not measured or (critical_gaps and not reasons):
+        what = critical_gaps[0] if critical_gaps else f"all {len(judged)} entries"
+        unmeasured = cannot_measure(WHAT, f"{what} not measured: the probe's time budget was used up", FIX_NOT_RUN,
+                                    evidence, critical=True if critical_gaps else None)
+        unmeasured.not_measured = gaps
+        return unmeasured
+    counts = f"{passed}/{measured} entries passed" + (f", {len(gaps)} not measured" if gaps else "")
+    notes = [f"still warning that it is deprecated on import: {', '.join(still)}"] if (still := [
+        m.name for m, item in zip(config.modules, result["modules"], strict=True)
+        if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]) else []
+    if reasons:
+        steps = [_by_hand(config.python, image, f"import {_module(m.name)}")
+                 for m, item in zip(config.modules, result["modules"], strict=True)
+                 if not item.get("passed") and not item.get("not_run")][:3] if image else []
+        summary = f"critical: {critical_failures[0]} ({counts})" if critical_failures else f"{counts}; {reasons[0]}"
+        return CheckResult(Status.FAIL, summary, evidence, passed / measured,
+                           reasons=critical_failures + [r for r in reasons if r not in critical_failures] + notes,
+                           next_steps=steps, critical=True if critical_failures else None, not_measured=gaps)
     kinds = ", ".join(part for part in (_count(len(config.modules), "import"), _count(len(config.commands), "command")) if part)
-    return CheckResult(Status.PASS, f"{counts} ({kinds}) in {probe.where}", evidence, 1.0, reasons=reasons)
+    return CheckResult(Status.PASS, f"{counts} ({kinds}) in {probe.where}", evidence, 1.0, reasons=notes, not_measured=gaps)
 
 
 def _count(n: int, noun: str) -> str:

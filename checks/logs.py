@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from core.errors import PostdeployError
+from core.errors import PostdeployError, api_fix
 from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, severity_rank
 from core.logsource import TRACEBACK_BANNER as TRACEBACK
-from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
+from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings
 
 NAME = "logs"
@@ -68,10 +68,17 @@ _REDACT = [
 
 
 class Config(CheckSettings):
-    """Thresholds, ignore patterns and the windows the revisions are compared over."""
+    """Thresholds, ignore patterns and the windows the revisions are compared over.
 
+    A new error signature (none before the deploy) FAILs the check once it occurred ``fail_count`` times, more
+    than ``max_new_signatures`` of them; rarer ones WARN. Critical by default when a previous revision exists to
+    compare with (``critical: null``); ``true`` or ``false`` decides for every revision.
+    """
+
+    critical: bool | None = None  # type: ignore[assignment]  # None: critical when there is a baseline revision
     timeout_s: float = Field(90.0, gt=0, le=540)
     max_new_signatures: int = Field(0, ge=0)
+    fail_count: int = Field(3, ge=1)  # occurrences that make a new signature a failure rather than a warning
     max_error_rate_per_min: float | None = Field(None, ge=0)
     increase_ratio: float = Field(2.0, gt=1.0)  # WARN when a known signature's rate grew by this factor
     ignore: list[str] = Field(default_factory=list)
@@ -325,8 +332,15 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
                                             include_requests=False, limit=1, deadline=budget_end)
             calls["new"] += presence.calls
     except PostdeployError as exc:  # AccessDenied names the role; LoggingUnavailable after its retries
-        return CheckResult(Status.ERROR, str(exc), [Evidence("Cloud Logging", str(exc), ok=False)], reasons=[str(exc)])
-    return _judge(target, config, win, new_batch, old_batch, presence, calls)
+        return _critical(cannot_measure("Cloud Logging", str(exc), api_fix(exc, "roles/logging.viewer")), target, config)
+    return _critical(_judge(target, config, win, new_batch, old_batch, presence, calls), target, config)
+
+
+def _critical(result: CheckResult, target: Target, config: Config) -> CheckResult:
+    """New errors are critical when there is a revision to compare with, unless ``critical`` says otherwise."""
+    if config.critical is None:
+        result.critical = bool(target.previous_revision)
+    return result
 
 
 def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, old_batch: LogBatch | None,
@@ -352,6 +366,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     signatures = classify(new, old, win.minutes, win.previous_minutes, config.increase_ratio)
     errors = [s for s in signatures if s.kind == "error" and s.status != "gone"]
     fresh = [s for s in errors if s.status == "new"]
+    recurring = [s for s in fresh if s.count >= config.fail_count]
     increased = [s for s in errors if s.status == "increased"]
     total = sum(s.count for s in errors)
     rate = total / win.minutes
@@ -360,8 +375,8 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
                              f"≤ {_rate(config.max_error_rate_per_min)}/min" if config.max_error_rate_per_min is not None else None,
                              f"{old_total} ({_rate(old_total / win.previous_minutes)}/min)" if old_batch is not None else None,
                              ok=config.max_error_rate_per_min is None or rate <= config.max_error_rate_per_min))
-    evidence.append(Evidence("new error signatures", len(fresh), f"≤ {config.max_new_signatures}",
-                             ok=len(fresh) <= config.max_new_signatures))
+    evidence.append(Evidence(f"new error signatures (≥ {config.fail_count}×)", f"{len(recurring)} of {len(fresh)} new",
+                             f"≤ {config.max_new_signatures}", ok=len(recurring) <= config.max_new_signatures))
     order = {"new": 0, "increased": 1, "same": 2, "fewer": 3, "gone": 4}
     listed = sorted((s for s in signatures if s.kind == "error"), key=lambda s: (order[s.status], -s.count))
     for sig in listed[: config.max_signatures_listed]:
@@ -389,14 +404,16 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     if old_batch is None:
         notes.append("no previous revision to compare with: every error signature counts as new")
 
-    reasons = [f"new error since deploy: {_line(s)}" for s in fresh]
+    reasons = [f"new error since deploy: {_line(s)}" for s in recurring]
+    reasons += [f"new error since deploy, seen {s.count}× (fewer than fail_count {config.fail_count}): {_line(s)}"
+                for s in fresh if s not in recurring]
     too_fast = config.max_error_rate_per_min is not None and rate > config.max_error_rate_per_min
     if too_fast:
         reasons.append(f"expected at most {_rate(config.max_error_rate_per_min or 0)} errors/min, found {_rate(rate)}/min "
                        f"({total} in {win.minutes:.1f} min)")
     reasons += [f"error increased: {_line(s)}, was {_rate(s.previous_rate)}/min" for s in increased]
     reasons += notes
-    if len(fresh) > config.max_new_signatures or too_fast:
+    if len(recurring) > config.max_new_signatures or too_fast:
         more = f" (+{len(reasons) - len(notes) - 1} more)" if len(reasons) - len(notes) > 1 else ""
         return CheckResult(Status.FAIL, reasons[0] + more, evidence, 0.0, reasons=reasons,
                            next_steps=[f"read the logs of {revision} around {_when(fresh[0].first_seen if fresh else win.since)}",

@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import Field
 
-from core.errors import PostdeployError
+from core.errors import PostdeployError, api_fix
 from core.metricsource import MetricSource, SeriesBatch
-from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, not_configured
+from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings
 
 NAME = "metrics"
@@ -188,7 +188,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
                  if target.previous_revision else [])
         answers = await asyncio.gather(*new_q, *old_q)
     except PostdeployError as exc:  # AccessDenied names the role; Transient after the source's retries
-        return CheckResult(Status.ERROR, str(exc), [Evidence("Cloud Monitoring", str(exc), ok=False)], reasons=[str(exc)])
+        return cannot_measure("Cloud Monitoring", str(exc), api_fix(exc, "roles/monitoring.viewer"))
     calls += sum(a.calls for a in answers)
     latency, memory, startup = (a.highest() for a in answers[:3])
     prev_total = prev_five = 0.0

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from core.golden import BUDGET_MARGIN_S, CLOSE_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES, METHODS, PathConfig, PathOutcome, Session, run_path
-from core.model import CheckContext, CheckResult, Status, Target, not_configured
+from core.model import CheckContext, CheckResult, NotMeasured, Status, Target, not_configured
 from core.schema import CheckSettings
 from core.web import no_url
 
@@ -21,7 +21,7 @@ CATEGORY = "Business"
 
 
 class Config(CheckSettings):
-    """Golden paths. The check is critical when any path is, unless ``critical`` is set explicitly."""
+    """Golden paths. A failing path fails the check; a failing path marked critical (or ``critical`` on the check) fails the deploy."""
 
     paths: list[PathConfig] = Field(default_factory=list)
     auth: Literal["auto", "none", "id_token"] = "auto"
@@ -39,9 +39,6 @@ class Config(CheckSettings):
         if too_long:
             raise ValueError(f"expected each path's and step's timeout_s ≤ the enclosing timeout_s ({self.timeout_s:g} s), "
                              f"found {', '.join(too_long)}")
-        if "critical" not in self.model_fields_set and any(p.critical for p in self.paths):
-            # A failing critical path must be able to fail the verdict, which only critical checks do.
-            self.critical = True
         return self
 
 
@@ -68,19 +65,30 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     return session.scrubbed_result(_judge(session, paths))
 
 
+SETUP_FIX = ("let postdeploy send the path: set the variable or grant roles/secretmanager.secretAccessor on the secret it "
+             "names, or credentials that can mint an ID token and roles/run.invoker")
+
+
 def _judge(session: Session, paths: list[PathOutcome]) -> CheckResult:
+    """Every failing path fails the check; ``critical`` is set when a critical path failed (or could not be sent)."""
     evidence = [e for p in paths for e in p.evidence()]
     passed = [p for p in paths if p.ok]
     failed = sorted((p for p in paths if not p.ok), key=lambda p: not p.config.critical)
     head = f"{len(passed)}/{len(paths)} golden paths pass"
-    score = len(passed) / len(paths)
     if not failed:
         return CheckResult(Status.PASS, f"{head} ({', '.join(p.config.name for p in paths)})", evidence, 1.0)
-    reasons = [f"{p.config.name}{' (critical)' if p.config.critical else ''}: {p.problem}" for p in failed]
+    # Our own missing secret or token must not read as a broken deploy (nor suggest a rollback).
+    unsent = [p for p in failed if any(s.setup_failed for s in p.steps)]
+    judged = [p for p in failed if p not in unsent]
+    not_measured = [NotMeasured(f"golden path {p.config.name}", p.problem, SETUP_FIX) for p in unsent]
+    reasons = [f"{p.config.name}{' (critical)' if p.config.critical else ''}: {p.problem}" for p in [*judged, *unsent]]
     reasons += [f"{p.config.name}: {r}" for p in failed for s in p.steps for r in s.reasons if r != p.problem]
-    more = f" (+{len(failed) - 1} more failing)" if len(failed) > 1 else ""
-    status = Status.FAIL if failed[0].config.critical else Status.WARN
-    if all(any(s.setup_failed for s in p.steps) for p in failed if p.config.critical or p is failed[0]):
-        # Our own missing secret or token must not read as a broken deploy (nor suggest a rollback).
-        status = Status.ERROR
-    return CheckResult(status, f"{head}; {reasons[0]}{more}", evidence, score, reasons=reasons, next_steps=_next_steps(session, failed))
+    steps = _next_steps(session, judged)
+    critical_unsent = any(p.config.critical for p in unsent)
+    if not judged or (critical_unsent and not any(p.config.critical for p in judged)):
+        return CheckResult(Status.ERROR, f"{head}; not measured: {reasons[len(judged)]}", evidence, reasons=reasons,
+                           next_steps=steps, critical=True if critical_unsent else None, not_measured=not_measured)
+    more = f" (+{len(judged) - 1} more failing)" if len(judged) > 1 else ""
+    score = len(passed) / (len(paths) - len(unsent))
+    return CheckResult(Status.FAIL, f"{head}; {reasons[0]}{more}", evidence, score, reasons=reasons, next_steps=steps,
+                       critical=True if any(p.config.critical for p in judged) else None, not_measured=not_measured)

@@ -1,4 +1,15 @@
-"""tests: the JUnit XML results the build uploaded, scored by pass rate."""
+"""tests: the JUnit XML results the build uploaded, scored by pass rate.
+
+Scoring. The pass rate is passed / (passed + failed + errored), skipped tests counted as not passed only with
+``skipped_count_as_failed``. Below ``min_pass_rate`` the check FAILs (critical or not: ``critical`` decides whether
+that fails the deploy or caps the verdict at WARN); at or above it the check PASSes, except that results read from
+a location without the build's id cannot PASS (WARN: another build may have written them). The score is the pass rate.
+
+Not measured. Results postdeploy cannot list or read (permission denied, a missing bucket or folder, a pattern
+naming a variable without a value, malformed or unsafe XML, a file over ``max_bytes_per_file``, files beyond
+``max_files``) are listed with the fix and never scored. When nothing could be read the check is ERROR; when some
+files were read, those are judged and the rest are listed as not measured.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +23,19 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from pydantic import Field, field_validator
 
-from core.model import ArtifactSource, Build, CheckContext, CheckResult, Evidence, Status, Target, not_configured
+from core.errors import AccessDenied, PostdeployError, Transient
+from core.model import (
+    ArtifactSource,
+    Build,
+    CheckContext,
+    CheckResult,
+    Evidence,
+    NotMeasured,
+    Status,
+    Target,
+    cannot_measure,
+    not_configured,
+)
 from core.schema import CheckSettings
 
 NAME = "tests"
@@ -22,6 +45,18 @@ NO_RESULTS = "the build uploaded no test results (no artifacts.objects) and no t
 _VARIABLE = re.compile(r"\$\{(?P<braced>\w+)\}|\$(?P<bare>[A-Za-z_]\w*)")
 # Go's go-junit-report and some runners put a bare word in message= and the real reason in the text.
 _GENERIC_MESSAGES = {"", "failed", "failure", "error", "errored"}
+_UNSAFE = ((defusedxml.EntitiesForbidden, "entity declarations"), (defusedxml.ExternalReferenceForbidden, "external reference"),
+           (defusedxml.DTDForbidden, "DTD"))
+# What would let postdeploy read the results, by what stopped it.
+FIX_PATTERNS = "check checks.tests.patterns (or the build's artifacts.objects.location): nothing can be listed there"
+FIX_VARIABLES = "name only ${BUILD_ID}, ${PROJECT_ID} or one of the build's substitutions in checks.tests.patterns"
+FIX_UNSAFE = "write the results without a DTD or entity declarations (JUnit XML needs neither)"
+FIX_MALFORMED = ("check that the build writes the file completely before the artifacts are uploaded "
+                 "(a test run killed mid-write leaves it cut off)")
+FIX_TOO_LARGE = "raise checks.tests.max_bytes_per_file (at most 64 MiB), or split the results into several files"
+FIX_MAX_FILES = "raise checks.tests.max_files (at most 1000), or narrow checks.tests.patterns"
+FIX_NONE_FOUND = "check that the build writes JUnit XML where checks.tests.patterns (or artifacts.objects) points"
+FIX_BUG = "a postdeploy bug: report it with this report"
 
 
 class Config(CheckSettings):
@@ -136,19 +171,31 @@ def parse_junit(data: bytes, file: str) -> list[Suite]:
     return suites
 
 
-def _unreadable(exc: Exception) -> str:
-    """Why a file gave no results, in the words the report uses."""
-    if isinstance(exc, defusedxml.EntitiesForbidden):
-        return "refused: unsafe XML (entity declarations)"
-    if isinstance(exc, defusedxml.ExternalReferenceForbidden):
-        return "refused: unsafe XML (external reference)"
-    if isinstance(exc, defusedxml.DTDForbidden):
-        return "refused: unsafe XML (DTD)"
+def _unreadable(exc: Exception, name: str) -> NotMeasured:
+    """Why a file gave no results, in the words the report uses, and what would let postdeploy read it."""
+    what = f"file {name}"
     if isinstance(exc, defusedxml.DefusedXmlException):
-        return f"refused: unsafe XML ({exc})"
+        kind = next((label for kind, label in _UNSAFE if isinstance(exc, kind)), str(exc))
+        return NotMeasured(what, f"refused: unsafe XML ({kind})", FIX_UNSAFE)
     if isinstance(exc, ParseError):
-        return f"unreadable: malformed XML ({exc})"
-    return f"unreadable: {type(exc).__name__}: {exc}"
+        return NotMeasured(what, f"unreadable: malformed XML ({exc})", FIX_MALFORMED)
+    return NotMeasured(what, f"unreadable: {type(exc).__name__}: {exc}", fix_for(exc, name))
+
+
+def fix_for(exc: Exception, where: str) -> str:
+    """What would let postdeploy list or read ``where`` after ``exc``, by the kind of error (never its text)."""
+    if isinstance(exc, PostdeployError) and exc.fix:
+        return exc.fix
+    if isinstance(exc, AccessDenied):
+        bucket = where.removeprefix("gs://").split("/", 1)[0]
+        return f"grant roles/storage.objectViewer on gs://{bucket} to the function's service account"
+    if isinstance(exc, Transient):
+        return "validate again: Cloud Storage was unavailable"
+    if isinstance(exc, PermissionError):
+        return f"make {exc.filename or where} readable by the user postdeploy runs as"
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | ValueError):
+        return FIX_PATTERNS
+    return FIX_BUG
 
 
 def substitute(pattern: str, variables: dict[str, str]) -> tuple[str, list[str]]:
@@ -191,7 +238,7 @@ def artifact_patterns(build: Build | None) -> tuple[list[str], str]:
 @dataclass
 class _Collected:
     suites: list[Suite] = field(default_factory=list)
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, NotMeasured] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)  # well-formed XML that is no JUnit report
 
 
@@ -202,19 +249,27 @@ def _collect(source: ArtifactSource, names: list[str], max_bytes: int) -> _Colle
         try:
             data = source.read(name, max_bytes + 1)
             if len(data) > max_bytes:
-                out.unreadable[name] = f"unreadable: larger than {max_bytes} bytes (max_bytes_per_file), not parsed"
+                out.unreadable[name] = NotMeasured(f"file {name}", f"unreadable: larger than {max_bytes} bytes "
+                                                   "(max_bytes_per_file), not parsed", FIX_TOO_LARGE)
                 continue
             out.suites += parse_junit(data, name)
         except NotJUnit as exc:
             # Builds often upload coverage.xml beside the results under the same *.xml path.
             out.ignored[name] = f"ignored: {exc}"
         except Exception as exc:  # storage, permission and parse problems all become this file's evidence
-            out.unreadable[name] = _unreadable(exc)
+            out.unreadable[name] = _unreadable(exc, name)
     return out
 
 
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
+def _nothing_read(why: str, fix: str, gaps: list[NotMeasured], evidence: list[Evidence]) -> CheckResult:
+    """ERROR: no result could be read; every gap is listed with its fix, nothing is scored."""
+    result = cannot_measure("test results", why, fix, evidence)
+    result.not_measured = gaps
+    return result
 
 
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
@@ -226,13 +281,13 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
             return not_configured(why)
     variables = build_variables(ctx.build)
     patterns: list[str] = []
-    problems: list[str] = []
+    gaps: list[NotMeasured] = []
     for pattern in raw:
         filled, unknown = substitute(pattern, variables)
         if unknown:
             known = ", ".join(sorted(variables)) or "none: there is no build"
-            problems.append(f"pattern {pattern} names {', '.join('${' + u + '}' for u in unknown)}, "
-                            f"which has no value (known: {known})")
+            gaps.append(NotMeasured(f"pattern {pattern}", f"pattern {pattern} names {', '.join('${' + u + '}' for u in unknown)}, "
+                                    f"which has no value (known: {known})", FIX_VARIABLES))
         else:
             patterns.append(filled)
     evidence = [Evidence("where it looked", ", ".join(patterns) or "nowhere", ok=None)]
@@ -251,49 +306,52 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     for pattern in patterns:
         try:
             found += [n for n in await asyncio.to_thread(source.find, pattern) if n not in found]
-        except Exception as exc:  # a refused listing is this pattern's evidence, the others may still work
-            problems.append(f"looking for {pattern}: {exc}")
-    for problem in problems:
-        evidence.append(Evidence("lookup problem", problem, ok=False))
+        except Exception as exc:  # a refused listing is this pattern's gap, the others may still work
+            gaps.append(NotMeasured(f"pattern {pattern}", f"looking for {pattern}: {exc}", fix_for(exc, pattern)))
+    for gap in gaps:
+        evidence.append(Evidence("lookup problem", gap.why, ok=False))
     if not found:
         if not patterns and ctx.build is None:
-            return CheckResult(Status.SKIPPED, f"nothing to look at: {problems[0]}", evidence, reasons=problems)
-        if problems:
-            return CheckResult(Status.ERROR, problems[0], evidence, reasons=problems)
-        return CheckResult(Status.SKIPPED, f"no JUnit XML found at {', '.join(patterns)}", evidence)
+            return CheckResult(Status.SKIPPED, f"nothing to look at: {gaps[0].why}", evidence, reasons=[g.why for g in gaps],
+                               not_measured=gaps)
+        if gaps:
+            return _nothing_read(gaps[0].why, gaps[0].fix, gaps, evidence)
+        why = f"no JUnit XML found at {', '.join(patterns)}"
+        return CheckResult(Status.SKIPPED, why, evidence, not_measured=[NotMeasured("test results", why, FIX_NONE_FOUND)])
 
     names = found[: config.max_files]
     collected = await asyncio.to_thread(_collect, source, names, config.max_bytes_per_file)
-    result = _judge(config, names, found, collected, evidence, problems)
+    result = _judge(config, names, found, collected, evidence, gaps)
     if shared and result.status is Status.PASS:
         why = (f"results read from {', '.join(shared)}, a location every build writes to: they may be another build's; "
                "put ${BUILD_ID} in artifacts.objects.location or set tests.patterns")
-        return CheckResult(Status.WARN, f"{result.summary}; {why}", result.evidence, result.score, reasons=[why, *result.reasons])
+        return CheckResult(Status.WARN, f"{result.summary}; {why}", result.evidence, result.score, reasons=[why, *result.reasons],
+                           not_measured=result.not_measured)
     return result
 
 
 def _judge(config: Config, names: list[str], found: list[str], collected: _Collected, evidence: list[Evidence],
-           problems: list[str]) -> CheckResult:
+           gaps: list[NotMeasured]) -> CheckResult:
     suites = collected.suites
-    incomplete = list(problems)
+    gaps = [*gaps, *collected.unreadable.values()]
     for name, why in collected.ignored.items():
         evidence.append(Evidence(f"file {name}", why, "a JUnit XML file", ok=None))
-    for name, why in collected.unreadable.items():
-        evidence.append(Evidence(f"file {name}", why, "a JUnit XML file", ok=False))
-        incomplete.append(f"{name}: {why}")
+    for name, gap in collected.unreadable.items():
+        evidence.append(Evidence(f"file {name}", gap.why, "a JUnit XML file", ok=False))
     if len(found) > len(names):
         evidence.append(Evidence("files read", f"{len(names)} of {len(found)}", f"≤ {config.max_files} (max_files)", ok=False))
-        incomplete.append(f"{len(found) - len(names)} more result files not read (max_files {config.max_files})")
+        gaps.append(NotMeasured(f"{len(found) - len(names)} more result files",
+                                f"{len(found) - len(names)} more result files not read (max_files {config.max_files})",
+                                FIX_MAX_FILES))
     else:
         evidence.append(Evidence("files read", f"{len(names) - len(collected.unreadable)} of {len(names)}",
                                  ok=not collected.unreadable))
     if collected.unreadable and len(collected.unreadable) + len(collected.ignored) == len(names):
-        name, why = next(iter(collected.unreadable.items()))
-        return CheckResult(Status.ERROR, f"no readable test results: {name}: {why}", evidence, reasons=incomplete,
-                           next_steps=["open the result files the build uploaded and check they are JUnit XML"])
+        name, gap = next(iter(collected.unreadable.items()))
+        return _nothing_read(f"no readable test results: {name}: {gap.why}", gap.fix, gaps, evidence)
     if len(collected.ignored) == len(names):
         return CheckResult(Status.SKIPPED, f"no JUnit XML among the {len(names)} XML files found: "
-                           + "; ".join(f"{n}: {w}" for n, w in collected.ignored.items()), evidence)
+                           + "; ".join(f"{n}: {w}" for n, w in collected.ignored.items()), evidence, not_measured=gaps)
 
     for s in suites:
         evidence.append(Evidence(f"suite {s.name} ({s.file})", s.counts, ok=s.failed + s.errored == 0))
@@ -312,7 +370,7 @@ def _judge(config: Config, names: list[str], found: list[str], collected: _Colle
     skipped_note = f" ({skipped} skipped)" if skipped and not config.skipped_count_as_failed else ""
     if counted == 0:
         return CheckResult(Status.SKIPPED, f"no test ran: {len(suites)} suites in {len(names)} files, {skipped} skipped",
-                           evidence, reasons=incomplete)
+                           evidence, not_measured=gaps)
     rate = passed / counted
     minimum = _percent(config.min_pass_rate)
     evidence.insert(0, Evidence("pass rate", f"{_percent(rate)} ({passed}/{counted})", f"≥ {minimum}",
@@ -324,11 +382,8 @@ def _judge(config: Config, names: list[str], found: list[str], collected: _Colle
         head += f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
     elif config.skipped_count_as_failed and skipped:
         head += f": {skipped} skipped, counted as not passed"
-    reasons = [f"{f.test} {f.outcome}: {f.message}" for f in failures] + incomplete
+    reasons = [f"{f.test} {f.outcome}: {f.message}" for f in failures]
     if rate < config.min_pass_rate:
-        return CheckResult(Status.FAIL if config.critical else Status.WARN, head, evidence, rate, reasons=reasons,
-                           next_steps=["read the failing tests' output in the build log"])
-    if incomplete:
-        return CheckResult(Status.WARN, f"{head}; {incomplete[0]}", evidence, rate, reasons=reasons)
-    return CheckResult(Status.PASS, head, evidence, rate, reasons=reasons)
-
+        return CheckResult(Status.FAIL, head, evidence, rate, reasons=reasons,
+                           next_steps=["read the failing tests' output in the build log"], not_measured=gaps)
+    return CheckResult(Status.PASS, head, evidence, rate, reasons=reasons, not_measured=gaps)

@@ -9,6 +9,7 @@ path's duration being reported on its own line.
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -18,19 +19,26 @@ import httpx
 from pydantic import Field, model_validator
 
 from core import golden
-from core.model import CheckContext, CheckResult, Evidence, Status, Target, not_configured
+from core.model import CheckContext, CheckResult, Evidence, NotMeasured, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings, UrlPath
-from core.web import audience, fetch_token
+from core.web import audience, fetch_token, no_url, token_may_help
 
 NAME = "window"
 CATEGORY = "Stability"
 PERCENTILES = (50, 95, 99)
 CUT_SLACK_S = 0.05  # a smoke run that failed this close to the budget's end was cut by it
+# After the window, answers still on their way get this long; a probe unanswered then failed to answer in time.
+CLOSE_GRACE_S = 1.0
+RENAMED = {"min_availability": "warn_below", "warn_availability": "fail_below"}
 
 
 class Config(CheckSettings):
-    """Probe ``paths`` and smoke paths every ``interval_s`` for ``window_s``; judge availability and latency."""
+    """Probe ``paths`` and smoke paths every ``interval_s`` for ``window_s``; judge availability and latency.
 
+    Critical by default: a revision that stops answering, or answers 5xx, during the window is a failed deploy.
+    """
+
+    critical: bool = True
     timeout_s: float = 120.0
     window_s: float = Field(60.0, ge=0, le=480)
     interval_s: float = Field(5.0, gt=0, le=60)
@@ -40,18 +48,34 @@ class Config(CheckSettings):
     auth: Literal["auto", "none", "id_token"] = "auto"
     expect_status: list[int] = Field(default_factory=lambda: [200])
     request_timeout_s: float = Field(10.0, gt=0, le=60)
-    min_availability: float = Field(0.99, ge=0, le=1)
-    warn_availability: float = Field(0.95, ge=0, le=1)
+    fail_below: float = Field(0.95, ge=0, le=1)  # availability below this FAILs
+    warn_below: float = Field(0.99, ge=0, le=1)  # availability below this WARNs
     max_p95_ms: float = Field(1000.0, gt=0)
+    abort_after: int = Field(5, ge=0)  # consecutive failed probes that end the window early; 0: never
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = [key for key in RENAMED if key in data]
+            if old:
+                raise ValueError("; ".join(f"{key} was renamed to {RENAMED[key]} (availability below it "
+                                           f"{'WARNs' if RENAMED[key] == 'warn_below' else 'FAILs'})" for key in old))
+        return data
 
     @model_validator(mode="after")
     def _fits(self) -> Config:
         if self.window_s + self.request_timeout_s > self.timeout_s:
             raise ValueError(f"expected window_s + request_timeout_s ≤ timeout_s ({self.timeout_s:g} s), "
                              f"found {self.window_s:g} + {self.request_timeout_s:g} s")
-        if self.warn_availability > self.min_availability:
-            raise ValueError("expected warn_availability ≤ min_availability")
+        if self.fail_below > self.warn_below:
+            raise ValueError(f"expected fail_below ≤ warn_below, found {self.fail_below:g} > {self.warn_below:g}")
         return self
+
+    @property
+    def rounds(self) -> int:
+        """How many times each path is probed when the window runs to its end."""
+        return int(self.window_s / self.interval_s + 1e-9) + 1
 
 
 @dataclass
@@ -65,6 +89,7 @@ class Probe:
     detail: str = ""
     ours: str = ""  # postdeploy could not send it (no ID token, a missing secret): not the revision's fault
     cut: bool = False  # the window's own time budget ended it: no verdict either way
+    critical: bool = True  # a GET, or a critical smoke path: its failure fails the deploy and may end the window
 
     @property
     def is_request(self) -> bool:
@@ -89,6 +114,23 @@ def chosen_smoke_paths(config: Config, smoke_config: Any) -> list[golden.PathCon
     return [p for p in smoke_config.paths if p.name in config.smoke]
 
 
+def abort_reason(config: Config, probes: list[Probe], planned: int, streak: int) -> str:
+    """Why the window should stop now, or "": its floor can no longer be met, or ``abort_after`` probes failed in a row.
+
+    ``probes`` and ``planned`` count the probes whose failure fails the deploy: GETs and critical smoke paths."""
+    failed = sum(1 for p in probes if not p.ok)
+    if not failed:
+        return ""
+    planned = max(planned, len(probes))
+    best = (planned - failed) / planned
+    if best < config.fail_below:
+        return (f"availability can no longer reach {config.fail_below:.0%}: {failed} of at most {planned} probes failed "
+                f"(best case {best:.1%})")
+    if config.abort_after and streak >= config.abort_after:
+        return f"{streak} probes failed in a row (abort_after {config.abort_after})"
+    return ""
+
+
 @dataclass
 class _Observer:
     """What the probes share: the base URL, an ID token once one proved necessary, the smoke session, the budget."""
@@ -99,6 +141,7 @@ class _Observer:
     audience: str
     opened: float
     hard_end: float  # nothing may run past this
+    tokens_help: bool = True  # the URL is Cloud Run's: a 401/403 may want an ID token
     session: golden.Session | None = None
     token: str | None = None
     token_problem: str = ""
@@ -113,7 +156,7 @@ class _Observer:
         if self.config.auth == "id_token":
             await self._fetch_token()
         probe, status = await self._get_once(path)
-        if status in (401, 403) and self.config.auth == "auto" and self.token is None:
+        if status in (401, 403) and self.config.auth == "auto" and self.tokens_help and self.token is None:
             await self._fetch_token()  # a private service: from now on every probe carries a token
             if self.token:
                 probe, status = await self._get_once(path)
@@ -124,6 +167,7 @@ class _Observer:
     async def _get_once(self, path: str) -> tuple[Probe, int | None]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         started = time.perf_counter()
+        at = time.monotonic() - self.opened
         status = None
         try:
             response = await self.ctx.http.get(self.url + path, headers=headers, timeout=self.config.request_timeout_s,
@@ -135,26 +179,72 @@ class _Observer:
             ok, detail = False, f"timed out after {self.config.request_timeout_s:g} s"
         except httpx.HTTPError as exc:
             ok, detail = False, f"{type(exc).__name__}"
-        return Probe(time.monotonic() - self.opened, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail), status
+        return Probe(at, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail), status
 
     async def flow(self, path: golden.PathConfig) -> Probe:
         """One run of a smoke path (``cut`` when the window's own budget ended it)."""
         assert self.session is not None
         started = time.perf_counter()
+        at = time.monotonic() - self.opened
         own_end = time.monotonic() + (path.timeout_s or self.session.config.timeout_s)
         outcome = await golden.run_path(self.session, path, min(own_end, self.hard_end))
         problem = self.session.scrub(outcome.problem)
-        return Probe(time.monotonic() - self.opened, f"smoke {path.name}", outcome.ok,
-                     (time.perf_counter() - started) * 1000, problem,
+        return Probe(at, f"smoke {path.name}", outcome.ok, (time.perf_counter() - started) * 1000, problem,
                      ours=problem if any(s.setup_failed for s in outcome.steps) else "",
-                     cut=not outcome.ok and own_end > self.hard_end and time.monotonic() >= self.hard_end - CUT_SLACK_S)
+                     cut=not outcome.ok and own_end > self.hard_end and time.monotonic() >= self.hard_end - CUT_SLACK_S,
+                     critical=path.critical)
+
+
+@dataclass
+class _Tally:
+    """The probes counted so far, what was dropped or cut, and whether the window should stop early."""
+
+    config: Config
+    opened: float
+    planned: int
+    progress: Any = None
+    probes: list[Probe] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # what postdeploy could not send, and why
+    cut: dict[str, int] = field(default_factory=dict)  # smoke runs the window's budget ended, by path
+    streak: int = 0
+    aborted: str = ""
+    aborted_at: float = 0.0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, probe: Probe) -> None:
+        if probe.cut:
+            self.cut[probe.path] = self.cut.get(probe.path, 0) + 1
+        elif probe.ours:
+            self.dropped.setdefault(probe.path, probe.ours)
+        elif not self.aborted:
+            self.probes.append(probe)
+            if probe.critical:  # a failing non-critical smoke path is reported, but ends nothing
+                self.streak = 0 if probe.ok else self.streak + 1
+            why = abort_reason(self.config, [p for p in self.probes if p.critical], self.planned, self.streak)
+            if why:
+                self.aborted, self.aborted_at = why, time.monotonic() - self.opened
+                self.stop.set()
+        if self.progress:
+            elapsed = time.monotonic() - self.opened
+            ok = sum(p.ok for p in self.probes)
+            self.progress(f"window: {len(self.probes)} probes, {ok} ok", min(elapsed / self.config.window_s, 0.99))
+
+    async def pause_until(self, when: float) -> bool:
+        """Sleep until ``when``; False when the window was stopped meanwhile."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), max(when - time.monotonic(), 0))
+        except TimeoutError:
+            return True
+        return False
 
 
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     """Probe the revision for the whole window; availability % and latency p50/p95/p99 with their trend.
 
-    The GETs and each smoke path repeat on schedules of their own, so a slow smoke path does not thin out
-    the health probes; a smoke path starts again only when its longest run so far still fits the budget.
+    Every GET starts on its schedule whatever earlier ones are doing: a hung request counts as failed at its
+    timeout (or when the window closes) while later probes go on. Each smoke path repeats on a schedule of its own.
+    The window stops early once its ``fail_below`` floor can no longer be met or after ``abort_after`` failures in a
+    row, as a canary's failure limit does; the checks after it then run at once.
     """
     health_config: Any = ctx.peers.get("health")
     smoke_config: Any = ctx.peers.get("smoke")
@@ -164,56 +254,64 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         return not_configured("no observation window configured (window_s is 0)" if config.window_s <= 0
                               else "nothing to repeat: no paths and no smoke path chosen")
     if not target.url:
-        return CheckResult(Status.SKIPPED, "nothing to observe: no URL reaches the revision")
+        return no_url(target)
     opened = time.monotonic()
     margin = golden.BUDGET_MARGIN_S + (golden.CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
     hard_end = ctx.budget_end(config.timeout_s, margin)
     end = min(opened + config.window_s, hard_end - config.request_timeout_s)  # the last start of a round of GETs
-    observer = _Observer(ctx, config, target.url.rstrip("/"), audience(target), opened, hard_end)
+    observer = _Observer(ctx, config, target.url.rstrip("/"), audience(target), opened, hard_end,
+                         tokens_help=config.auth == "id_token" or token_may_help(target.url, target))
     if flows:
         observer.session = golden.Session(target, smoke_config, ctx)
-    probes: list[Probe] = []
-    dropped: dict[str, str] = {}  # what postdeploy could not send, and why
-    cut: dict[str, int] = {}  # smoke runs the window's budget ended, by path
+    tally = _Tally(config, opened, config.rounds * (len(paths) + sum(1 for f in flows if f.critical)), ctx.progress)
+    in_flight: dict[asyncio.Task[None], tuple[str, float]] = {}  # GETs on their way: what, and when they started
 
-    def record(found: list[Probe]) -> None:
-        for probe in found:
-            if probe.cut:
-                cut[probe.path] = cut.get(probe.path, 0) + 1
-            elif probe.ours:
-                dropped.setdefault(probe.path, probe.ours)
-            else:
-                probes.append(probe)
-        if ctx.progress:
-            elapsed = time.monotonic() - opened
-            ctx.progress(f"window: {len(probes)} probes, {sum(p.ok for p in probes)} ok", min(elapsed / config.window_s, 0.99))
+    async def one_get(path: str) -> None:
+        tally.record(await observer.get(path))
 
     async def gets() -> None:
-        next_at = time.monotonic()
-        while live := [p for p in paths if f"GET {p}" not in dropped]:
-            record(list(await asyncio.gather(*(observer.get(p) for p in live))))
-            next_at = max(next_at + config.interval_s, time.monotonic())
-            if next_at > end:
+        for i in range(config.rounds):
+            at = opened + i * config.interval_s
+            if (i and at > end) or not await tally.pause_until(at):
                 return
-            await asyncio.sleep(next_at - time.monotonic())
+            for path in paths:
+                if f"GET {path}" not in tally.dropped:
+                    in_flight[asyncio.create_task(one_get(path))] = (f"GET {path}", time.monotonic())
 
     async def repeat(path: golden.PathConfig) -> None:
-        next_at, longest = time.monotonic(), 0.0
-        while f"smoke {path.name}" not in dropped and time.monotonic() + longest <= hard_end:
-            started = time.monotonic()
-            record([await observer.flow(path)])
-            longest = max(longest, time.monotonic() - started)
-            next_at = max(next_at + config.interval_s, time.monotonic())
-            if next_at > opened + config.window_s:
+        slot, longest = 0, 0.0
+        while slot < config.rounds and f"smoke {path.name}" not in tally.dropped:
+            if not await tally.pause_until(opened + slot * config.interval_s) or time.monotonic() + longest > hard_end:
                 return
-            await asyncio.sleep(next_at - time.monotonic())
+            started = time.monotonic()
+            tally.record(await observer.flow(path))
+            longest = max(longest, time.monotonic() - started)
+            # A run longer than the interval gives up the slots it overran: runs of one path never overlap.
+            slot = max(slot + 1, math.ceil((time.monotonic() - opened) / config.interval_s))
 
-    await asyncio.gather(gets(), *(repeat(f) for f in flows))
+    schedules = asyncio.gather(asyncio.create_task(gets()), *(asyncio.create_task(repeat(f)) for f in flows))
+    stopped = asyncio.create_task(tally.stop.wait())
+    await asyncio.wait([schedules, stopped], return_when=asyncio.FIRST_COMPLETED)
+    pending = [t for t in in_flight if not t.done()]
+    if pending and not tally.aborted:
+        # Answers on their way get a short grace; a probe still unanswered then has failed to answer in time.
+        close_at = min(max(opened + config.window_s, time.monotonic()) + min(config.request_timeout_s, CLOSE_GRACE_S), hard_end)
+        await asyncio.wait(pending, timeout=max(close_at - time.monotonic(), 0))
+        now = time.monotonic()
+        for task in (t for t in pending if not t.done()):
+            task.cancel()
+            what, started = in_flight[task]
+            tally.record(Probe(started - opened, what, False, (now - started) * 1000,
+                               f"no answer after {now - started:.1f} s, when the window closed"))
+    leftovers = [schedules, stopped, *in_flight]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
     if ctx.progress:
-        ctx.progress(f"window: done, {len(probes)} probes, {sum(p.ok for p in probes)} ok", 1.0)
-    result = _judge(config, probes, time.monotonic() - opened, dropped)
+        ctx.progress(f"window: done, {len(tally.probes)} probes, {sum(p.ok for p in tally.probes)} ok", 1.0)
+    result = _judge(config, tally, time.monotonic() - opened)
     result.evidence += [Evidence(f"cut short: {what}", f"{n} run(s) ended by the window's time budget, not counted",
-                                 ok=None) for what, n in cut.items()]
+                                 ok=None) for what, n in tally.cut.items()]
     return observer.session.scrubbed_result(result) if observer.session else result
 
 
@@ -241,27 +339,48 @@ def _per_target(probes: list[Probe]) -> list[Evidence]:
     return lines
 
 
-def _judge(config: Config, probes: list[Probe], seconds: float, dropped: dict[str, str]) -> CheckResult:
+DROPPED_FIX = ("let postdeploy send it: an identity that can mint ID tokens and holds roles/run.invoker on the service, "
+               "or the variable or secret the path names")
+
+
+def _judge(config: Config, tally: _Tally, seconds: float) -> CheckResult:
+    probes = tally.probes
     # postdeploy's own missing token or secret: said (health and smoke say it too), not held against the revision.
-    evidence = [Evidence(f"not repeated: {what}", why, "postdeploy can send it", ok=False) for what, why in dropped.items()]
-    reasons = [f"{what} was not repeated: {why}" for what, why in dropped.items()]
+    evidence = [Evidence(f"not repeated: {what}", why, "postdeploy can send it", ok=False) for what, why in tally.dropped.items()]
+    reasons = [f"{what} was not repeated: {why}" for what, why in tally.dropped.items()]
+    dropped = [NotMeasured(what, why, DROPPED_FIX) for what, why in tally.dropped.items()]
     if not probes:
-        return CheckResult(Status.ERROR, reasons[0] if reasons else "no probe ran during the window", evidence,
-                           reasons=reasons)
-    ok = [p for p in probes if p.ok]
-    availability = len(ok) / len(probes)
+        if dropped:
+            result = cannot_measure(dropped[0].what, reasons[0], DROPPED_FIX, evidence)
+            result.reasons, result.not_measured = reasons, dropped
+            return result
+        return cannot_measure("window", "no probe ran during the window", "raise checks.window.timeout_s or deadline_s")
+    # Availability is that of the probes whose failure fails the deploy: the GETs and the critical smoke paths. A
+    # non-critical smoke path repeated here is listed, and its failures WARN, but the smoke check judges it.
+    counted = [p for p in probes if p.critical] or probes
+    ok = [p for p in counted if p.ok]
+    availability = len(ok) / len(counted)
     targets = list(dict.fromkeys(p.path for p in probes))
     evidence[:0] = [
         Evidence("window", f"{seconds:.0f} s, {len(probes)} probes of {', '.join(targets)} every {config.interval_s:g} s",
                  f"{config.window_s:g} s", ok=None),
-        Evidence("availability", f"{availability:.1%} ({len(ok)}/{len(probes)})", f"≥ {config.min_availability:.0%}",
-                 ok=availability >= config.min_availability),
+        Evidence("availability", f"{availability:.1%} ({len(ok)}/{len(counted)})",
+                 f"≥ {config.warn_below:.0%} (FAIL below {config.fail_below:.0%})", ok=availability >= config.warn_below),
     ]
-    failures = [p for p in probes if not p.ok]
+    failures = [p for p in counted if not p.ok]
+    side = [p for p in probes if not p.ok and p not in counted]
     if failures:
         first = failures[0]
-        reasons.insert(0, f"{len(failures)}/{len(probes)} probes failed during the window; first at +{first.at_s:.0f} s: "
+        reasons.insert(0, f"{len(failures)}/{len(counted)} probes failed during the window; first at +{first.at_s:.0f} s: "
                           f"{first.path}: {first.detail}")
+    if side:
+        reasons.insert(len(failures) > 0, f"non-critical {side[0].path} failed {sum(p.path == side[0].path for p in side)}× "
+                                          f"during the window: {side[0].detail}")
+    if tally.aborted:
+        evidence.insert(1, Evidence("window aborted", f"at +{tally.aborted_at:.0f} s: {tally.aborted}",
+                                    f"{config.window_s:g} s unless the floor is lost or {config.abort_after} fail in a row",
+                                    ok=False))
+        reasons[0] = f"window aborted at +{tally.aborted_at:.0f} s: {tally.aborted}; {reasons[0]}"
     requests = [p for p in probes if p.is_request]
     latencies = [p.latency_ms for p in requests if p.ok]
     p95 = None
@@ -276,11 +395,16 @@ def _judge(config: Config, probes: list[Probe], seconds: float, dropped: dict[st
                            f"expected p95 latency ≤ {config.max_p95_ms:.0f} ms during the window, found {p95:.0f} ms")
     if len(targets) > 1 or not requests:
         evidence += _per_target(probes)
-    head = f"availability {availability:.1%} over {seconds:.0f} s ({len(probes)} probes)"
+    head = f"availability {availability:.1%} over {seconds:.0f} s ({len(counted)} probes)"
     if p95 is not None:
         head += f", p95 {p95:.0f} ms"
-    if availability < config.warn_availability:
-        return CheckResult(Status.FAIL, f"{head}; {reasons[0]}", evidence, availability, reasons=reasons)
-    if availability < config.min_availability or (p95 is not None and p95 > config.max_p95_ms):
-        return CheckResult(Status.WARN, f"{head}; {reasons[0]}", evidence, min(availability, 0.5), reasons=reasons)
-    return CheckResult(Status.PASS, head, evidence, 1.0, reasons=reasons)
+    steps = ["read the revision's logs from the first failed probe on"] if failures or side else []
+    # Only non-critical items failed: the check says so, and the verdict is capped at WARN, not failed.
+    critical = False if (failures or side) and not any(p.critical for p in failures) else None
+    if tally.aborted or availability < config.fail_below:
+        return CheckResult(Status.FAIL, f"{head}; {reasons[0]}", evidence, availability, reasons=reasons,
+                           next_steps=steps, not_measured=dropped, critical=critical)
+    if side or availability < config.warn_below or (p95 is not None and p95 > config.max_p95_ms):
+        return CheckResult(Status.WARN, f"{head}; {reasons[0]}", evidence, availability, reasons=reasons,
+                           next_steps=steps, not_measured=dropped, critical=critical)
+    return CheckResult(Status.PASS, head, evidence, availability, reasons=reasons, not_measured=dropped)

@@ -5,18 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
+import stat
 import sys
 import time
 from datetime import UTC
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError, PostdeployError
 
+if TYPE_CHECKING:
+    from core.config import Config
+
 EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2, "INCONCLUSIVE": 3}
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 4
+SLACK_ENV = ("POSTDEPLOY_SLACK_WEBHOOK", "POSTDEPLOY_SLACK_WEBHOOK_SECRET")
+LOG_FILE_EXPECTED = "a readable JSON-lines or text log file"
+CONFIG_EXPECTED = "a readable YAML config file"
+PYTHON_EXPECTED = "an executable Python interpreter (a path, or a name on PATH)"
+PATTERN_EXPECTED = "a glob matching at least one readable file"
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,13 +89,94 @@ def _worst(verdicts: list[str]) -> int:
     return max((EXIT[v] for v in verdicts), default=0)
 
 
+def _usage(flag: str, expected: str, found: str) -> int:
+    """One line on stderr naming the flag, what it takes and what it was given; the usage exit code."""
+    print(f"{flag}: expected {expected}, found {found}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _file_problem(path: str) -> str | None:
+    """What is at ``path`` when it is not a readable regular file ("nothing at …", "a directory at …"), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"nothing at {path}"
+    except OSError as exc:
+        return f"{path}, which cannot be examined ({exc.strerror})"
+    if not stat.S_ISREG(mode):
+        kind = next((name for is_kind, name in _KINDS if is_kind(mode)), "something other than a regular file")
+        return f"{kind} at {path}"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"an unreadable file at {path} ({exc.strerror})"
+    return None
+
+
+def _python_problem(value: str) -> str | None:
+    """What ``--python`` names when it is not an executable (a path, or a bare name looked up on PATH), else None."""
+    if shutil.which(value):
+        return None
+    if not os.path.dirname(value):
+        return f"no {value} on PATH"
+    if not os.path.exists(value):
+        return f"nothing at {value}"
+    if os.path.isdir(value):
+        return f"a directory at {value}"
+    return f"a file without execute permission at {value}"
+
+
+def _config_problem(value: str | None) -> str | None:
+    """A local ``--config`` that is not a readable file; a gs:// one is read (and judged) by core.config.load."""
+    if not value or value.startswith("gs://"):
+        return None
+    return _file_problem(value)
+
+
+def _pattern_usage(config: Config, service: str) -> int | None:
+    """Exit 4 for a local, variable-free tests pattern of the service's settings that finds no readable file."""
+    from core.artifacts import LocalArtifacts
+
+    tests: Any = config.for_service(service).check("tests")
+    if not tests.enabled:
+        return None
+    # The same finder, over the same folder, as the tests check will use through Adapters.from_env.
+    local = LocalArtifacts(".")
+    for i, pattern in enumerate(tests.patterns):
+        if pattern.startswith("gs://") or "$" in pattern:
+            continue  # a bucket is not listed before the run; variables get their values from the build
+        where = f"checks.tests.patterns[{i}]"
+        try:
+            names = local.find(pattern)
+        except ValueError:
+            return _usage(where, f"{PATTERN_EXPECTED} inside {local.root} (where validate reads local results)",
+                          f"{pattern} (service {service}, config {config.source})")
+        if not any(os.access(local.root / name, os.R_OK) for name in names):
+            return _usage(where, PATTERN_EXPECTED, f"no match for {pattern} from {local.root} (service {service}, config {config.source})")
+    return None
+
+
+def _validate_usage(args: argparse.Namespace) -> int | None:
+    """Exit 4 for a flag of `validate` that cannot work, checked before any adapter exists; None when all can."""
+    if (problem := _config_problem(args.config)) is not None:
+        return _usage("--config", CONFIG_EXPECTED, problem)
+    if args.log_file and (problem := _file_problem(args.log_file)) is not None:
+        return _usage("--log-file", LOG_FILE_EXPECTED, problem)
+    if args.python and (problem := _python_problem(args.python)) is not None:
+        return _usage("--python", PYTHON_EXPECTED, problem)
+    if args.slack and not any(os.environ.get(name, "").strip() for name in SLACK_ENV):
+        return _usage("--slack", f"a webhook URL in {SLACK_ENV[0]} or a Secret Manager version in {SLACK_ENV[1]}",
+                      "both unset or empty")
+    return None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from core.config import Config
 
     path = Path(args.file)
-    if not path.exists():
-        print(f"{path}: expected a config file, found nothing", file=sys.stderr)
-        return EXIT_USAGE
+    if (problem := _file_problem(args.file)) is not None:
+        return _usage("check-config FILE", CONFIG_EXPECTED, problem)
     try:
         config = Config.parse(path.read_text(encoding="utf-8"), str(path))
     except ConfigError as exc:
@@ -148,7 +242,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
         validate_target,
     )
 
+    if args.url:
+        parts = urlsplit(args.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            print(f"expected --url http(s)://host[/path], found {args.url!r}", file=sys.stderr)
+            return EXIT_USAGE
+        name = args.service or parts.hostname or "url"
+    else:
+        missing = [f"--{n}" for n in ("project", "region", "service") if not getattr(args, n)]
+        if missing:
+            print(f"expected --url URL, or --project, --region and --service; missing {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+        name = args.service
+    if (code := _validate_usage(args)) is not None:
+        return code
     config = load(args.config)
+    if (code := _pattern_usage(config, name)) is not None:
+        return code
+
     adapters = Adapters.from_env(args.out)
     adapters.progress = console_progress
     if not args.slack:
@@ -159,21 +270,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         adapters.log_source = local_log_source(args.log_file)
     build = manual_build()
     if args.url:
-        parts = urlsplit(args.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            print(f"expected --url http(s)://host[/path], found {args.url!r}", file=sys.stderr)
-            return EXIT_USAGE
-        name = args.service or parts.hostname or "url"
         settings = url_settings(config.for_service(name))
         target = url_target(args.url, name)
         validation = asyncio.run(validate_target(target, build, settings, adapters, time.monotonic() + settings.deadline_s))
     else:
-        missing = [f"--{n}" for n in ("project", "region", "service") if not getattr(args, n)]
-        if missing:
-            print(f"expected --url URL, or --project, --region and --service; missing {', '.join(missing)}", file=sys.stderr)
-            return EXIT_USAGE
-        intent = DeployIntent(service=args.service, region=args.region, project=args.project, source="command line")
-        validation = asyncio.run(validate_intent(build, intent, config.for_service(args.service), adapters,
+        intent = DeployIntent(service=name, region=args.region, project=args.project, source="command line")
+        validation = asyncio.run(validate_intent(build, intent, config.for_service(name), adapters,
                                                  revision=args.revision or ""))
     if validation is None:
         return EXIT_USAGE
@@ -191,6 +293,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if (problem := _config_problem(args.config)) is not None:
+        return _usage("--config", CONFIG_EXPECTED, problem)
     # Without --config the function's own path loads POSTDEPLOY_CONFIG (and reports it when invalid).
     config = load(args.config) if args.config else None
     handled = handle(payload, config=config, adapters=Adapters.from_env(args.out))

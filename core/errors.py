@@ -90,3 +90,14 @@ class LoggingUnavailable(Transient):
 
 class MonitoringUnavailable(Transient):
     """Cloud Monitoring answered 429/5xx or could not be reached, after bounded retries."""
+
+
+def api_fix(exc: PostdeployError, role: str) -> str:
+    """The fix for a Google API error met while measuring: its own, else grant ``role``, else try again later."""
+    if exc.fix:
+        return exc.fix
+    if isinstance(exc, AccessDenied):
+        return f"grant {role} to postdeploy's service account"
+    if isinstance(exc, Transient):
+        return "validate again later: the API kept answering 429/5xx or could not be reached"
+    return "a postdeploy bug: report it with the function's logs"

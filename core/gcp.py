@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from core.errors import AccessDenied, RunApiUnavailable, StorageUnavailable, TargetNotFound
+from core.errors import AccessDenied, NoCredentials, RunApiUnavailable, StorageUnavailable, TargetNotFound
 from core.model import Condition, RevisionInfo, RevisionScope, ServiceInfo, TrafficInfo
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
 LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
 MONITORING_ENDPOINT_ENV = "POSTDEPLOY_MONITORING_API_ENDPOINT"
 RUN_TIMEOUT_S = 30.0
+_Client = TypeVar("_Client")
+
+
+def with_credentials(what: str, make: Callable[[], _Client]) -> _Client:
+    """``make()`` a client; no Google credentials (a laptop without ADC) becomes NoCredentials, postdeploy's problem."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return make()
+    except DefaultCredentialsError as exc:
+        raise NoCredentials(f"no Google credentials to read {what}: {exc}") from exc
 
 
 def client_kwargs(endpoint_env: str) -> dict[str, Any]:
@@ -131,7 +143,7 @@ def logging_client(project: str = "") -> Any:
 
     endpoint = os.environ.get(LOGGING_ENDPOINT_ENV, "")
     if not endpoint:
-        return cloud_logging.Client(project=project or None, _use_grpc=False)
+        return with_credentials("Cloud Logging", lambda: cloud_logging.Client(project=project or None, _use_grpc=False))
     from google.auth.credentials import AnonymousCredentials
 
     return cloud_logging.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
@@ -145,7 +157,7 @@ def monitoring_client() -> Any:
 
     endpoint = os.environ.get(MONITORING_ENDPOINT_ENV, "")
     if not endpoint:
-        return monitoring_v3.MetricServiceClient()
+        return with_credentials("Cloud Monitoring", monitoring_v3.MetricServiceClient)
     import grpc
     from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 

@@ -29,7 +29,7 @@ from websockets.uri import parse_uri
 from core.expect import MISSING, Expectation, describe, lookup, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Target
 from core.schema import FUNCTION_TIMEOUT_S, Expectations, Strict, UrlPath
-from core.web import Refused, audience, exchange, fetch_token
+from core.web import Refused, audience, exchange, fetch_token, token_may_help
 
 DEFAULT_STEP_TIMEOUT_S = 10.0
 DEFAULT_MAX_BODY_BYTES = 1_048_576
@@ -403,6 +403,7 @@ class Session:
         self.ctx = ctx
         self.base = target.url.rstrip("/")
         self.audience = audience(target)
+        self.tokens_help = token_may_help(target.url, target)  # `auth: auto` asks for an ID token only where one can work
         self.scrubbed: set[str] = set()
         self._secrets: dict[str, str] = {}
         self._token: tuple[str | None, str] | None = None
@@ -597,7 +598,7 @@ async def _http(session: Session, step: HttpStep, prefix: str, outputs: dict[str
         return status, data, "", time.perf_counter() - started
 
     status, data, error, seconds = await attempt(headers)
-    if status in (401, 403) and session.config.auth == "auto":
+    if status in (401, 403) and session.config.auth == "auto" and session.tokens_help:
         headers, shown, token_problem = await _authorized(session, headers, shown)
         if not token_problem:
             status, data, error, seconds = await attempt(headers)
@@ -782,7 +783,7 @@ async def _websocket(session: Session, step: WebSocketStep, prefix: str, outputs
         try:
             ws = await _open(session, step, url, headers, step.timeout_s)
         except InvalidStatus as exc:
-            if exc.response.status_code not in (401, 403) or session.config.auth != "auto":
+            if exc.response.status_code not in (401, 403) or session.config.auth != "auto" or not session.tokens_help:
                 raise
             headers, shown, token_problem = await _authorized(session, headers, shown)
             if token_problem:

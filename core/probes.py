@@ -5,7 +5,10 @@ The script is plain stdlib Python (3.8+, images vary). It imports every entry in
 the next entry), runs the command tests, and prints exactly one line ``POSTDEPLOY_PROBE_RESULT {json}``.
 Two runners execute it behind ``core.model.ProbeRunner``: ``LocalRunner`` (an interpreter on this
 machine) and ``CloudRunJobRunner`` (a Cloud Run job built from the revision, read back through Cloud
-Logging). A run that cannot be read to its result line is a ``ProbeRun`` with ``error`` set, never a pass.
+Logging). What the revision did comes back as a ``ProbeRun`` to judge. When the probe could not run or
+report (no such interpreter, permission denied, the job timed out, the image could not be pulled, no
+result line reached the logs) the runner raises a ``PostdeployError`` whose ``fix`` says what would let it:
+postdeploy's own problem, never the revision's, never a pass.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.backoff import Retryable
-from core.errors import AccessDenied, RunApiUnavailable
-from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, filter_string, logging_client, short
+from core.errors import AccessDenied, PostdeployError, RunApiUnavailable
+from core.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, filter_string, logging_client, short, with_credentials
 from core.logsource import list_entries_page
 from core.model import Build, ProbeRun, Target, untagged
 
@@ -45,6 +48,28 @@ JOB_OVERHEAD_S = 30.0
 LOG_READ_TIMEOUT_S = 30.0
 LOG_LOOKBACK = timedelta(seconds=60)
 _DEFAULT_TEMPLATE_ARGS = ["-c", "import sys; sys.exit('postdeploy probe job: run it with an args override')"]
+
+# What would let the probe run, by what stopped it (the runner knows which; the check only passes it on).
+FIX_LOCAL_PYTHON = "pass --python an interpreter that exists on this machine"
+FIX_CONFIG_PYTHON = ("set checks.imports.python to an interpreter that exists on this machine, or pass --python "
+                     "(checks.imports.python names the one inside the image)")
+FIX_IMAGE_PYTHON = "set checks.imports.python to the interpreter's path inside the image"
+FIX_TIMEOUT = "raise checks.imports.timeout_s, or lower import_timeout_s so that one hanging import cannot use up the budget"
+FIX_NO_REVISION = "validate a Cloud Run revision, or pass --python to probe with an interpreter on this machine"
+FIX_TOO_BIG = f"configure fewer checks.imports modules or commands (the probe script must stay under {MAX_SCRIPT_BYTES} bytes)"
+FIX_RUN_ROLES = ("grant the function's service account roles/run.developer, and roles/iam.serviceAccountUser on the "
+                 "revision's service account")
+FIX_LOGS_ROLE = "grant the function's service account roles/logging.viewer"
+FIX_RUN_API = "validate again: the Cloud Run Admin API was unavailable"
+FIX_LOGS_API = "validate again: Cloud Logging was unavailable"
+FIX_JOB_SETUP = ("the job is built from the revision (image, resources and, with copy_env, its env, secrets, volumes, VPC "
+                 "access and service account): fix what the Admin API named, or set checks.imports.copy_env: false")
+FIX_RACE = "validate again: another validation of the service updated the probe job meanwhile"
+FIX_CANCELLED = "validate again: the execution was cancelled before it finished"
+FIX_NO_LINE = ("check that the job's stdout reaches Cloud Logging (no exclusion filter on cloud_run_job logs), "
+               "then validate again")
+FIX_IMAGE = ("check that the image still exists and that the revision's service account can pull it "
+             "(roles/artifactregistry.reader)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,8 @@ with warnings.catch_warnings(record=True) as caught:
                 lines.append("  " + frame.line.strip()[:200])
         result["traceback"] = lines[-12:]
 result["import_ms"] = round((time.perf_counter() - started) * 1000, 1)
+# A deprecation is one of these or a subclass (a package's own OldApiWarning(DeprecationWarning)); a UserWarning
+# that says "deprecated" is not one.
 kinds = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 own_file = getattr(sys.modules.get(module_name), "__file__", None) or ""
 if os.path.basename(own_file).startswith("__init__."):
@@ -198,7 +225,7 @@ def probe_module(entry, deadline, timeout):
               "passed": False, "reason": "", "deprecation": False, "warnings": []}
     left = remaining(deadline)
     if left < 1:
-        result.update(error_type="NotRun", reason="not run: the probe's time budget was used up")
+        result.update(error_type="NotRun", not_run=True, reason="not run: the probe's time budget was used up")
         return result
     timeout = min(timeout, left)
     code, out, err, ms = run_process([sys.executable, "-c", CHILD, json.dumps(entry), CHILD_MARKER], timeout)
@@ -219,7 +246,7 @@ def probe_module(entry, deadline, timeout):
         result["reason"] = "%s: %s" % (result.get("error_type", "Error"), result.get("error", ""))
     elif result["expect_deprecation"] and not result["deprecation"]:
         others = [w["where"] for w in result["warnings"] if w.get("deprecation")]
-        result["reason"] = "imported, but no DeprecationWarning was raised" + (
+        result["reason"] = "imported, but no deprecation warning was raised" + (
             " by the module itself (only by %s)" % ", ".join(others[:3]) if others else "")
     else:
         result["passed"] = True
@@ -231,7 +258,7 @@ def probe_command(command, deadline):
               "exit_code": None, "passed": False, "failures": [], "stdout": "", "stderr": ""}
     left = remaining(deadline)
     if left < 1:
-        result["failures"] = ["not run: the probe's time budget was used up"]
+        result.update(not_run=True, failures=["not run: the probe's time budget was used up"])
         return result
     timeout = min(command["timeout_s"], left)
     env = dict(os.environ)
@@ -296,7 +323,7 @@ def fit(report):
     line = json.dumps(report, separators=(",", ":"))
     if len(line) <= LINE_CAP:
         return line
-    keep = ("name", "ok", "passed", "reason", "deprecation", "import_ms", "exit_code", "expect_exit", "failures")
+    keep = ("name", "ok", "passed", "not_run", "reason", "deprecation", "import_ms", "exit_code", "expect_exit", "failures")
     for key in ("modules", "commands"):
         report[key] = [dict((k, v) for k, v in item.items() if k in keep) for item in report[key]]
         for item in report[key]:
@@ -417,7 +444,8 @@ class LocalRunner:
     env: Mapping[str, str] | None = None
 
     async def run(self, target: Target, interpreter: str, script: str, timeout_s: float) -> ProbeRun:
-        """Run ``python -c script``; on timeout the whole process group is killed."""
+        """Run ``python -c script``; on timeout the whole process group is killed. PostdeployError (with ``fix``)
+        when the interpreter cannot be started or the probe does not end in time."""
         python = self.python or interpreter
         where = f"local {python}"
         env = {**(self.env if self.env is not None else os.environ), BUDGET_ENV: f"{max(timeout_s - LOCAL_MARGIN_S, 1.0):g}"}
@@ -426,11 +454,12 @@ class LocalRunner:
                 python, "-c", script, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, cwd=self.cwd, env=env, start_new_session=os.name == "posix")
         except OSError as exc:
-            return ProbeRun(None, error=f"could not start {python}: {exc}", where=where)
+            raise PostdeployError(f"could not start {python}: {exc}",
+                                  fix=FIX_LOCAL_PYTHON if self.python else FIX_CONFIG_PYTHON) from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
         except TimeoutError:
-            return ProbeRun(None, error=f"timed out after {timeout_s:g} s", where=where)
+            raise PostdeployError(f"the probe in {where} did not report within {timeout_s:g} s", fix=FIX_TIMEOUT) from None
         finally:
             if proc.returncode is None:  # timed out, or the check itself was cancelled
                 _kill_group(proc.pid)
@@ -440,7 +469,11 @@ class LocalRunner:
 
 
 class _ProbeFailed(Exception):
-    """The job could not be set up or run; its message becomes ``ProbeRun.error``."""
+    """The job could not be set up, run or read back; ``run`` raises it on as a PostdeployError with ``fix``."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 @dataclass
@@ -479,25 +512,28 @@ class CloudRunJobRunner:
         return self._clients
 
     async def run(self, target: Target, interpreter: str, script: str, timeout_s: float) -> ProbeRun:
-        """Create/update the job, run it with the script, wait for the execution, read its result line."""
+        """Create/update the job, run it with the script, wait for the execution, read its result line.
+
+        PostdeployError (AccessDenied, RunApiUnavailable, NoCredentials, …) with ``fix`` when it cannot."""
         job_id = job_id_for(target.service)
         where = f"Cloud Run job {job_id} in {target.region or '?'}"
         if not (target.project and target.region and target.service and target.revision):
-            return ProbeRun(None, error="no Cloud Run revision to take the image from (URL-only target); "
-                                        "use a local interpreter instead", where=where)
+            raise PostdeployError(f"{where}: no Cloud Run revision to take the image from (URL-only target)",
+                                  fix=FIX_NO_REVISION)
         size = len(script.encode())
         if size > MAX_SCRIPT_BYTES:
-            return ProbeRun(None, error=f"the probe script is {size} bytes, more than the {MAX_SCRIPT_BYTES} bytes an args "
-                                        "override can carry; configure fewer entries", where=where)
+            raise PostdeployError(f"{where}: the probe script is {size} bytes, more than the {MAX_SCRIPT_BYTES} bytes "
+                                  "an args override can carry", fix=FIX_TOO_BIG)
         deadline = time.monotonic() + timeout_s
         try:
             return await self._run(target, interpreter, script, deadline, job_id, where)
         except _ProbeFailed as exc:
-            return ProbeRun(None, error=str(exc), where=where)
+            raise PostdeployError(f"{where}: {exc}", fix=exc.fix) from exc
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any,
-                    passthrough: tuple[type[Exception], ...] = (), **kwargs: Any) -> Any:
-        """One blocking API call off the event loop, with Google errors wrapped at this boundary."""
+                    passthrough: tuple[type[Exception], ...] = (), fix: str = FIX_JOB_SETUP, **kwargs: Any) -> Any:
+        """One blocking API call off the event loop, with Google errors wrapped at this boundary; ``fix`` is
+        what would help when the API refuses the request itself."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -506,15 +542,16 @@ class CloudRunJobRunner:
             raise
         except gexc.Forbidden as exc:
             raise AccessDenied(f"permission denied on {what}; grant the function's service account roles/run.developer "
-                               f"and roles/iam.serviceAccountUser on the revision's service account ({exc.message})") from exc
+                               f"and roles/iam.serviceAccountUser on the revision's service account ({exc.message})",
+                               fix=FIX_RUN_ROLES) from exc
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
-            raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}") from exc
+            raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}", fix=FIX_RUN_API) from exc
         except gexc.GoogleAPICallError as exc:
-            raise _ProbeFailed(f"{what} failed: {exc.message or exc}") from exc
+            raise _ProbeFailed(f"{what} failed: {exc.message or exc}", fix) from exc
         except TimeoutError as exc:  # an operation's result() outlived its timeout
-            raise _ProbeFailed(f"{what} did not finish in time") from exc
+            raise _ProbeFailed(f"{what} did not finish in time", FIX_TIMEOUT) from exc
         except (ConnectionError, OSError) as exc:
-            raise RunApiUnavailable(f"Cloud Run Admin API unreachable on {what}: {exc}") from exc
+            raise RunApiUnavailable(f"Cloud Run Admin API unreachable on {what}: {exc}", fix=FIX_RUN_API) from exc
 
     def _left(self, deadline: float) -> float:
         return deadline - time.monotonic()
@@ -525,7 +562,7 @@ class CloudRunJobRunner:
         from google.api_core.future import polling
         from google.cloud import run_v2
 
-        api = self._api()
+        api = with_credentials("the Cloud Run Admin API", self._api)
         parent = f"projects/{target.project}/locations/{target.region}"
         job_name = f"{parent}/jobs/{job_id}"
         revision_name = f"{parent}/services/{target.service}/revisions/{target.revision}"
@@ -574,29 +611,28 @@ class CloudRunJobRunner:
         execution = await self._wait(api, execution_name, deadline)
         if execution is None:
             await self._cancel(api, execution_name)
-            return ProbeRun(None, error=f"execution {execution_id} did not finish within the check's budget; cancelled it",
-                            where=where)
+            raise _ProbeFailed(f"execution {execution_id} did not finish within the check's budget; cancelled it", FIX_TIMEOUT)
         sent = job.template.template.containers[0].image
         ran = execution.template.containers[0].image if execution.template.containers else ""
         if not _same_image(ran, sent):
-            return ProbeRun(None, error=f"expected execution {execution_id} to run {sent}, it ran {ran} "
-                                        f"(another validation of {target.service} updated the job meanwhile)", where=where)
+            raise _ProbeFailed(f"expected execution {execution_id} to run {sent}, it ran {ran} "
+                               f"(another validation of {target.service} updated the job meanwhile)", FIX_RACE)
         completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
         message = completed.message if completed is not None else ""
         if execution.cancelled_count or (completed is not None and completed.execution_reason.name == "CANCELLED"):
-            return ProbeRun(None, error=f"execution {execution_id} was cancelled" + (f": {message}" if message else ""), where=where)
+            raise _ProbeFailed(f"execution {execution_id} was cancelled" + (f": {message}" if message else ""), FIX_CANCELLED)
         succeeded = execution.succeeded_count >= max(execution.task_count, 1)
         if not succeeded and "timeout" in message.lower():
-            return ProbeRun(None, error=f"execution {execution_id} timed out after {task_timeout} s: {message}", where=where)
+            raise _ProbeFailed(f"execution {execution_id} timed out after {task_timeout} s: {message}", FIX_TIMEOUT)
 
         lines = await self._result_lines(target, job_id, execution_id, started, deadline)
         if any(line.startswith(RESULT_MARKER) for line in lines):
             return ProbeRun(0 if succeeded else 1, "\n".join(lines), where=where)
         if succeeded:
-            return ProbeRun(0, "\n".join(lines), error=f"execution {execution_id} succeeded but no {RESULT_MARKER} line reached "
-                                                       f"Cloud Logging after {self.log_attempts} tries", where=where)
-        return ProbeRun(1, "\n".join(lines), error=f"execution {execution_id} failed before the probe reported: "
-                                                   f"{message or 'no message'}{_hint(message)}", where=where)
+            raise _ProbeFailed(f"execution {execution_id} succeeded but no {RESULT_MARKER} line reached Cloud Logging after "
+                               f"{self.log_attempts} tries", FIX_NO_LINE)
+        hint, fix = _failure(message, interpreter, sent)
+        raise _ProbeFailed(f"execution {execution_id} failed before the probe reported: {message or 'no message'}{hint}", fix)
 
     def _job(self, run_v2: Any, revision: Any, image: str, interpreter: str, task_timeout: int) -> Any:
         """The job: the revision's image and resources (+ env, secrets, identity when copy_env), our command."""
@@ -662,10 +698,12 @@ class CloudRunJobRunner:
             except Retryable as exc:
                 last_error = str(exc)
                 continue
+            except AccessDenied as exc:
+                raise AccessDenied(str(exc), fix=exc.fix or FIX_LOGS_ROLE) from exc
             if lines:
                 return lines
         if last_error:
-            raise _ProbeFailed(f"could not read the logs of execution {execution}: {last_error}")
+            raise _ProbeFailed(f"could not read the logs of execution {execution}: {last_error}", FIX_LOGS_API)
         return []
 
 
@@ -684,10 +722,22 @@ def _same_image(ran: str, sent: str) -> bool:
     return "@" in ran and "@" not in sent and untagged(ran) == untagged(sent)
 
 
-def _hint(message: str) -> str:
+# Cloud Run's words for a container command that is not in the image ("failed to load /x/python: no such file or
+# directory", 'error finding executable "python3" in PATH').
+_NO_COMMAND = re.compile(r"no such file|not found|failed to (?:load|resolve)|executable", re.IGNORECASE)
+
+
+def _failure(message: str, interpreter: str, image: str) -> tuple[str, str]:
+    """(hint for the message, fix) for an execution that failed before the probe reported, read from Cloud Run's
+    words here at the boundary: the check reads the fix, never the message."""
+    by_hand = f"docker run --rm --entrypoint {interpreter} {image} -c 'import sys; print(sys.version)'"
     lowered = message.lower()
     if "memory" in lowered:
-        return " (out of memory: the job runs with the revision's memory limit)"
+        return (" (out of memory: the job runs with the revision's memory limit)",
+                f"find the import that needs more memory than the revision's limit: docker run --rm --memory=LIMIT "
+                f"--entrypoint {interpreter} {image} -c 'import MODULE'")
     if "image" in lowered:
-        return " (the image could not be pulled: check that it still exists and the job can read it)"
-    return ""
+        return " (the image could not be pulled)", FIX_IMAGE
+    if interpreter in message and _NO_COMMAND.search(message):
+        return f" (no {interpreter} in the image)", f"{FIX_IMAGE_PYTHON} (docker run --rm --entrypoint sh {image} -c 'command -v python3')"
+    return "", f"read the execution's logs in the Cloud Console (Cloud Run, Jobs), or run the probe by hand: {by_hand}"

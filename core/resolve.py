@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from core.detect import built_images
 from core.errors import AccessDenied, TargetNotFound
 from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
 
 BUILD_LABEL = "gcb-build-id"
-# Revisions become Ready a little after the deploy step; the build's finish time bounds them.
+# Cloud Run stamps a revision with its own clock, and `--async` returns before the revision exists: revisions
+# created this long after the build's finish time still count as created during the build.
 WINDOW_SLACK = timedelta(seconds=30)
+# A SUCCESS build carries its finish time; when it is missing or unreadable the window closes this long after the start.
+OPEN_BUILD_WINDOW = timedelta(hours=24)
+# What lets postdeploy reach a revision that takes no traffic: the service URL reaches the one that does.
+NO_URL_HINT = "deploy with --no-traffic --tag=NAME so postdeploy can reach the new revision through its tag URL"
+MAX_NAMES = 10  # services or revisions named in a "not found" problem
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class RevisionSource(Protocol):
@@ -24,56 +32,91 @@ class RevisionSource(Protocol):
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]: ...
 
 
+def _created(revision: RevisionInfo) -> datetime:
+    """When the revision was created; one without a time sorts as the oldest."""
+    return revision.create_time or _NEVER
+
+
+def _is_ready(revision: RevisionInfo) -> bool:
+    ready = revision.ready
+    return ready is not None and ready.state == "CONDITION_SUCCEEDED"
+
+
+def _during(revision: RevisionInfo, build: Build) -> bool:
+    """Created between the build's start and its finish (plus WINDOW_SLACK)."""
+    if build.start_time is None or revision.create_time is None:
+        return False
+    end = (build.finish_time or build.start_time + OPEN_BUILD_WINDOW) + WINDOW_SLACK
+    return build.start_time <= revision.create_time <= end
+
+
 def pick_revision(
     revisions: list[RevisionInfo], service: ServiceInfo, intent: DeployIntent, build: Build
 ) -> tuple[RevisionInfo | None, str]:
-    """Apply the matching rules in order of certainty; return the revision and the rule that matched."""
-    newest_first = sorted(revisions, key=lambda r: r.create_time.timestamp() if r.create_time else 0.0, reverse=True)
-    for r in newest_first:
-        if r.labels.get(BUILD_LABEL) == build.id:
-            return r, f"label {BUILD_LABEL}={build.id}"
-    if intent.revision_suffix:
-        wanted = f"{intent.service}-{intent.revision_suffix}"
-        for r in newest_first:
-            if r.name == wanted:
-                return r, f"revision suffix {intent.revision_suffix}"
-    image = intent.image or next(iter(build.images), "")
-    for r in newest_first:
-        if image_matches(r.image, image, build):
-            return r, f"image {image}"
-    if build.start_time:
-        end = (build.finish_time or build.start_time + timedelta(hours=24)) + WINDOW_SLACK
-        for r in newest_first:
-            if r.create_time and build.start_time <= r.create_time <= end:
-                return r, "created during the build"
-    for r in newest_first:
-        if r.name == service.latest_created_revision:
-            return r, "latest created revision (no better evidence)"
-    return None, ""
+    """The revision the build created and the rule that found it; rules in order of certainty, the first that matches wins.
+
+    1. ``label gcb-build-id=BUILD``: the newest revision carrying the build's id (console triggers and ``--labels``).
+    2. ``revision suffix S``: the revision named ``SERVICE-S`` (``--revision-suffix``).
+    3. ``image I``: a revision running the deployed image (``--image``; else any image the build pushed), tag or
+       digest. Several revisions run the same image when a tag such as ``:latest`` is redeployed, so the newest one
+       created during the build wins (rule text ``image I, created during the build``); only when none was, the
+       newest running it. A newer revision created after the build (another deploy of the same tag) never beats one
+       created during it.
+    4. ``created during the build``: the newest revision created between the build's start and finish time
+       (plus WINDOW_SLACK; OPEN_BUILD_WINDOW after the start when the build has no finish time).
+    5. ``latest created revision``: the service's latest created revision, for want of better evidence.
+    "Newest" is by create time, whatever order the revisions are listed in.
+    """
+    newest_first = sorted(revisions, key=_created, reverse=True)
+    labelled = next((r for r in newest_first if r.labels.get(BUILD_LABEL) == build.id), None)
+    if labelled:
+        return labelled, f"label {BUILD_LABEL}={build.id}"
+    # Without --revision-suffix this looks for "SERVICE-", a name no revision has.
+    named = next((r for r in revisions if r.name == f"{intent.service}-{intent.revision_suffix}"), None)
+    if named:
+        return named, f"revision suffix {intent.revision_suffix}"
+    during = [r for r in newest_first if _during(r, build)]
+    images = (intent.image,) if intent.image else built_images(build)
+    for pool, when in ((during, ", created during the build"), (newest_first, "")):
+        for r in pool:
+            image = next((i for i in images if image_matches(r.image, i, build)), None)
+            if image:
+                return r, f"image {image}{when}"
+    if during:
+        return during[0], "created during the build"
+    latest = next((r for r in revisions if r.name == service.latest_created_revision), None)
+    return (latest, "latest created revision (no better evidence)") if latest else (None, "")
 
 
 def previous_revision(revisions: list[RevisionInfo], service: ServiceInfo, new: RevisionInfo) -> str:
-    """The revision that served before this one: another one taking traffic, else the newest older Ready one."""
-    serving = [t.revision for t in service.traffic if t.revision and t.revision != new.name and t.percent > 0]
+    """The revision that served before ``new``: "" when none did.
+
+    A Ready revision other than ``new`` that takes traffic, the highest share first (the newer one on a tie); else
+    the newest Ready revision created before ``new`` that is not in the traffic statuses. Those statuses then hold
+    only revisions at 0 % (tag-only candidates, reached by their tag URL), which never served.
+    """
+    in_traffic = {t.revision for t in service.traffic}
+    others = [r for r in revisions if r.name != new.name and _is_ready(r)]
+    serving = [r for r in others if service.percent_for(r.name) > 0]
     if serving:
-        return serving[0]
-    older = [
-        r for r in revisions
-        if r.name != new.name and r.create_time and new.create_time and r.create_time < new.create_time
-        and r.ready is not None and r.ready.state == "CONDITION_SUCCEEDED"
-    ]
-    older.sort(key=lambda r: r.create_time.timestamp() if r.create_time else 0.0, reverse=True)
-    return older[0].name if older else ""
+        return max(serving, key=lambda r: (service.percent_for(r.name), _created(r))).name
+    older = [r for r in others if _created(r) < _created(new) and r.name not in in_traffic]
+    return max(older, key=_created).name if older else ""
 
 
 def url_for(service: ServiceInfo, revision: str, intent: DeployIntent) -> str:
-    """A tag URL (it reaches exactly this revision), else the service URL when the revision takes traffic, else ""."""
+    """The URL that reaches exactly this revision, or "" when none does (see NO_URL_HINT).
+
+    A tag URL, the intent's own tag first; else the service URL when the revision takes traffic and was not deployed
+    with ``--no-traffic``: the service URL of an untagged ``--no-traffic`` revision reaches the one before it,
+    whatever the traffic statuses say.
+    """
     tagged = [t for t in service.traffic if t.revision == revision and t.uri]
-    for t in sorted(tagged, key=lambda t: t.tag != intent.tag):
-        return t.uri
-    if service.percent_for(revision) > 0 and service.uri:
-        return service.uri
-    return ""
+    if tagged:
+        return min(tagged, key=lambda t: t.tag != intent.tag).uri
+    if intent.no_traffic or service.percent_for(revision) == 0:
+        return ""
+    return service.uri
 
 
 def resolve(intent: DeployIntent, build: Build, source: RevisionSource, default_region: str = "",
@@ -89,7 +132,7 @@ def resolve(intent: DeployIntent, build: Build, source: RevisionSource, default_
         return replace(base, problem=f"the build names its service with a shell variable ('{intent.service}') that postdeploy "
                        "cannot expand; name it literally in the deploy step or set _SERVICE_NAME")
     if not project or not region:
-        missing = "project" if not project else "region"
+        missing = "region" if project else "project"
         return replace(base, problem=f"could not tell the {missing} of service '{intent.service}' from build {build.id}; "
                        "set defaults.region in postdeploy.yaml or deploy with --region")
     try:
@@ -107,7 +150,7 @@ def _resolve(base: Target, intent: DeployIntent, build: Build, source: RevisionS
             others = source.list_services(project, region)
         except TargetNotFound:
             others = []
-        found = ", ".join(others[:10]) if others else "no services"
+        found = ", ".join(others[:MAX_NAMES]) or "no services"
         return replace(base, problem=f"service '{intent.service}' not found in {region} of {project} (found: {found})")
     revisions = source.list_revisions(project, region, intent.service)
     if revision:
@@ -116,7 +159,7 @@ def _resolve(base: Target, intent: DeployIntent, build: Build, source: RevisionS
     else:
         new, rule = pick_revision(revisions, service, intent, build)
     if new is None:
-        names = ", ".join(r.name for r in revisions[:10]) or "none"
+        names = ", ".join(r.name for r in revisions[:MAX_NAMES]) or "none"
         return replace(base, service_info=service,
                        problem=f"no revision of '{intent.service}' matches build {build.id} (revisions: {names})")
     return replace(

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from core.model import CheckContext, CheckResult, Evidence, Outcome, Status, Target
+from core.errors import NoCredentials, PostdeployError
+from core.model import CheckContext, CheckResult, Evidence, Outcome, Target, cannot_measure
+
+BUG_FIX = "a postdeploy bug: report it with this report and the function's logs"
+
+
+def fix_for(exc: BaseException) -> str:
+    """What would let postdeploy measure after ``exc``: its own fix, credentials, else a bug report."""
+    if isinstance(exc, PostdeployError) and exc.fix:
+        return exc.fix
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(exc, auth.DefaultCredentialsError):
+        return NoCredentials.fix
+    return BUG_FIX
 
 
 async def _one(name: str, module: ModuleType, target: Target, config: Any, ctx: CheckContext,
@@ -17,11 +31,13 @@ async def _one(name: str, module: ModuleType, target: Target, config: Any, ctx: 
     try:
         result: CheckResult = await asyncio.wait_for(module.run(target, config, ctx), timeout=max(timeout_s, 0.001))
     except TimeoutError:
-        result = CheckResult(Status.ERROR, f"check '{name}' did not finish within {timeout_s:.1f} s",
-                             [Evidence("duration", f"> {timeout_s:.1f} s", f"≤ {timeout_s:.1f} s", ok=False)])
-    except Exception as exc:  # a crashing check is a result, not a crashed function
-        result = CheckResult(Status.ERROR, f"check '{name}' crashed: {type(exc).__name__}: {exc}",
-                             [Evidence("exception", f"{type(exc).__name__}: {exc}", ok=False)])
+        # Checks bound their own requests; running out of the check's budget is postdeploy's budget, not the revision.
+        result = cannot_measure(f"check {name}", f"check '{name}' did not finish within {timeout_s:.1f} s",
+                                f"raise checks.{name}.timeout_s (or deadline_s)",
+                                [Evidence("duration", f"> {timeout_s:.1f} s", f"≤ {timeout_s:.1f} s", ok=False)])
+    except Exception as exc:  # a crashing check is a result, not a crashed function, and never the revision's fault
+        result = cannot_measure(f"check {name}", f"check '{name}' crashed: {type(exc).__name__}: {exc}", fix_for(exc),
+                                [Evidence("exception", f"{type(exc).__name__}: {exc}", ok=False)])
     return result, int((time.perf_counter() - started) * 1000)
 
 
@@ -38,5 +54,6 @@ async def run_checks(target: Target, settings: Any, registry: Mapping[str, Modul
         remaining = max(ctx.deadline - time.monotonic(), 0.0)
         results = await asyncio.gather(*(_one(n, m, target, c, ctx, min(c.timeout_s, remaining)) for n, m, c in jobs))
         for (name, module, config), (result, duration) in zip(jobs, results, strict=True):
-            outcomes[name] = Outcome(name, config.category or module.CATEGORY, config.critical, result, duration)
+            critical = bool(config.critical) if result.critical is None else result.critical
+            outcomes[name] = Outcome(name, config.category or module.CATEGORY, critical, result, duration)
     return [outcomes[n] for n, _, _ in enabled]

@@ -4,7 +4,8 @@ With ``log_path`` it appends one JSON line per request to its own log, in the st
 takes from stdout (``timestamp``, ``severity``, ``message``, ``httpRequest``, ``logging.googleapis.com/labels``),
 which ``core.logsource.FileLogSource`` reads. Modes (combine with ``+``, switch at run time):
 ``"broken"`` fails /health and order creation; ``"raising"`` keeps answering but logs a ``KeyError``
-traceback from ``orders/api.py`` on every HTTP request, the new exception a bad deploy starts throwing.
+traceback from ``orders/api.py`` on every HTTP request, the new exception a bad deploy starts throwing;
+``"hanging"`` accepts every HTTP request and never answers it (a deadlocked worker) until the service stops.
 
 WebSocket upgrades are served on the same port as HTTP: the handler hands the upgraded connection to
 the sans-I/O ``websockets.server.ServerProtocol`` and pumps bytes between the socket and it.
@@ -44,6 +45,7 @@ CHUNK_BYTES = 64 * 1024
 AGENT_SUBPROTOCOL = "agent.v1"
 AGENT_MODES = ("ok", "chatty", "wrong-order", "slow", "close-early", "error-mid")
 WS_IDLE_S = 30.0  # a client that never closes does not hold a handler thread for ever
+HANG_S = 60.0  # how long mode "hanging" holds a request at most
 WS_READ_BYTES = 64 * 1024
 # The code the "raising" mode fails in, under the path it would have in the service's image, so the
 # traceback is real (traceback.format_exception) and its innermost frame reads like application code.
@@ -110,6 +112,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.status = None
         if service.has_mode("raising") and self.headers.get("Upgrade", "").lower() != "websocket":
             service._log_exception(method, self.path)
+        if service.has_mode("hanging"):
+            service._stopping.wait(HANG_S)
+            self.close_connection = True
+            return
         route()
         if self.status is not None:
             service._log_request(method, self.path, self.status, time.perf_counter() - started)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import httpx
 
 from core.model import CheckContext, CheckResult, Status, Target
 
 MAX_REDIRECTS = 5
+CLOUD_RUN_DOMAIN = ".run.app"
+NO_URL_FIX = "deploy with --no-traffic --tag=NAME (or give the revision traffic) so postdeploy can reach it by its tag URL"
 
 
 class Refused(Exception):
@@ -16,14 +19,27 @@ class Refused(Exception):
 
 
 def no_url(target: Target) -> CheckResult:
-    """SKIPPED: nothing reaches the revision (it takes no traffic and has no tag URL)."""
+    """SKIPPED: nothing reaches the revision (it takes no traffic and has no tag URL); the service URL would reach another."""
     why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
-    return CheckResult(Status.SKIPPED, f"nothing to probe: {why}")
+    return CheckResult(Status.SKIPPED, f"nothing to probe: {why}", next_steps=[NO_URL_FIX] if target.revision else [])
 
 
 def audience(target: Target) -> str:
     """The audience of an ID token for the target: Cloud Run accepts the service's own URL, also for a tag URL."""
     return target.service_info.uri if target.service_info and target.service_info.uri else target.url
+
+
+def token_may_help(url: str, target: Target) -> bool:
+    """Whether a Google ID token can open ``url``: a Cloud Run host (``*.run.app``, or one the Cloud Run API returned
+    for this service). Anywhere else a 401/403 is the answer it is, and no credentials are looked up for it."""
+    host = (urlsplit(url).hostname or "").lower()
+    if not host:
+        return False
+    if host.endswith(CLOUD_RUN_DOMAIN):
+        return True
+    service = target.service_info
+    known = [service.uri, *(t.uri for t in service.traffic)] if service else []
+    return any((urlsplit(u).hostname or "").lower() == host for u in known if u)
 
 
 async def fetch_token(ctx: CheckContext, for_audience: str) -> tuple[str | None, str]:
@@ -34,6 +50,12 @@ async def fetch_token(ctx: CheckContext, for_audience: str) -> tuple[str | None,
         return await asyncio.to_thread(ctx.token_source, for_audience), ""
     except Exception as exc:  # no metadata server, no key file: a reason, not a crash
         return None, f"could not get an ID token for {for_audience}: {type(exc).__name__}: {exc}"
+
+
+def token_fix(for_audience: str) -> str:
+    """How to let postdeploy call a private service."""
+    return (f"give postdeploy credentials that can mint an ID token for {for_audience} (a service account; on a laptop "
+            "`gcloud auth login` with a service-account key) and roles/run.invoker on the service")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -69,6 +69,11 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         ],
         "not_assessed": scored.not_assessed,
         "missing_weight_share": scored.missing_weight_share,
+        # postdeploy's own gaps: never scored, never the revision's fault; each with the fix.
+        "not_measured": [
+            {"check": u.check, "what": u.item.what, "why": u.item.why, "fix": u.item.fix, "critical": u.critical}
+            for u in scored.not_measured
+        ],
         "checks": [
             {
                 "name": o.name, "category": o.category, "status": o.result.status.value,
@@ -80,6 +85,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
                     for e in o.result.evidence
                 ],
                 "reasons": o.result.reasons,
+                "not_measured": [{"what": n.what, "why": n.why, "fix": n.fix} for n in o.result.not_measured],
                 "duration_ms": o.duration_ms,
             }
             for o in outcomes

@@ -86,6 +86,8 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append("")
     for c in report["checks"]:
         lines.append(f"   {icon(c['status'])} {c['name']:<{width}}  {c['status']:<7} {c['summary']}")
+    for n in report.get("not_measured", []):
+        lines.append(f"   not measured: {n['check']}: {n['why']}" + (f" — fix: {n['fix']}" if n["fix"] else ""))
     if report["next_steps"]:
         lines += ["", "   next: " + report["next_steps"][0]]
     return "\n".join(lines)

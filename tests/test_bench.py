@@ -24,3 +24,14 @@ def test_p3_concurrent_wall_time_follows_the_slowest_check(monkeypatch: pytest.M
 def test_p6_counts_logging_calls_per_validation() -> None:
     assert bench.logging_calls() == {"new errors (FAIL)": 2, "no errors, request logs (PASS)": 3,
                                      "nothing ingested yet (SKIPPED)": 3}
+
+
+def test_p7_times_a_validation_to_its_verdict() -> None:
+    from core.sample_service import SampleService
+    from tests.servers.processes import free_port
+
+    seconds, verdict = bench.time_to_verdict(f"http://127.0.0.1:{free_port()}")
+    assert verdict == "FAIL" and seconds > 0
+    with SampleService() as service:
+        seconds, verdict = bench.time_to_verdict(service.url, {"window_s": 0.5, "interval_s": 0.25})
+    assert verdict == "PASS" and seconds >= 0.5

@@ -24,9 +24,9 @@ HEALTH = ("version: 1\ndefaults:\n  checks:\n    health: {path: /health, expect_
           "    logs: {settle_s: 0}\n    metrics: {wait_for_data_s: 0}\n    window: {window_s: 0}\n")
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+                          timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
 
 
 NEW_SIGNATURE = "KeyError at orders/api.py:7 load_customer"
@@ -155,7 +155,7 @@ def test_replay_of_a_queued_build_is_ignored(tmp_path: Path) -> None:
         (["validate"], "expected --url URL, or --project, --region and --service"),
         (["validate", "--url", "ftp://x"], "expected --url http(s)://host[/path], found 'ftp://x'"),
         (["frobnicate"], "invalid choice"),
-        (["check-config", "/nonexistent.yaml"], "expected a config file, found nothing"),
+        (["check-config", "/nonexistent.yaml"], "check-config FILE: expected a readable YAML config file, found nothing at /nonexistent"),
     ],
     ids=["validate-nothing", "validate-bad-url", "unknown-command", "check-config-missing"],
 )
@@ -201,3 +201,118 @@ def test_an_invalid_config_is_reported_not_skipped(tmp_path: Path, orders_build:
     report = json.loads((tmp_path / "r" / "orders" / orders_build["id"] / "report.json").read_text(encoding="utf-8"))
     assert report["verdict"] == "INCONCLUSIVE"
     assert report["summary"].startswith(f"postdeploy config {bad} is invalid, nothing was checked: defaults.checks.helth: unknown key")
+
+
+URL = "http://127.0.0.1:9/"  # never reached: every case below stops before anything runs
+LOG_FILE = "--log-file: expected a readable JSON-lines or text log file, found "
+PYTHON = "--python: expected an executable Python interpreter (a path, or a name on PATH), found "
+CONFIG = "--config: expected a readable YAML config file, found "
+PATTERN = "checks.tests.patterns[{i}]: expected a glob matching at least one readable file, found "
+SLACK = ("--slack: expected a webhook URL in POSTDEPLOY_SLACK_WEBHOOK or a Secret Manager version in "
+         "POSTDEPLOY_SLACK_WEBHOOK_SECRET, found both unset or empty")
+AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+
+
+def _tests_config(tmp: Path, patterns: list[str], service: str | None = None) -> str:
+    section = {"checks": {"tests": {"patterns": patterns}}}
+    body = {"version": 1, "services": {service: section}} if service else {"version": 1, "defaults": section}
+    path = tmp / "patterns.yaml"
+    path.write_text(json.dumps(body), encoding="utf-8")  # JSON is YAML
+    return str(path)
+
+
+def _fill(text: str, tmp: Path) -> str:
+    return text.format(tmp=tmp, root=ROOT)
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "env"),
+    [
+        (["--log-file", "{tmp}/gone/app.log"], LOG_FILE + "nothing at {tmp}/gone/app.log", {}),
+        (["--log-file", "{tmp}/file.txt/app.log"], LOG_FILE + "nothing at {tmp}/file.txt/app.log", {}),
+        (["--log-file", "{tmp}"], LOG_FILE + "a directory at {tmp}", {}),
+        (["--log-file", "{tmp}/pipe"], LOG_FILE + "a named pipe at {tmp}/pipe", {}),
+        (["--log-file", "/dev/null"], LOG_FILE + "a character device at /dev/null", {}),
+        pytest.param(["--log-file", "{tmp}/secret.log"], LOG_FILE + "an unreadable file at {tmp}/secret.log (Permission denied)",
+                     {}, marks=AS_ROOT, id="log-file-unreadable"),
+        (["--python", "{tmp}/venv/bin/python"], PYTHON + "nothing at {tmp}/venv/bin/python", {}),
+        (["--python", "postdeploy-no-such-python"], PYTHON + "no postdeploy-no-such-python on PATH", {}),
+        (["--python", "{tmp}/file.txt"], PYTHON + "a file without execute permission at {tmp}/file.txt", {}),
+        (["--python", "{tmp}"], PYTHON + "a directory at {tmp}", {}),
+        (["--config", "{tmp}/postdeploy.yaml"], CONFIG + "nothing at {tmp}/postdeploy.yaml", {}),
+        (["--config", "{tmp}"], CONFIG + "a directory at {tmp}", {}),
+        pytest.param(["--config", "{tmp}/secret.log"], CONFIG + "an unreadable file at {tmp}/secret.log (Permission denied)",
+                     {}, marks=AS_ROOT, id="config-unreadable"),
+        (["--slack"], SLACK, {}),
+        (["--slack"], SLACK, {"POSTDEPLOY_SLACK_WEBHOOK": "", "POSTDEPLOY_SLACK_WEBHOOK_SECRET": " "}),
+    ],
+    ids=["log-file-missing", "log-file-under-a-file", "log-file-directory", "log-file-pipe", "log-file-device",
+         "log-file-unreadable", "python-missing", "python-not-on-path", "python-not-executable", "python-directory",
+         "config-missing", "config-directory", "config-unreadable", "slack-unset", "slack-empty"],
+)
+def test_a_flag_that_cannot_work_is_a_usage_error_before_anything_runs(tmp_path: Path, args: list[str], message: str,
+                                                                       env: dict[str, str]) -> None:
+    (tmp_path / "file.txt").write_text("not a program\n", encoding="utf-8")
+    os.mkfifo(tmp_path / "pipe")  # opening it for reading would block: only its type may be looked at
+    secret = tmp_path / "secret.log"
+    secret.write_text("{}\n", encoding="utf-8")
+    secret.chmod(0)
+    out = tmp_path / "reports"
+    done = cli("validate", "--url", URL, "--out", str(out), *(_fill(a, tmp_path) for a in args), env=env, timeout=30)
+    assert (done.returncode, done.stderr.splitlines(), done.stdout) == (4, [_fill(message, tmp_path)], "")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("patterns", "service", "message"),
+    [
+        (["no-such-results/*.xml"], None,
+         PATTERN.format(i=0) + "no match for no-such-results/*.xml from {root} (service sample, config {tmp}/patterns.yaml)"),
+        (["gs://results-bucket/*.xml", "${{BUILD_ID}}/junit.xml", "$SHORT_SHA/*.xml", "tests/data/junit/none-*.xml"], None,
+         PATTERN.format(i=3) + "no match for tests/data/junit/none-*.xml from {root} (service sample, config {tmp}/patterns.yaml)"),
+        (["tests/data/junit/*.xml", "tests/data/junit"], "sample",
+         PATTERN.format(i=1) + "no match for tests/data/junit from {root} (service sample, config {tmp}/patterns.yaml)"),
+        (["{tmp}/*.xml"], "sam*",
+         "checks.tests.patterns[0]: expected a glob matching at least one readable file inside {root} (where validate reads "
+         "local results), found {tmp}/*.xml (service sample, config {tmp}/patterns.yaml)"),
+    ],
+    ids=["relative-no-match", "cloud-and-variable-patterns-are-left-to-the-run", "a-folder-is-not-a-file", "outside-the-folder"],
+)
+def test_a_tests_pattern_that_finds_nothing_is_a_usage_error(tmp_path: Path, patterns: list[str], service: str | None,
+                                                             message: str) -> None:
+    (tmp_path / "junit.xml").write_text("<testsuite tests='0'/>\n", encoding="utf-8")
+    config = _tests_config(tmp_path, [_fill(p, tmp_path) for p in patterns], service)
+    out = tmp_path / "reports"
+    done = cli("validate", "--url", URL, "--service", "sample", "--config", config, "--out", str(out), timeout=30)
+    assert (done.returncode, done.stderr.splitlines(), done.stdout) == (4, [_fill(message, tmp_path)], "")
+    assert not out.exists()
+
+
+def test_a_pattern_that_finds_results_runs_the_validation(tmp_path: Path) -> None:
+    """Only the validated service's effective settings count: the orders section's pattern is not this run's."""
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(HEALTH + "    tests: {patterns: [tests/data/junit/all_passed.xml]}\n"
+                      "services:\n  orders:\n    checks:\n      tests: {patterns: [no-such-results/*.xml]}\n", encoding="utf-8")
+    with SampleService() as service:
+        done = cli("validate", "--url", service.url, "--service", "sample", "--config", str(config), "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert check_of(report_of(done, tmp_path / "r"), "tests")["summary"].startswith("3/3 tests passed")
+
+
+def test_replay_with_a_missing_config_is_a_usage_error(tmp_path: Path, orders_build: dict[str, Any]) -> None:
+    out = tmp_path / "reports"
+    done = cli("replay", str(_push_file(tmp_path, orders_build)), "--config", str(tmp_path / "gone.yaml"), "--out", str(out),
+               timeout=30)
+    assert (done.returncode, done.stderr.splitlines(), done.stdout) == (4, [f"{CONFIG}nothing at {tmp_path}/gone.yaml"], "")
+    assert not out.exists()
+
+
+def test_an_invalid_config_lists_its_problems_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text("version: 1\ndefaults: {checks: {helth: {}}}\n", encoding="utf-8")
+    out = tmp_path / "reports"
+    done = cli("validate", "--url", URL, "--config", str(config), "--out", str(out), timeout=30)
+    first, second, *_ = done.stderr.splitlines()
+    assert (done.returncode, first) == (4, f"{config}: invalid config")
+    assert second.startswith("  defaults.checks.helth: unknown key; valid keys: ")
+    assert not out.exists()

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
 import pytest
 
 from checks import health
-from core.model import CheckContext, CheckResult, Status, Target
+from core.expect import MISSING, parse_all
+from core.model import CheckContext, CheckResult, ServiceInfo, Status, Target
 from core.sample_service import SampleService
+from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 FAST = {"tries": 2, "interval_s": 0.0}
 
 
-def probe(url: str, token_source: Any = None, **settings: Any) -> CheckResult:
+def probe(url: str, token_source: Any = None, cloud_run: bool = False, **settings: Any) -> CheckResult:
+    """One health run over ``url``; ``cloud_run``: the URL is one the Cloud Run API returned (ID tokens may help)."""
+    service = ServiceInfo("sample", "acme-prod", "us-central1", uri=url) if cloud_run else None
+
     async def go() -> CheckResult:
         async with httpx.AsyncClient() as http:
             ctx = CheckContext(http=http, token_source=token_source)
-            return await health.run(Target(service="sample", url=url), health.Config(**{**FAST, **settings}), ctx)
+            target = Target(service="sample", url=url, service_info=service)
+            return await health.run(target, health.Config(**{**FAST, **settings}), ctx)
 
     return asyncio.run(go())
 
@@ -84,20 +91,23 @@ def test_intermittent_failure_is_a_warning_with_a_fraction(sample: SampleService
     assert result.score is not None and 0 < result.score < 1
 
 
-@pytest.mark.parametrize(("auth", "status"), [("auto", Status.PASS), ("id_token", Status.PASS), ("none", Status.FAIL)])
-def test_private_service_gets_an_id_token(sample: SampleService, auth: str, status: Status) -> None:
+@pytest.mark.parametrize(("auth", "cloud_run", "status", "asked"), [
+    ("auto", True, Status.PASS, 1), ("id_token", True, Status.PASS, 1), ("id_token", False, Status.PASS, 1),
+    ("none", True, Status.FAIL, 0), ("auto", False, Status.FAIL, 0),
+], ids=["auto-on-a-cloud-run-url", "id-token-on-a-cloud-run-url", "id-token-asked-for-anywhere", "none",
+        "auto-on-a-plain-url"])
+def test_private_service_gets_an_id_token(sample: SampleService, auth: str, cloud_run: bool, status: Status, asked: int) -> None:
     audiences: list[str] = []
 
     def token_source(audience: str) -> str:
         audiences.append(audience)
         return "test-id-token"
 
-    result = probe(sample.url, token_source=token_source, path="/private", auth=auth)
+    result = probe(sample.url, token_source=token_source, cloud_run=cloud_run, path="/private", auth=auth)
     assert result.status is status, result.summary
-    if status is Status.PASS:
-        assert audiences and set(audiences) == {sample.url}
-    else:
-        assert "got 401" in result.summary
+    assert audiences == [sample.url] * asked  # fetched once, kept for the later tries
+    if status is Status.FAIL:
+        assert result.summary == "expected status 200 from /private, got 401 after 2 tries" and result.not_measured == []
 
 
 def test_no_url_is_skipped() -> None:
@@ -117,10 +127,161 @@ def test_bad_expectations_are_config_errors(text: str) -> None:
         health.Config(expect_json=[text])
 
 
-def test_a_token_that_cannot_be_had_is_a_reason_not_a_crash(sample: SampleService) -> None:
-    def no_credentials(audience: str) -> str:
+class NoCredentials:
+    """A token source that fails as one without a metadata server does, counting the calls."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __call__(self, audience: str) -> str:
+        self.asked.append(audience)
         raise RuntimeError("metadata server unreachable")
 
-    result = probe(sample.url, token_source=no_credentials, path="/private")
-    assert result.status is Status.FAIL
-    assert f"could not get an ID token for {sample.url}: RuntimeError: metadata server unreachable" in result.reasons
+
+@pytest.mark.parametrize(("auth", "source", "problem"), [
+    ("auto", NoCredentials, "could not get an ID token for {url}: RuntimeError: metadata server unreachable"),
+    ("id_token", NoCredentials, "could not get an ID token for {url}: RuntimeError: metadata server unreachable"),
+    ("auto", None, "no ID token source"),
+], ids=["auto", "id-token", "no-token-source"])
+def test_a_token_that_cannot_be_had_is_not_measured_not_a_crash(sample: SampleService, auth: str, source: type[NoCredentials] | None,
+                                                               problem: str) -> None:
+    token_source = source() if source else None
+    result = probe(sample.url, token_source=token_source, cloud_run=True, path="/private", auth=auth, tries=3)
+    why = f"GET /private answered 401 and {problem.format(url=sample.url)}"
+    assert (result.status, result.score, result.summary, result.critical) == (Status.ERROR, None, why, None)
+    [missing] = result.not_measured
+    assert (missing.what, missing.why) == ("GET /private", why)
+    assert "roles/run.invoker" in missing.fix and sample.url in missing.fix
+    assert sum(1 for _, p in sample.requests if p == "/private") == 3  # every try was sent, none could be judged
+    if token_source is not None:
+        assert token_source.asked == [sample.url]  # one failure is enough: not asked again on every try
+
+
+class _ScriptedHandler(LoopbackHandler["Scripted"]):
+    def do_GET(self) -> None:
+        self.send_text(self.owner.next_status(), "scripted")
+
+
+class Scripted(LoopbackServer):
+    """Answers each GET with the next scripted status; the last one repeats."""
+
+    def __init__(self, *statuses: int) -> None:
+        super().__init__(_ScriptedHandler, "scripted server")
+        self._statuses = list(statuses)
+        self._lock = threading.Lock()
+        self.answered: list[int] = []
+
+    def next_status(self) -> int:
+        with self._lock:
+            status = self._statuses.pop(0) if len(self._statuses) > 1 else self._statuses[0]
+            self.answered.append(status)
+            return status
+
+
+@pytest.mark.parametrize(("auth", "statuses", "status", "answered"), [
+    ("auto", (401, 200, 200), Status.WARN, [401, 200, 200]),
+    ("id_token", (503,), Status.FAIL, [503, 503, 503]),
+], ids=["auto-one-refusal-then-healthy", "id-token-and-a-5xx"])
+def test_a_token_problem_beside_a_judged_answer_is_a_reason_not_the_verdict(auth: str, statuses: tuple[int, ...], status: Status,
+                                                                           answered: list[int]) -> None:
+    token_source = NoCredentials()
+    with Scripted(*statuses) as server:
+        url = server.base_url
+        result = probe(url, token_source=token_source, cloud_run=True, auth=auth, tries=3)
+    problem = f"could not get an ID token for {url}: RuntimeError: metadata server unreachable"
+    assert (result.status, result.not_measured) == (status, [])  # the revision answered something judgeable
+    assert server.answered == answered and token_source.asked == [url]
+    assert result.reasons[-1] == problem
+    assert [(e.measured, e.ok) for e in result.evidence if e.what == "ID token"] == [(problem, False)]
+
+
+def test_a_healthy_answer_needs_no_token_and_mentions_none() -> None:
+    token_source = NoCredentials()
+    with Scripted(200) as server:
+        result = probe(server.base_url, token_source=token_source, cloud_run=True, auth="id_token")
+        assert server.answered == [200, 200]
+    assert result.status is Status.PASS and result.reasons == []
+    assert not [e for e in result.evidence if e.what == "ID token"]
+
+
+@pytest.mark.parametrize("cloud_run", [False, True], ids=["plain-url", "cloud-run-url"])
+def test_a_403_asks_for_an_id_token_only_where_one_can_work(sample: SampleService, cloud_run: bool) -> None:
+    asked: list[str] = []
+
+    def token_source(audience: str) -> str:
+        asked.append(audience)
+        return "test-id-token"
+
+    result = probe(sample.url, token_source=token_source, cloud_run=cloud_run, path="/status/403")
+    # With or without a token the service refuses: judged, the status it is.
+    assert (result.status, result.summary, result.not_measured) == (
+        Status.FAIL, "expected status 200 from /status/403, got 403 after 2 tries", [])
+    assert asked == ([sample.url] if cloud_run else [])  # fetched once on the first refusal, then kept
+    assert sum(1 for _, p in sample.requests if p == "/status/403") == (3 if cloud_run else 2)
+
+
+OK = [200]
+
+
+def attempts(*tries: tuple[int | None, float]) -> list[health.Attempt]:
+    """(status, latency ms) per try; a None status is a try without a response."""
+    return [health.Attempt(status=s, latency_ms=ms, error="" if s else "timed out after 1 s") for s, ms in tries]
+
+
+@pytest.mark.parametrize(
+    ("tries", "status", "score", "latency"),
+    [
+        (attempts((200, 50), (200, 150), (200, 400)), Status.WARN, 0.75, "150 ms / 400 ms"),
+        (attempts((200, 400), (200, 50), (200, 80)), Status.PASS, 1.0, "80 ms / 400 ms"),
+        (attempts((200, 100), (200, 100), (200, 100)), Status.PASS, 1.0, "100 ms / 100 ms"),
+        (attempts((200, 90), (200, 101), (200, 300)), Status.WARN, 0.75, "101 ms / 300 ms"),
+        (attempts((200, 50), (200, 150)), Status.PASS, 1.0, "100 ms / 150 ms"),
+        (attempts((None, 5000), (200, 50), (200, 60)), Status.WARN, 2 / 3, "55 ms / 60 ms"),
+        (attempts((200, 150), (200, 150), (503, 150)), Status.WARN, 2 / 3 - 0.25, "150 ms / 150 ms"),
+        (attempts((200, 150), *[(503, 150)] * 4), Status.WARN, 0.0, "150 ms / 150 ms"),
+    ],
+    ids=["min-within-median-over", "median-within-max-over", "median-at-budget", "median-just-over", "even-tries-middle-two",
+         "no-response-left-out", "slow-and-failing", "grade-floors-at-zero"],
+)
+def test_latency_is_judged_on_the_median_of_tries(tries: list[health.Attempt], status: Status, score: float, latency: str) -> None:
+    result = health._judge(health.Config(path="/ok", latency_budget_ms=100, **FAST), "http://x/ok", tries, [])
+    assert (result.status, result.score) == (status, pytest.approx(score))
+    [evidence] = [e for e in result.evidence if e.what.startswith("latency of GET /ok")]
+    responded = sum(1 for t in tries if t.status is not None)
+    median_over = float(latency.split()[0]) > 100
+    assert (evidence.what, evidence.measured, evidence.threshold, evidence.ok) == (
+        f"latency of GET /ok (median / max of {responded})", latency, "median ≤ 100 ms", not median_over)
+    slow = f"expected GET /ok within 100 ms (median), took {latency.split()[0]} ms"
+    assert (slow in result.reasons) is median_over
+
+
+@pytest.mark.parametrize(
+    ("tries", "status", "summary", "passing"),
+    [
+        (attempts((200, 10), (200, 30), (200, 20)), Status.PASS, "/ok answered 200 on 3/3 tries, median 20 ms", "3/3"),
+        (attempts((200, 10), (503, 10), (200, 10)), Status.WARN,
+         "2/3 tries of /ok healthy; expected status 200 from /ok, got 503", "2/3"),
+        (attempts((503, 10), (503, 10)), Status.FAIL, "expected status 200 from /ok, got 503 after 2 tries", "0/2"),
+        (attempts((503, 10)), Status.FAIL, "expected status 200 from /ok, got 503", "0/1"),
+        (attempts((None, 10), (None, 10)), Status.FAIL, "GET /ok: timed out after 1 s after 2 tries", "0/2"),
+    ],
+    ids=["all-healthy", "one-unhealthy-warns", "none-healthy-fails", "one-try-no-count", "no-response"],
+)
+def test_judge_counts_healthy_tries(tries: list[health.Attempt], status: Status, summary: str, passing: str) -> None:
+    result = health._judge(health.Config(path="/ok", **FAST), "http://x/ok", tries, [])
+    assert (result.status, result.summary) == (status, summary)
+    shown = {e.what: (e.measured, e.ok) for e in result.evidence}
+    total = passing.split("/")[1]
+    assert shown["tries passing"] == (passing, passing == f"{total}/{total}")
+    assert shown["HTTP status of GET /ok"][1] is all(t.status == 200 for t in tries)
+    assert any(w.startswith("latency of") for w in shown) is any(t.status is not None for t in tries)
+
+
+def test_judge_reads_json_expectations_on_every_try() -> None:
+    tries = attempts((200, 10), (200, 10))
+    tries[0].body, tries[1].body = {"status": "healthy"}, MISSING
+    result = health._judge(health.Config(path="/h", **FAST), "http://x/h", tries, parse_all(['status == "healthy"']))
+    assert (result.status, result.score) == (Status.WARN, 0.5)
+    assert result.reasons[0] == "expected a JSON body from /h, got something else"
+    [shown] = [e for e in result.evidence if e.what == "JSON status"]
+    assert (shown.measured, shown.ok) == ("healthy", True)  # the last JSON body seen

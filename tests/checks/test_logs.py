@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from checks import logs
 from core.logsource import (
+    MAX_ATTEMPTS,
     TRACEBACK_LINE_PATTERNS,
     CloudLoggingSource,
     FileLogSource,
@@ -19,7 +21,7 @@ from core.logsource import (
     LogSource,
     entry_from_parts,
 )
-from core.model import CheckResult, Status, Target
+from core.model import CheckResult, NotMeasured, Status, Target
 from tests.checks.helpers import NEW, OLD, revision_target, run_check
 from tests.servers.data import DATA, RECORDED
 from tests.servers.data import recorded_entry as entry
@@ -167,8 +169,10 @@ def test_a_traceback_split_into_lines_is_one_new_error_naming_its_exception_and_
     fake.entries.append(entry("request_503", created - timedelta(minutes=3), revision=OLD))
     source = CloudLoggingSource()
     result = check(source, revision_target(created))
-    assert result.status is Status.FAIL
-    assert result.reasons[0].startswith("new error since deploy: ValueError at orders/pricing.py:27 parse_quantity (1×,")
+    # Stitched, the five lines are one occurrence: below fail_count, so a warning and not five new errors.
+    assert (result.status, result.critical) == (Status.WARN, True)
+    assert result.reasons[0].startswith("new error since deploy, seen 1× (fewer than fail_count 3): "
+                                        "ValueError at orders/pricing.py:27 parse_quantity (1×,")
     sent = filters(fake)
     assert len(sent[NEW]) <= 2 and len(sent[OLD]) <= 2 and "textPayload=~" in sent[NEW][0]
     assert any(e.what == "entries.list calls" and e.measured == f"1 for {NEW}, 1 for {OLD}" for e in result.evidence)
@@ -253,7 +257,11 @@ def test_error_rate_threshold_fails_even_without_new_signatures(fake: FakeLoggin
 def test_permission_denied_is_an_error_naming_the_role(fake: FakeLogging) -> None:
     fake.fail_next(2, 403)
     result = check(CloudLoggingSource(), revision_target(datetime.now(UTC) - timedelta(minutes=1)))
-    assert result.status is Status.ERROR and "roles/logging.viewer" in result.summary
+    assert (result.status, result.score) == (Status.ERROR, None) and "roles/logging.viewer" in result.summary
+    [missing] = result.not_measured
+    assert (missing.what, missing.why) == ("Cloud Logging", result.summary)
+    assert missing.fix == "grant roles/logging.viewer to postdeploy's service account"
+    assert result.critical is True  # a baseline exists: the unmeasured new-error check is a critical gap
 
 
 def test_a_rejected_query_is_an_error_and_is_not_retried(fake: FakeLogging) -> None:
@@ -269,7 +277,8 @@ def test_quota_429_then_success(fake: FakeLogging) -> None:
     fake.entries.append(entry("python_traceback", created + timedelta(seconds=3)))
     fake.fail_next(1, 429)
     result = check(CloudLoggingSource(backoff_s=0.01), revision_target(created, previous=""))
-    assert result.status is Status.FAIL and len(fake.requests) == 2
+    # The retry read the entry: judged (a warning: one new occurrence), not an ERROR.
+    assert (result.status, result.not_measured) == (Status.WARN, []) and len(fake.requests) == 2
     assert "no previous revision to compare with: every error signature counts as new" in result.reasons
 
 
@@ -285,8 +294,9 @@ def test_local_log_file(tmp_path: Any) -> None:
                    + TRACEBACK, encoding="utf-8")
     source = FileLogSource(log, default_revision=NEW)
     result = check(source, revision_target(now - timedelta(seconds=30)))
-    assert result.status is Status.FAIL
-    assert result.summary == "new error since deploy: KeyError at orders/api.py:42 handle_checkout (1×, 1/min)"
+    assert (result.status, result.critical) == (Status.WARN, True)
+    assert result.summary == ("new error since deploy, seen 1× (fewer than fail_count 3): "
+                              "KeyError at orders/api.py:42 handle_checkout (1×, 1/min)")
     assert source.calls == 2
 
 
@@ -330,3 +340,107 @@ def test_an_old_revision_is_judged_on_its_latest_window() -> None:
     now = datetime.now(UTC)
     win = logs.windows(revision_target(now - timedelta(days=2)), logs.Config(max_window_s=3600), now)
     assert (win.until, win.since) == (now, now - timedelta(seconds=3600))
+
+
+KEY_ERROR = "KeyError at orders/api.py:42 handle_checkout"
+HTTP_503 = "HTTP 503 POST /orders/{id}/checkout"
+
+
+def new_errors(fake: FakeLogging, created: datetime, **counts: int) -> None:
+    """`counts` occurrences of each recorded entry in the new revision, one signature after the other."""
+    for offset, (name, count) in enumerate(counts.items()):
+        for i in range(count):
+            fake.entries.append(entry(name, created + timedelta(seconds=5 + 30 * offset + i)))
+
+
+def rates_hidden(text: str) -> str:
+    return re.sub(r"\d+(?:\.\d+)?/min", "R/min", text)
+
+
+@pytest.mark.parametrize(
+    ("counts", "settings", "status", "summary", "recurring"),
+    [
+        ({"python_traceback": 1}, {}, Status.WARN,
+         f"new error since deploy, seen 1× (fewer than fail_count 3): {KEY_ERROR} (1×, R/min)", ("≥ 3×", "0 of 1 new", "≤ 0", True)),
+        ({"python_traceback": 2}, {}, Status.WARN,
+         f"new error since deploy, seen 2× (fewer than fail_count 3): {KEY_ERROR} (2×, R/min)", ("≥ 3×", "0 of 1 new", "≤ 0", True)),
+        ({"python_traceback": 3}, {}, Status.FAIL, f"new error since deploy: {KEY_ERROR} (3×, R/min)",
+         ("≥ 3×", "1 of 1 new", "≤ 0", False)),
+        ({"python_traceback": 6}, {}, Status.FAIL, f"new error since deploy: {KEY_ERROR} (6×, R/min)",
+         ("≥ 3×", "1 of 1 new", "≤ 0", False)),
+        ({"python_traceback": 1}, {"fail_count": 1}, Status.FAIL, f"new error since deploy: {KEY_ERROR} (1×, R/min)",
+         ("≥ 1×", "1 of 1 new", "≤ 0", False)),
+        ({"python_traceback": 4}, {"fail_count": 5}, Status.WARN,
+         f"new error since deploy, seen 4× (fewer than fail_count 5): {KEY_ERROR} (4×, R/min)", ("≥ 5×", "0 of 1 new", "≤ 0", True)),
+        ({"python_traceback": 3}, {"max_new_signatures": 1}, Status.WARN, f"new error since deploy: {KEY_ERROR} (3×, R/min)",
+         ("≥ 3×", "1 of 1 new", "≤ 1", True)),
+        ({"python_traceback": 3, "request_503": 3}, {"max_new_signatures": 1}, Status.FAIL,
+         f"new error since deploy: {KEY_ERROR} (3×, R/min) (+1 more)", ("≥ 3×", "2 of 2 new", "≤ 1", False)),
+        ({"python_traceback": 1, "request_503": 3}, {}, Status.FAIL,
+         f"new error since deploy: {HTTP_503} (3×, R/min) (+1 more)", ("≥ 3×", "1 of 2 new", "≤ 0", False)),
+    ],
+    ids=["single-occurrence-warns", "fail-count-minus-one-warns", "exactly-fail-count-fails", "recurring-fails",
+         "fail-count-1-fails-on-one", "below-a-raised-fail-count-warns", "one-recurring-within-max-new-signatures-warns",
+         "two-recurring-over-max-new-signatures-fail", "recurring-leads-a-rarer-one"],
+)
+def test_a_new_signature_fails_once_it_recurs_fail_count_times(fake: FakeLogging, counts: dict[str, int], settings: dict[str, Any],
+                                                               status: Status, summary: str,
+                                                               recurring: tuple[str, str, str, bool]) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=2)
+    new_errors(fake, created, **counts)
+    result = check(CloudLoggingSource(), revision_target(created), **settings)
+    assert (result.status, rates_hidden(result.summary)) == (status, summary)
+    assert result.score == (0.0 if status is Status.FAIL else 0.5)
+    at_least, measured, threshold, ok = recurring
+    assert [(e.measured, e.threshold, e.ok) for e in result.evidence if e.what == f"new error signatures ({at_least})"] == [
+        (measured, threshold, ok)]
+    assert sum(1 for r in result.reasons if r.startswith("new error since deploy")) == len(counts)  # every new one is listed
+
+
+def test_defaults_and_limits_of_the_new_signature_thresholds() -> None:
+    config = logs.Config()
+    assert (config.fail_count, config.max_new_signatures, config.critical) == (3, 0, None)
+    with pytest.raises(ValidationError, match="fail_count"):
+        logs.Config(fail_count=0)
+
+
+@pytest.mark.parametrize(
+    ("previous", "settings", "errors", "status", "critical"),
+    [
+        (OLD, {}, 3, Status.FAIL, True),
+        ("", {}, 3, Status.FAIL, False),
+        (OLD, {}, 0, Status.PASS, True),
+        (OLD, {"critical": True}, 3, Status.FAIL, None),
+        (OLD, {"critical": False}, 3, Status.FAIL, None),
+        ("", {"critical": True}, 3, Status.FAIL, None),
+    ],
+    ids=["baseline-makes-it-critical", "no-baseline-not-critical", "a-pass-with-a-baseline-too", "explicit-true-decides",
+         "explicit-false-decides", "explicit-true-without-baseline"],
+)
+def test_new_errors_are_critical_when_there_is_a_revision_to_compare_with(fake: FakeLogging, previous: str, settings: dict[str, Any],
+                                                                          errors: int, status: Status,
+                                                                          critical: bool | None) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=2)
+    new_errors(fake, created, python_traceback=errors, request_200=1)
+    result = check(CloudLoggingSource(), revision_target(created, previous=previous), **settings)
+    assert (result.status, result.critical) == (status, critical)
+    assert logs.Config(**settings).critical is settings.get("critical")
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (403, "grant roles/logging.viewer to postdeploy's service account"),
+        (429, "validate again later: the API kept answering 429/5xx or could not be reached"),
+        (503, "validate again later: the API kept answering 429/5xx or could not be reached"),
+    ],
+    ids=["permission-denied", "quota-after-retries", "outage-after-retries"],
+)
+def test_cloud_logging_failures_are_not_measured_and_name_the_fix(fake: FakeLogging, status: int, fix: str) -> None:
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    new_errors(fake, created, python_traceback=3)
+    fake.fail_next(50, status)
+    result = check(CloudLoggingSource(backoff_s=0.001), revision_target(created, previous=""))
+    assert (result.status, result.score, result.critical) == (Status.ERROR, None, False)  # no baseline: not critical
+    assert result.not_measured == [NotMeasured("Cloud Logging", result.summary, fix)]
+    assert len(fake.requests) == (1 if status == 403 else MAX_ATTEMPTS)  # only a transient answer is worth a retry

@@ -183,3 +183,14 @@ def test_judge(measured: float | None, previous: float | None, limit: float | No
                status: Status | None) -> None:
     c = metrics.judge(metrics.Comparison("x", measured, previous, limit, increase), warn_at=0.5, near_limit=0.8)
     assert c.status == status
+
+
+def test_no_google_credentials_is_not_measured_never_a_failed_deploy(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # No endpoint override, no key file, no gcloud ADC, and the metadata server unreachable: google.auth finds nothing.
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    result = check(CloudMonitoringSource(backoff_s=0.01), revision_target(datetime.now(UTC) - timedelta(minutes=5)))
+    assert result.status is Status.ERROR, result.summary
+    assert result.summary.startswith("no Google credentials to read Cloud Monitoring")
+    assert [n.what for n in result.not_measured] == ["Cloud Monitoring"]
+    assert "gcloud auth application-default login" in result.not_measured[0].fix

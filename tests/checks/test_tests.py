@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 
 from checks import tests as junit
 from core.artifacts import GcsArtifacts, LocalArtifacts
+from core.errors import AccessDenied, NoCredentials, StorageUnavailable
 from core.gcp import storage_client
-from core.model import ArtifactSource, Build, CheckResult, Outcome, Status, Target, Verdict
+from core.model import ArtifactSource, Build, CheckResult, Evidence, NotMeasured, Outcome, Status, Target, Verdict
 from report.score import score
 from tests.checks.helpers import run_check
 from tests.servers.data import DATA
@@ -50,47 +52,52 @@ def evidence(result: CheckResult) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("files", "settings", "status", "summary"),
+    ("files", "settings", "status", "summary", "fixes"),
     [
         ({"junit.xml": fixture(MIXED)}, {"critical": True}, Status.FAIL,
          "1/6 tests passed (16.7%, minimum 100%): e2e.test_checkout.test_create_order_returns_201 failed: "
-         "AssertionError: expected 201 (+4 more)"),
-        ({"junit.xml": fixture(MIXED)}, {}, Status.WARN, "1/6 tests passed (16.7%, minimum 100%)"),
-        ({"junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%)"),
-        ({SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}, {"min_pass_rate": 0.8}, Status.WARN,
+         "AssertionError: expected 201 (+4 more)", []),
+        ({"junit.xml": fixture(MIXED)}, {}, Status.FAIL, "1/6 tests passed (16.7%, minimum 100%)", []),
+        ({"junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%)", []),
+        ({SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}, {"min_pass_rate": 0.8}, Status.FAIL,
          "5/8 tests passed (62.5%, minimum 80%) (2 skipped): com.acme.orders.CheckoutIT.rejectsEmptyCart failed: "
-         "expected: <400> but was: <500> (+2 more)"),
+         "expected: <400> but was: <500> (+2 more)", []),
         ({SUREFIRE: fixture(SUREFIRE), "go.xml": fixture(GO)}, {"min_pass_rate": 0.6, "critical": True}, Status.PASS,
-         "5/8 tests passed (62.5%, minimum 60%) (2 skipped)"),
-        ({"junit.xml": fixture("all_passed.xml"), "broken.xml": fixture("malformed.xml")}, {}, Status.WARN,
-         "3/3 tests passed (100%, minimum 100%); gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML "
-         "(no element found: line 2, column 0)"),
+         "5/8 tests passed (62.5%, minimum 60%) (2 skipped)", []),
+        ({"junit.xml": fixture("all_passed.xml"), "broken.xml": fixture("malformed.xml")}, {}, Status.PASS,
+         "3/3 tests passed (100%, minimum 100%)", [junit.FIX_MALFORMED]),
         ({"broken.xml": fixture("malformed.xml")}, {}, Status.ERROR,
-         "no readable test results: gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML (no element found: line 2, column 0)"),
+         "no readable test results: gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML (no element found: line 2, column 0)",
+         [junit.FIX_MALFORMED]),
         ({"lol.xml": fixture("billion_laughs.xml")}, {}, Status.ERROR,
-         "no readable test results: gs://BUCKET/results/BUILD/lol.xml: refused: unsafe XML (entity declarations)"),
+         "no readable test results: gs://BUCKET/results/BUILD/lol.xml: refused: unsafe XML (entity declarations)", [junit.FIX_UNSAFE]),
         ({"xxe.xml": fixture("xxe.xml")}, {}, Status.ERROR,
-         "no readable test results: gs://BUCKET/results/BUILD/xxe.xml: refused: unsafe XML (entity declarations)"),
-        ({"coverage.xml": fixture("coverage.xml")}, {}, Status.SKIPPED, "no JUnit XML among the 1 XML files found"),
-        ({"coverage.xml": fixture("coverage.xml"), "junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed"),
-        ({"junit.xml": fixture(BARE)}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%) (2 skipped)"),
-        ({"junit.xml": fixture(BARE)}, {"skipped_count_as_failed": True, "critical": True}, Status.FAIL,
-         "3/5 tests passed (60%, minimum 100%): 2 skipped, counted as not passed"),
-        ({}, {}, Status.SKIPPED, "no JUnit XML found at gs://BUCKET/results/BUILD/*.xml"),
+         "no readable test results: gs://BUCKET/results/BUILD/xxe.xml: refused: unsafe XML (entity declarations)", [junit.FIX_UNSAFE]),
+        ({"broken.xml": fixture("malformed.xml"), "coverage.xml": fixture("coverage.xml")}, {}, Status.ERROR,
+         "no readable test results: gs://BUCKET/results/BUILD/broken.xml: unreadable: malformed XML", [junit.FIX_MALFORMED]),
+        ({"coverage.xml": fixture("coverage.xml")}, {}, Status.SKIPPED, "no JUnit XML among the 1 XML files found", []),
+        ({"coverage.xml": fixture("coverage.xml"), "junit.xml": fixture("all_passed.xml")}, {}, Status.PASS, "3/3 tests passed", []),
+        ({"junit.xml": fixture(BARE)}, {}, Status.PASS, "3/3 tests passed (100%, minimum 100%) (2 skipped)", []),
+        ({"junit.xml": fixture(BARE)}, {"skipped_count_as_failed": True}, Status.FAIL,
+         "3/5 tests passed (60%, minimum 100%): 2 skipped, counted as not passed", []),
+        ({}, {}, Status.SKIPPED, "no JUnit XML found at gs://BUCKET/results/BUILD/*.xml", [junit.FIX_NONE_FOUND]),
     ],
-    ids=["5-of-6-failed-critical-fails", "5-of-6-failed-not-critical-warns", "all-passed", "surefire-and-go-below-minimum",
-         "surefire-and-go-above-minimum", "malformed-beside-good-warns", "malformed-only-errors", "billion-laughs-refused",
-         "xxe-refused", "coverage-xml-is-not-junit", "coverage-xml-ignored-beside-junit", "bare-testsuite-skips-not-failures",
-         "skipped-counted-when-asked", "none-found"],
+    ids=["5-of-6-failed-critical-fails", "5-of-6-failed-not-critical-fails-too", "all-passed", "surefire-and-go-below-minimum",
+         "surefire-and-go-above-minimum", "malformed-beside-good-is-not-measured-the-rest-judged", "malformed-only-not-measured",
+         "billion-laughs-refused", "xxe-refused", "malformed-beside-coverage-not-measured", "coverage-xml-is-not-junit",
+         "coverage-xml-ignored-beside-junit", "bare-testsuite-skips-not-failures", "skipped-counted-when-asked", "none-found"],
 )
 def test_results_uploaded_by_the_build(bucket: str, files: dict[str, bytes], settings: dict[str, Any], status: Status,
-                                       summary: str) -> None:
+                                       summary: str, fixes: list[str]) -> None:
     build = uploaded_build(bucket, files)
     result = check(junit.Config(**settings), build, GcsArtifacts())
     expected = summary.replace("BUCKET", bucket).replace("BUILD", BUILD_ID)
     assert result.status is status, result.summary
     assert result.summary.startswith(expected), (result.summary, expected)
     assert evidence(result)["where it looked"] == f"gs://{bucket}/results/{BUILD_ID}/*.xml"
+    assert [n.fix for n in result.not_measured] == fixes
+    assert result.critical is None  # no item of its own is critical: the check's setting decides
+    assert (result.score is None) is (status in (Status.ERROR, Status.SKIPPED))
 
 
 def test_failing_tests_are_listed_with_first_line_messages(bucket: str) -> None:
@@ -118,18 +125,22 @@ def test_the_hand_made_passed_report_comes_out_fail(bucket: str) -> None:
                    {"Deployment": 20, "Migration": 25, "Stability": 20, "Business": 20, "Testing": 15}, 90, 75)
     assert scored.verdict is Verdict.FAIL
     assert scored.reasons[0].startswith("tests: 1/6 tests passed (16.7%, minimum 100%)")
-    assert scored.score == pytest.approx(85 + 15 / 6, abs=0.1)  # the score alone would have said WARN
+    assert scored.score == pytest.approx(85 + 15 * 0.4 / 6, abs=0.1)  # 1/6 inside the FAIL band: the score alone says WARN
 
 
-def test_unsafe_xml_is_never_expanded(bucket: str) -> None:
+def test_unsafe_xml_is_never_expanded_and_the_rest_is_judged(bucket: str) -> None:
     result = check(junit.Config(), uploaded_build(bucket, {"lol.xml": fixture("billion_laughs.xml"), "xxe.xml": fixture("xxe.xml"),
                                                             "ok.xml": fixture("all_passed.xml")}), GcsArtifacts())
-    assert result.status is Status.WARN
+    assert (result.status, result.summary) == (Status.PASS, "3/3 tests passed (100%, minimum 100%)")
     text = repr(result)
     assert "lollol" not in text and "root:" not in text
     found = evidence(result)
+    where = f"gs://{bucket}/results/{BUILD_ID}"
     for name in ("lol.xml", "xxe.xml"):
-        assert found[f"file gs://{bucket}/results/{BUILD_ID}/{name}"] == "refused: unsafe XML (entity declarations)"
+        assert found[f"file {where}/{name}"] == "refused: unsafe XML (entity declarations)"
+    assert result.not_measured == [NotMeasured(f"file {where}/{name}", "refused: unsafe XML (entity declarations)", junit.FIX_UNSAFE)
+                                   for name in ("lol.xml", "xxe.xml")]
+    assert found["files read"] == "1 of 3"
 
 
 def test_build_id_is_substituted_into_configured_patterns(bucket: str) -> None:
@@ -144,9 +155,11 @@ def test_build_id_is_substituted_into_configured_patterns(bucket: str) -> None:
 def test_unknown_variables_are_named_with_the_known_ones(bucket: str) -> None:
     build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
     result = check(junit.Config(patterns=[f"gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml"]), build, GcsArtifacts())
-    assert result.status is Status.ERROR
+    assert (result.status, result.score) == (Status.ERROR, None)
     assert result.summary == (f"pattern gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml names ${{BUILD_NUMBER}}, which has no value "
                               f"(known: BUILD_ID, PROJECT_ID)")
+    assert result.not_measured == [NotMeasured(f"pattern gs://{bucket}/results/${{BUILD_NUMBER}}/*.xml", result.summary,
+                                               junit.FIX_VARIABLES)]
 
 
 def test_without_artifacts_or_patterns_nothing_is_looked_up() -> None:
@@ -167,25 +180,40 @@ def test_without_artifacts_or_patterns_nothing_is_looked_up() -> None:
     assert result.summary == "the build's artifacts.objects paths hold no .xml file (dist/*.tar.gz) and no tests.patterns configured"
 
 
-def test_a_refused_listing_is_an_error_naming_the_role(gcs: tuple[PreconditionProxy, str]) -> None:
+def test_a_refused_listing_is_not_measured_naming_the_role(gcs: tuple[PreconditionProxy, str]) -> None:
     proxy, bucket = gcs
     build = uploaded_build(bucket, {"e2e.xml": fixture("all_passed.xml")})
     proxy.fail_next(5, status=403)
     result = check(junit.Config(), build, GcsArtifacts(retry_deadline_s=0.5))
-    assert result.status is Status.ERROR
+    assert (result.status, result.score) == (Status.ERROR, None)
     assert result.summary.startswith(f"looking for gs://{bucket}/results/{BUILD_ID}/*.xml: permission denied listing")
-    assert "grant roles/storage.objectViewer" in result.summary
+    (gap,) = result.not_measured
+    assert gap.fix == f"grant roles/storage.objectViewer on gs://{bucket} to the function's service account"
 
 
-def test_byte_cap_per_file(bucket: str) -> None:
-    padding = b"<!-- " + b"x" * 4000 + b" -->"
-    build = uploaded_build(bucket, {"big.xml": fixture("all_passed.xml").replace(b"<testsuites", padding + b"<testsuites", 1),
-                                    "small.xml": fixture(MIXED)})
-    result = check(junit.Config(max_bytes_per_file=2048), build, GcsArtifacts())
-    assert result.status is Status.WARN
-    assert evidence(result)[f"file gs://{bucket}/results/{BUILD_ID}/big.xml"] == \
-        "unreadable: larger than 2048 bytes (max_bytes_per_file), not parsed"
-    assert result.summary.startswith("1/6 tests passed")  # the small file was still read
+def test_a_missing_bucket_is_not_measured(bucket: str) -> None:
+    result = check(junit.Config(patterns=[f"gs://{bucket}-gone/results/*.xml"]), None, GcsArtifacts(retry_deadline_s=0.5))
+    assert (result.status, result.score) == (Status.ERROR, None)
+    assert result.summary.startswith(f"looking for gs://{bucket}-gone/results/*.xml: expected gs://{bucket}-gone/results/*.xml to exist")
+    assert [n.fix for n in result.not_measured] == [junit.FIX_PATTERNS]
+
+
+def padded(data: bytes, size: int) -> bytes:
+    """`data` grown to exactly `size` bytes with an XML comment before its <testsuites> root."""
+    filler = size - len(data) - len(b"<!--  -->")
+    assert filler >= 0
+    return data.replace(b"<testsuites", b"<!-- " + b"x" * filler + b" --><testsuites", 1)
+
+
+@pytest.mark.parametrize(("size", "read"), [(2047, True), (2048, True), (2049, False)],
+                         ids=["below-the-cap", "exactly-the-cap", "one-byte-over"])
+def test_byte_cap_per_file(tmp_path: Path, size: int, read: bool) -> None:
+    write_results(tmp_path, {"r/big.xml": padded(fixture("all_passed.xml"), size), "r/small.xml": fixture(BARE)})
+    result = check(junit.Config(patterns=["r/*.xml"], max_bytes_per_file=2048), None, LocalArtifacts(str(tmp_path)))
+    assert result.status is Status.PASS
+    assert result.summary.startswith("6/6 tests passed" if read else "3/3 tests passed")  # the small file is read either way
+    gaps = [NotMeasured("file r/big.xml", "unreadable: larger than 2048 bytes (max_bytes_per_file), not parsed", junit.FIX_TOO_LARGE)]
+    assert result.not_measured == ([] if read else gaps)
 
 
 def write_results(root: Path, files: dict[str, bytes]) -> None:
@@ -204,8 +232,9 @@ def test_local_folder_mode(tmp_path: Path) -> None:
     assert result.status is Status.FAIL
     assert result.summary.startswith("4/9 tests passed (44.4%, minimum 100%) (2 skipped): e2e.test_checkout")
     result = check(junit.Config(patterns=["../*.xml"]), None, local)
-    assert result.status is Status.ERROR
+    assert (result.status, result.score) == (Status.ERROR, None)
     assert result.summary.startswith("looking for ../*.xml: expected a pattern inside")
+    assert [n.fix for n in result.not_measured] == [junit.FIX_PATTERNS]
 
 
 def test_without_an_artifact_source_local_paths_are_read_from_the_working_folder(tmp_path: Path,
@@ -221,17 +250,28 @@ def test_build_id_without_a_build_skips(tmp_path: Path) -> None:
     assert result.status is Status.SKIPPED
     assert result.summary == ("nothing to look at: pattern results/${BUILD_ID}/*.xml names ${BUILD_ID}, which has no value "
                               "(known: none: there is no build)")
+    assert [n.fix for n in result.not_measured] == [junit.FIX_VARIABLES]
 
 
-def test_caps_on_files_and_listed_failures(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("max_files", "read", "more"), [(2, "2 of 3", 1), (3, "3 of 3", 0)],
+                         ids=["one-file-over", "exactly-max-files"])
+def test_cap_on_files(tmp_path: Path, max_files: int, read: str, more: int) -> None:
     write_results(tmp_path, {"r/a.xml": fixture(MIXED), "r/b.xml": fixture("all_passed.xml"), "r/c.xml": fixture(MIXED)})
-    result = check(junit.Config(patterns=["r/*.xml"], max_files=2, max_failures_listed=3), None, LocalArtifacts(str(tmp_path)))
-    found = evidence(result)
-    assert found["files read"] == "2 of 3"
-    assert found["failing tests not listed"] == "2 more"
-    assert sum(1 for e in result.evidence if e.what.endswith(" failed")) == 3
-    assert result.summary.startswith("4/9 tests passed")
-    assert "1 more result files not read (max_files 2)" in result.reasons
+    result = check(junit.Config(patterns=["r/*.xml"], max_files=max_files), None, LocalArtifacts(str(tmp_path)))
+    assert evidence(result)["files read"] == read
+    gaps = [NotMeasured("1 more result files", "1 more result files not read (max_files 2)", junit.FIX_MAX_FILES)]
+    assert result.not_measured == (gaps if more else [])
+    assert result.status is Status.FAIL
+
+
+@pytest.mark.parametrize(("max_failures_listed", "listed", "not_listed"), [(3, 3, "2 more"), (5, 5, None), (4, 4, "1 more")],
+                         ids=["three-of-five", "exactly-all-five", "four-of-five"])
+def test_cap_on_listed_failures(tmp_path: Path, max_failures_listed: int, listed: int, not_listed: str | None) -> None:
+    write_results(tmp_path, {"r/a.xml": fixture(MIXED)})
+    result = check(junit.Config(patterns=["r/*.xml"], max_failures_listed=max_failures_listed), None, LocalArtifacts(str(tmp_path)))
+    assert sum(1 for e in result.evidence if e.what.endswith((" failed", " errored"))) == listed
+    assert evidence(result).get("failing tests not listed") == not_listed
+    assert len(result.reasons) == 5  # every failure is a reason, listed in the evidence or not
 
 
 def test_long_messages_are_capped_to_one_line(tmp_path: Path) -> None:
@@ -292,3 +332,152 @@ def test_results_in_a_location_shared_by_every_build_cannot_pass(tmp_path: Path)
     assert "a location every build writes to: they may be another build's" in result.summary
     attributable = next(e for e in result.evidence if e.what == "results attributable to this build")
     assert attributable.ok is False
+
+
+def junit_xml(passed: int, failed: int = 0, errored: int = 0, skipped: int = 0) -> bytes:
+    """One <testsuite name="s"> of class `c`: passing cases p0…, failing f0… ("boom N"), erroring e0…, skipped s0…."""
+    cases = [f'<testcase classname="c" name="p{i}"/>' for i in range(passed)]
+    cases += [f'<testcase classname="c" name="f{i}"><failure message="boom {i}"/></testcase>' for i in range(failed)]
+    cases += [f'<testcase classname="c" name="e{i}"><error message="crash {i}"/></testcase>' for i in range(errored)]
+    cases += [f'<testcase classname="c" name="s{i}"><skipped/></testcase>' for i in range(skipped)]
+    return ('<testsuite name="s">' + "".join(cases) + "</testsuite>").encode()
+
+
+@pytest.mark.parametrize(
+    ("xml", "settings", "status", "summary", "rate"),
+    [
+        (junit_xml(200), {}, Status.PASS, "200/200 tests passed (100%, minimum 100%)", 1.0),
+        (junit_xml(199, 1), {}, Status.FAIL, "199/200 tests passed (99.5%, minimum 100%): c.f0 failed: boom 0", 0.995),
+        (junit_xml(199, 1), {"critical": True}, Status.FAIL, "199/200 tests passed (99.5%, minimum 100%): c.f0 failed: boom 0",
+         0.995),
+        (junit_xml(199, 1), {"min_pass_rate": 0.995}, Status.PASS, "199/200 tests passed (99.5%, minimum 99.5%): c.f0 failed: boom 0",
+         0.995),
+        (junit_xml(199, 1), {"min_pass_rate": 0.996}, Status.FAIL, "199/200 tests passed (99.5%, minimum 99.6%): c.f0 failed: boom 0",
+         0.995),
+        (junit_xml(0, 1), {"min_pass_rate": 0.0}, Status.PASS, "0/1 tests passed (0%, minimum 0%): c.f0 failed: boom 0", 0.0),
+        (junit_xml(3, 1, 1), {"min_pass_rate": 0.6}, Status.PASS,
+         "3/5 tests passed (60%, minimum 60%): c.f0 failed: boom 0 (+1 more)", 0.6),
+        (junit_xml(3, 0, 0, 2), {"min_pass_rate": 0.6, "skipped_count_as_failed": True}, Status.PASS,
+         "3/5 tests passed (60%, minimum 60%): 2 skipped, counted as not passed", 0.6),
+        (junit_xml(3, 0, 0, 2), {"min_pass_rate": 0.61, "skipped_count_as_failed": True}, Status.FAIL,
+         "3/5 tests passed (60%, minimum 61%): 2 skipped, counted as not passed", 0.6),
+        (junit_xml(3, 0, 0, 2), {}, Status.PASS, "3/3 tests passed (100%, minimum 100%) (2 skipped)", 1.0),
+        (junit_xml(3), {"skipped_count_as_failed": True}, Status.PASS, "3/3 tests passed (100%, minimum 100%)", 1.0),
+        (junit_xml(3, 0, 1, 0), {}, Status.FAIL, "3/4 tests passed (75%, minimum 100%): c.e0 errored: crash 0", 0.75),
+    ],
+    ids=["200-of-200-at-1.0", "199-of-200-at-1.0-fails", "199-of-200-critical-fails", "exactly-at-0.995-passes",
+         "just-below-0.996-fails", "zero-minimum-passes-anything", "failed-and-errored-count-at-the-rate",
+         "skipped-counted-at-the-rate", "skipped-counted-below-the-rate", "skipped-not-counted-by-default",
+         "nothing-skipped-to-count", "errored-counts-as-not-passed"],
+)
+def test_the_pass_rate_against_the_minimum(tmp_path: Path, xml: bytes, settings: dict[str, Any], status: Status, summary: str,
+                                           rate: float) -> None:
+    write_results(tmp_path, {"r.xml": xml})
+    result = check(junit.Config(patterns=["r.xml"], **settings), None, LocalArtifacts(str(tmp_path)))
+    assert (result.status, result.summary, result.score, result.critical) == (status, summary, rate, None)
+    assert result.evidence[0].what == "pass rate" and result.evidence[0].ok is (status is Status.PASS)
+    assert next(e for e in result.evidence if e.what == "files read") == Evidence("files read", "1 of 1", ok=True)
+    assert result.next_steps == (["read the failing tests' output in the build log"] if status is Status.FAIL else [])
+
+
+@dataclass
+class Refusing:
+    """An ArtifactSource over `files` that raises `error` for every name or pattern with "bad" in it."""
+
+    files: dict[str, bytes]
+    error: Exception
+    on: str  # "find" or "read"
+
+    def find(self, pattern: str) -> list[str]:
+        if self.on == "find" and "bad" in pattern:
+            raise self.error
+        prefix = pattern.rsplit("/", 1)[0] + "/"
+        return sorted(n for n in self.files if n.startswith(prefix))
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        if self.on == "read" and "bad" in name:
+            raise self.error
+        return self.files[name][:max_bytes]
+
+
+BAD, GOOD = "gs://acme-results/b1/bad.xml", "gs://acme-results/b1/good.xml"
+ERRORS = [
+    (AccessDenied(f"permission denied reading {BAD}; grant roles/storage.objectViewer"),
+     "grant roles/storage.objectViewer on gs://acme-results to the function's service account"),
+    (AccessDenied("permission denied", fix="grant roles/storage.objectViewer on the results bucket"),
+     "grant roles/storage.objectViewer on the results bucket"),
+    (StorageUnavailable(f"reading {BAD}: 503 Service Unavailable"), "validate again: Cloud Storage was unavailable"),
+    (NoCredentials("no Google credentials to read Cloud Storage"), NoCredentials.fix),
+    (PermissionError(13, "Permission denied", "results/bad.xml"), "make results/bad.xml readable by the user postdeploy runs as"),
+    (FileNotFoundError(f"expected {BAD} to exist, found nothing"), junit.FIX_PATTERNS),
+    (ValueError("expected a pattern inside /srv, found '../bad.xml'"), junit.FIX_PATTERNS),
+    (RuntimeError("boom"), junit.FIX_BUG),
+]
+ERROR_IDS = ["403", "403-with-its-fix", "storage-outage", "no-credentials", "local-permission", "missing", "outside-the-folder",
+             "postdeploy-bug"]
+
+
+@pytest.mark.parametrize("beside_good", [False, True], ids=["alone", "beside-a-readable-file"])
+@pytest.mark.parametrize(("error", "fix"), ERRORS, ids=ERROR_IDS)
+def test_a_file_postdeploy_cannot_read_is_not_measured(error: Exception, fix: str, beside_good: bool) -> None:
+    files = {BAD: b"", **({GOOD: junit_xml(2)} if beside_good else {})}
+    result = check(junit.Config(patterns=["gs://acme-results/b1/*.xml"]), None, Refusing(files, error, "read"))
+    why = f"unreadable: {type(error).__name__}: {error}"
+    assert result.not_measured == [NotMeasured(f"file {BAD}", why, fix)]
+    if beside_good:
+        assert (result.status, result.summary, result.score) == (Status.PASS, "2/2 tests passed (100%, minimum 100%)", 1.0)
+    else:
+        assert (result.status, result.summary, result.score) == (Status.ERROR, f"no readable test results: {BAD}: {why}", None)
+    assert evidence(result)[f"file {BAD}"] == why
+    read = "1 of 2" if beside_good else "0 of 1"
+    assert next(e for e in result.evidence if e.what == "files read") == Evidence("files read", read, ok=False)
+
+
+@pytest.mark.parametrize("beside_good", [False, True], ids=["alone", "beside-a-readable-pattern"])
+@pytest.mark.parametrize(("error", "fix"), ERRORS, ids=ERROR_IDS)
+def test_a_pattern_postdeploy_cannot_list_is_not_measured(error: Exception, fix: str, beside_good: bool) -> None:
+    patterns = ["gs://acme-results/bad/*.xml", *(["gs://acme-results/b1/*.xml"] if beside_good else [])]
+    result = check(junit.Config(patterns=patterns), None, Refusing({GOOD: junit_xml(2)}, error, "find"))
+    why = f"looking for gs://acme-results/bad/*.xml: {error}"
+    assert result.not_measured == [NotMeasured("pattern gs://acme-results/bad/*.xml", why, fix)]
+    if beside_good:
+        assert (result.status, result.summary) == (Status.PASS, "2/2 tests passed (100%, minimum 100%)")
+    else:
+        assert (result.status, result.summary, result.score) == (Status.ERROR, why, None)
+    assert evidence(result)["lookup problem"] == why
+
+
+@pytest.mark.parametrize(
+    ("xml", "status", "gaps"),
+    [(fixture("all_passed.xml"), Status.WARN, 0), (fixture(MIXED), Status.FAIL, 0), (fixture("all_passed.xml"), Status.WARN, 1)],
+    ids=["passing-results-warn", "failing-results-still-fail", "not-measured-files-stay-listed"],
+)
+def test_results_without_the_build_id_in_their_location_cannot_pass(tmp_path: Path, xml: bytes, status: Status, gaps: int) -> None:
+    write_results(tmp_path, {"test-results/junit.xml": xml, **({"test-results/broken.xml": b"<testsuite"} if gaps else {})})
+    build = Build(id=BUILD_ID, status="SUCCESS", artifacts={"objects": {"location": "test-results/", "paths": ["reports/*.xml"]}})
+    result = check(junit.Config(patterns=["test-results/*.xml"]), build, LocalArtifacts(str(tmp_path)))
+    assert result.status is status, result.summary
+    assert ("a location every build writes to" in result.summary) is (status is Status.WARN)
+    assert len(result.not_measured) == gaps
+    assert result.score == (1.0 if status is Status.WARN else pytest.approx(1 / 6))
+
+
+@pytest.mark.parametrize(("length", "capped"), [(199, False), (200, False), (201, True)],
+                         ids=["below-the-cap", "exactly-the-cap", "one-over"])
+def test_message_cap_boundary(tmp_path: Path, length: int, capped: bool) -> None:
+    message = "m" * length
+    write_results(tmp_path, {"r.xml": f'<testsuite><testcase classname="c" name="t"><failure message="{message}"/></testcase>'
+                                      f'</testsuite>'.encode()})
+    result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
+    assert evidence(result)["c.t failed"] == ("m" * (junit.MESSAGE_CHARS - 1) + "…" if capped else message)
+
+
+@pytest.mark.parametrize(
+    ("xml", "ok"),
+    [(junit_xml(2), True), (junit_xml(2, 1), False), (junit_xml(2, 0, 1), False), (junit_xml(2, 0, 0, 1), True)],
+    ids=["passing", "a-failure", "an-error", "a-skip"],
+)
+def test_a_suite_is_ok_without_failures_or_errors(tmp_path: Path, xml: bytes, ok: bool) -> None:
+    write_results(tmp_path, {"r.xml": xml})
+    result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
+    assert next(e for e in result.evidence if e.what == "suite s (r.xml)").ok is ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -12,17 +13,21 @@ from checks import health, smoke, window
 from core import golden
 from core.config import Config
 from core.errors import ConfigError
-from core.model import CheckContext, CheckResult, Status, Target
+from core.model import CheckContext, CheckResult, ServiceInfo, Status, Target
 from core.sample_service import SampleService
+from tests.servers.processes import free_port
 
 
 def observe(url: str, progress: list[tuple[str, float]] | None = None, *, peers: dict[str, Any] | None = None,
-            token_source: Any = None, secrets: Any = None, **settings: Any) -> CheckResult:
+            token_source: Any = None, secrets: Any = None, cloud_run: bool = False, **settings: Any) -> CheckResult:
+    """One window over ``url``; ``cloud_run``: the URL is one the Cloud Run API returned (ID tokens may help)."""
+    service = ServiceInfo("sample", "acme-prod", "us-central1", uri=url) if cloud_run else None
+
     async def go() -> CheckResult:
         async with httpx.AsyncClient() as http:
             ctx = CheckContext(http=http, progress=(lambda what, done: progress.append((what, done))) if progress is not None else None,
                                peers=peers or {}, token_source=token_source, secrets=secrets)
-            return await window.run(Target(service="sample", url=url), window.Config(**settings), ctx)
+            return await window.run(Target(service="sample", url=url, service_info=service), window.Config(**settings), ctx)
 
     return asyncio.run(go())
 
@@ -94,7 +99,7 @@ def test_by_default_the_window_repeats_the_health_path_and_the_read_only_smoke_p
     assert lines["GET /health"].startswith(f"{rounds}/{rounds} ok, latency p50")
     assert lines["smoke browse"].startswith(f"{rounds}/{rounds} ok, duration p50")
     assert "smoke order" not in lines
-    assert f"({2 * rounds} probes)" in result.summary
+    assert f"({rounds} probes)" in result.summary  # availability counts the GETs; browse is not critical: listed only
 
 
 def test_all_repeats_smoke_paths_that_write_and_a_list_picks_by_name(sample: SampleService) -> None:
@@ -110,12 +115,17 @@ def test_all_repeats_smoke_paths_that_write_and_a_list_picks_by_name(sample: Sam
     assert not any(e.what == "latency p50 / p95 / p99" for e in result.evidence)
 
 
-def test_a_smoke_path_failing_during_the_window_lowers_availability(sample: SampleService) -> None:
-    flaky = {"name": "flaky", "steps": [{"http": {"path": "/flaky?every=2"}}]}
+@pytest.mark.parametrize(("critical", "status", "result_critical", "reason"), [
+    pytest.param(True, Status.FAIL, None, "probes failed during the window", id="a-critical-path-fails-the-window"),
+    pytest.param(False, Status.WARN, False, "non-critical smoke flaky failed", id="a-non-critical-path-warns-only"),
+])
+def test_a_smoke_path_failing_during_the_window(sample: SampleService, critical: bool, status: Status,
+                                                result_critical: bool | None, reason: str) -> None:
+    flaky = {"name": "flaky", "critical": critical, "steps": [{"http": {"path": "/flaky?every=2"}}]}
     result = observe(sample.url, peers={"smoke": smoke_paths(flaky)}, window_s=0.8, interval_s=0.1, paths=["/ok"],
                      smoke=["flaky"])
-    assert result.status is Status.FAIL
-    assert "smoke flaky:" in result.reasons[0] and "500" in result.reasons[0]
+    assert (result.status, result.critical) == (status, result_critical), result.summary
+    assert reason in result.summary and "smoke flaky" in result.reasons[0] and "500" in result.reasons[0]
     ok_line = next(e for e in result.evidence if e.what == "GET /ok")
     flaky_line = next(e for e in result.evidence if e.what == "smoke flaky")
     assert ok_line.ok is True and flaky_line.ok is False
@@ -146,7 +156,7 @@ def test_a_private_service_is_probed_with_an_id_token_fetched_once(sample: Sampl
         audiences.append(audience)
         return "test-id-token"
 
-    result = observe(sample.url, token_source=token_source, window_s=0.4, interval_s=0.1, paths=["/private"])
+    result = observe(sample.url, token_source=token_source, window_s=0.4, interval_s=0.1, paths=["/private"], cloud_run=True)
     assert result.status is Status.PASS, result.summary
     assert audiences == [sample.url]
     result = observe(sample.url, window_s=0.2, interval_s=0.1, paths=["/private"], auth="none")
@@ -157,13 +167,15 @@ def test_a_token_postdeploy_cannot_get_is_an_error_not_an_outage(sample: SampleS
     def no_credentials(audience: str) -> str:
         raise OSError("no metadata server")
 
-    result = observe(sample.url, token_source=no_credentials, window_s=0.3, interval_s=0.1, paths=["/private", "/ok"])
+    result = observe(sample.url, token_source=no_credentials, window_s=0.3, interval_s=0.1, paths=["/private", "/ok"],
+                     cloud_run=True)
     assert result.status is Status.PASS, result.summary  # /ok answered throughout; /private is not held against it
     assert result.reasons[0] == ("GET /private was not repeated: status 401 and could not get an ID token for "
                                  f"{sample.url}: OSError: no metadata server")
     assert sum(1 for r in sample.requests if r[1] == "/private") == 1  # dropped after the first refusal
-    result = observe(sample.url, window_s=0.3, interval_s=0.1, paths=["/private"])  # no token source at all
+    result = observe(sample.url, window_s=0.3, interval_s=0.1, paths=["/private"], cloud_run=True)  # no token source at all
     assert result.status is Status.ERROR and result.summary.startswith("GET /private was not repeated: status 401")
+    assert [n.what for n in result.not_measured] == ["GET /private"] and "roles/run.invoker" in result.not_measured[0].fix
 
 
 def test_a_smoke_path_postdeploy_cannot_send_is_dropped_not_held_against_the_revision(sample: SampleService,
@@ -207,3 +219,138 @@ def test_a_smoke_run_the_window_budget_cuts_short_is_not_counted(sample: SampleS
     assert not any(e.what == "smoke slow" for e in result.evidence)
     cut = next(e for e in result.evidence if e.what == "cut short: smoke slow")
     assert cut.measured == "1 run(s) ended by the window's time budget, not counted"
+
+
+# ---------------------------------------------------------------- the verdicts a team can trust
+
+
+def later(seconds: float, action: Any) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+def test_a_revision_that_dies_mid_window_fails_it_and_the_window_stops_there() -> None:
+    with SampleService() as service:
+        timer = later(0.5, service.stop)
+        result = observe(service.url, window_s=6.0, interval_s=0.1, paths=["/ok"])
+        timer.join()
+    assert result.status is Status.FAIL, result.summary
+    assert "window aborted at +" in result.summary and "availability can no longer reach 95%" in result.summary
+    answered = sum(1 for r in service.requests if r[1] == "/ok")
+    assert 0 < answered < 61  # stopped well before the 61 probes of the whole window
+
+
+def test_one_probe_in_six_answering_503_fails_the_window(sample: SampleService) -> None:
+    result = observe(sample.url, window_s=1.0, interval_s=0.1, paths=["/flaky?every=6"], abort_after=0)
+    assert result.status is Status.FAIL, result.summary
+    assert "status 500" in result.summary
+
+
+def test_a_revision_that_starts_hanging_fails_on_time(sample: SampleService) -> None:
+    timer = later(0.6, lambda: setattr(sample, "mode", "hanging"))
+    result = observe(sample.url, window_s=1.5, interval_s=0.1, paths=["/ok"], request_timeout_s=8.0)
+    timer.join()
+    assert result.status is Status.FAIL, result.summary
+    # judged when the window closed, not after the 8 s request timeout; the schedule went on while requests hung
+    assert "no answer after" in result.summary and "when the window closed" in result.summary
+    assert sum(1 for r in sample.requests if r[1] == "/ok") >= 15  # of 16 scheduled
+
+
+def test_a_dead_revision_is_judged_at_once_not_after_the_whole_window() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = observe(dead, window_s=60.0, interval_s=5.0, paths=["/health"], timeout_s=80)
+    assert result.status is Status.FAIL
+    aborted = next(e for e in result.evidence if e.what == "window aborted")
+    assert "availability can no longer reach 95%: 1 of at most 13 probes failed" in aborted.measured
+    assert result.summary.startswith("availability 0.0% over 0 s (1 probes)")
+
+
+def test_abort_after_consecutive_failures_when_the_floor_is_still_reachable() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = observe(dead, window_s=20.0, interval_s=0.05, paths=["/a"], fail_below=0.0, warn_below=0.0, abort_after=4,
+                     timeout_s=40)
+    assert result.status is Status.FAIL
+    assert "4 probes failed in a row (abort_after 4)" in result.summary
+    assert "(4 probes)" in result.summary  # of the 401 the window had planned
+
+
+def probe(ok: bool, latency_ms: float = 10.0, path: str = "GET /ok") -> window.Probe:
+    return window.Probe(0.0, path, ok, latency_ms, "" if ok else "status 503")
+
+
+def tally(probes: list[window.Probe], config: window.Config | None = None, *, aborted: str = "") -> window._Tally:
+    t = window._Tally(config or window.Config(), 0.0, len(probes), probes=probes)
+    t.aborted = aborted
+    return t
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "settings", "expected"),
+    [
+        pytest.param(19, 1, {}, Status.WARN, id="exactly-fail-below-is-warn"),
+        pytest.param(18, 1, {}, Status.FAIL, id="just-below-fail-below-is-fail"),
+        pytest.param(99, 1, {}, Status.PASS, id="exactly-warn-below-is-pass"),
+        pytest.param(98, 1, {}, Status.WARN, id="just-below-warn-below-is-warn"),
+        pytest.param(5, 0, {}, Status.PASS, id="all-answered"),
+        pytest.param(0, 3, {}, Status.FAIL, id="none-answered"),
+        pytest.param(3, 1, {"fail_below": 0.75, "warn_below": 0.75}, Status.PASS, id="custom-floor-met-exactly"),
+        pytest.param(2, 1, {"fail_below": 0.75, "warn_below": 0.9}, Status.FAIL, id="custom-floor-missed"),
+    ],
+)
+def test_availability_thresholds(good: int, bad: int, settings: dict[str, Any], expected: Status) -> None:
+    result = window._judge(window.Config(**settings), tally([probe(True)] * good + [probe(False)] * bad), 60.0)
+    assert result.status is expected, result.summary
+    assert result.score == good / (good + bad)
+
+
+def test_p95_is_taken_over_every_answer_not_one() -> None:
+    quick, slow = [probe(True, 10.0)] * 18, [probe(True, 3000.0)] * 2
+    result = window._judge(window.Config(), tally([*quick, *slow]), 60.0)  # nearest rank 19 of 20 is slow
+    assert result.status is Status.WARN and "found 3000 ms" in result.summary
+    result = window._judge(window.Config(), tally([*slow[:1], *quick, probe(True, 10.0)]), 60.0)  # rank 19 is quick
+    assert result.status is Status.PASS, result.summary
+    figures = next(e for e in result.evidence if e.what == "latency p50 / p95 / p99")
+    assert figures.measured == "10 ms / 10 ms / 3000 ms"
+
+
+def test_an_aborted_window_fails_even_when_the_answers_so_far_met_the_floor() -> None:
+    result = window._judge(window.Config(), tally([probe(True)] * 95 + [probe(False)] * 5, aborted="5 probes failed in a row"),
+                           30.0)
+    assert result.status is Status.FAIL
+    assert result.reasons[0].startswith("window aborted at +0 s: 5 probes failed in a row; 5/100 probes failed")
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "planned", "streak", "settings", "expected"),
+    [
+        pytest.param(19, 1, 20, 1, {}, "", id="floor-still-reachable"),
+        pytest.param(18, 2, 20, 1, {}, "availability can no longer reach 95%: 2 of at most 20 probes failed (best case 90.0%)",
+                     id="floor-lost"),
+        pytest.param(0, 1, 13, 1, {}, "availability can no longer reach 95%: 1 of at most 13 probes failed (best case 92.3%)",
+                     id="first-of-thirteen"),
+        pytest.param(3, 5, 1000, 5, {}, "5 probes failed in a row (abort_after 5)", id="streak-reached"),
+        pytest.param(3, 4, 1000, 4, {}, "", id="streak-one-short"),
+        pytest.param(3, 9, 1000, 9, {"abort_after": 0}, "", id="abort-after-zero-never-aborts"),
+        pytest.param(5, 0, 10, 0, {}, "", id="no-failure-never-aborts"),
+        pytest.param(30, 1, 20, 1, {}, "", id="more-probes-than-planned-counts-the-probes"),
+    ],
+)
+def test_abort_reason(good: int, bad: int, planned: int, streak: int, settings: dict[str, Any], expected: str) -> None:
+    probes = [probe(True)] * good + [probe(False)] * bad
+    assert window.abort_reason(window.Config(**settings), probes, planned, streak) == expected
+
+
+@pytest.mark.parametrize(("old", "new"), [("min_availability", "warn_below"), ("warn_availability", "fail_below")])
+def test_the_old_threshold_names_point_to_the_new_ones(old: str, new: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.parse(f"version: 1\ndefaults:\n  checks:\n    window: {{{old}: 0.9}}\n", "t.yaml")
+    assert any(p.startswith("defaults.checks.window: ") and f"{old} was renamed to {new}" in p for p in caught.value.problems)
+
+
+def test_a_401_from_a_host_that_is_not_cloud_run_is_the_status_it_is(sample: SampleService) -> None:
+    asked: list[str] = []
+    result = observe(sample.url, token_source=asked.append, window_s=0.2, interval_s=0.1, paths=["/private"])
+    assert result.status is Status.FAIL and "status 401" in result.summary
+    assert asked == []  # no ID token is looked for where none can work
+    assert window.Config().critical is True

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import AccessDenied, RunApiUnavailable
+from core import probes
+from core.errors import AccessDenied, NoCredentials, PostdeployError, RunApiUnavailable
 from core.model import Build, ProbeRun, Target
 from core.probes import (
     BUDGET_ENV,
@@ -58,6 +59,10 @@ MODULES = [
     ImportProbe("probe_sample.uses_vendored", expect_deprecation=True),
     ImportProbe("probe_sample.vendored", expect_deprecation=True),
     ImportProbe("probe_sample.eager.legacy", expect_deprecation=True),
+    ImportProbe("probe_sample.pending_api", expect_deprecation=True),
+    ImportProbe("probe_sample.future_api", expect_deprecation=True),
+    ImportProbe("probe_sample.custom_api", expect_deprecation=True),
+    ImportProbe("probe_sample.user_warned", expect_deprecation=True),
 ]
 CLI = ("python", "-m", "probe_sample.cli")
 COMMANDS = [
@@ -109,20 +114,25 @@ def test_script_is_python_38_and_stdlib_only() -> None:
         (4, False, "AttributeError: module 'probe_sample.good' has no attribute 'NoSuchThing'", False),
         (5, True, "", True),
         (6, True, "", True),
-        (7, False, "imported, but no DeprecationWarning was raised", False),
+        (7, False, "imported, but no deprecation warning was raised", False),
         (8, True, "", True),
         (9, True, "", False),
         (10, False, "the interpreter exited with code 7 before reporting", False),
         (11, False, "import did not finish within 1 s", False),
         (12, False, "ModuleNotFoundError: No module named 'probe_sample_not_installed'", False),
-        (13, False, "imported, but no DeprecationWarning was raised by the module itself (only by ", False),
+        (13, False, "imported, but no deprecation warning was raised by the module itself (only by ", False),
         (14, True, "", True),
         (15, True, "", True),
+        (16, True, "", True),
+        (17, True, "", True),
+        (18, True, "", True),
+        (19, False, "imported, but no deprecation warning was raised", False),
     ],
     ids=["module", "nested-symbol", "missing-dependency", "raises-at-import", "missing-symbol", "deprecated-path",
          "deprecated-symbol-getattr", "expected-deprecation-missing", "deprecation-without-expectation",
          "noisy-stdout-and-threads", "os-exit", "hanging-import", "not-installed", "dependency-deprecation-is-not-own",
-         "own-file-deprecation", "imported-eagerly-by-its-package"],
+         "own-file-deprecation", "imported-eagerly-by-its-package", "pending-deprecation", "future-warning",
+         "own-deprecation-subclass", "user-warning-saying-deprecated"],
 )
 def test_each_import_runs_in_a_fresh_interpreter(probed: tuple[ProbeRun, dict[str, Any]], index: int, passed: bool,
                                                   reason: str, deprecation: bool) -> None:
@@ -132,6 +142,28 @@ def test_each_import_runs_in_a_fresh_interpreter(probed: tuple[ProbeRun, dict[st
         (passed, reason or item["reason"], deprecation), item
     assert bool(reason) == bool(item["reason"])
     assert isinstance(item["import_ms"], float)
+
+
+@pytest.mark.parametrize(
+    ("index", "category", "deprecation", "own"),
+    [
+        (5, "DeprecationWarning", True, True),
+        (16, "PendingDeprecationWarning", True, True),
+        (17, "FutureWarning", True, True),
+        (18, "OldApiWarning", True, True),
+        (19, "UserWarning", False, True),
+        (13, "DeprecationWarning", True, False),
+    ],
+    ids=["deprecation-warning", "pending-deprecation-warning", "future-warning", "package-own-subclass",
+         "user-warning-saying-deprecated-does-not-count", "a-dependency-s-own-file-does-not-count"],
+)
+def test_what_counts_as_a_deprecation(probed: tuple[ProbeRun, dict[str, Any]], index: int, category: str, deprecation: bool,
+                                      own: bool) -> None:
+    """A deprecation class or a subclass of one, raised from the module's own file: both, or it does not count."""
+    item = probed[1]["modules"][index]
+    (warning,) = item["warnings"]
+    assert (warning["category"], warning["deprecation"], warning["own"]) == (category, deprecation, own), warning
+    assert item["deprecation"] is (deprecation and own)
 
 
 def test_failures_carry_the_traceback_and_warnings_their_message(probed: tuple[ProbeRun, dict[str, Any]]) -> None:
@@ -177,7 +209,7 @@ def test_result_header_and_exit_code(probed: tuple[ProbeRun, dict[str, Any]], ve
     assert run.exit_code == 1 and not run.error
     assert run.where == f"local {venv_python}"
     assert (result["schema"], result["executable"], result["python"]) == ("postdeploy.probe/v1", venv_python, sys.version.split()[0])
-    assert result["passed"] == 8 + 3 and result["total"] == 25
+    assert result["passed"] == 11 + 3 and result["total"] == 29
     good = local(venv_python, probe_script([ImportProbe("probe_sample.good")], [CommandProbe("ready", (*CLI, "ready"))]))
     assert good.exit_code == 0 and parse_result(good.stdout)["passed"] == 2
 
@@ -190,9 +222,11 @@ def test_the_probe_reports_within_its_budget(venv_python: str) -> None:
     assert time.monotonic() - started < 4 and not run.error
     result = parse_result(run.stdout)
     assert result["budget_s"] == 2
-    assert [m["reason"] for m in result["modules"]] == ["import did not finish within 2 s",
-                                                         "not run: the probe's time budget was used up"]
-    assert result["commands"][0]["failures"] == ["not run: the probe's time budget was used up"]
+    hung, late = result["modules"]
+    assert (hung["reason"], hung.get("not_run")) == ("import did not finish within 2 s", None)
+    assert (late["reason"], late["not_run"]) == ("not run: the probe's time budget was used up", True)
+    (command,) = result["commands"]
+    assert (command["failures"], command["not_run"]) == (["not run: the probe's time budget was used up"], True)
 
 
 def test_a_huge_result_is_shortened_but_stays_json(venv_python: str) -> None:
@@ -213,8 +247,10 @@ def test_local_runner_timeout_kills_the_whole_process_group(tmp_path: Path) -> N
               f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
               "time.sleep(60)\n")
     started = time.monotonic()
-    run = local(sys.executable, script, timeout_s=1.5)
-    assert run == ProbeRun(None, error="timed out after 1.5 s", where=f"local {sys.executable}")
+    with pytest.raises(PostdeployError) as caught:
+        local(sys.executable, script, timeout_s=1.5)
+    assert str(caught.value) == f"the probe in local {sys.executable} did not report within 1.5 s"
+    assert caught.value.fix == probes.FIX_TIMEOUT
     assert time.monotonic() - started < 5
     child = int(pid_file.read_text())
     for _ in range(50):
@@ -235,9 +271,19 @@ def alive(pid: int) -> bool:
     return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def test_local_runner_without_the_interpreter() -> None:
-    run = local("/nonexistent/bin/python3", "print(1)")
-    assert run.exit_code is None and run.error.startswith("could not start /nonexistent/bin/python3: ")
+@pytest.mark.parametrize(
+    ("runner", "fix"),
+    [
+        (LocalRunner(python="/nonexistent/bin/python3"), "pass --python an interpreter that exists on this machine"),
+        (LocalRunner(), "set checks.imports.python to an interpreter that exists on this machine, or pass --python"),
+    ],
+    ids=["from-python-flag", "from-config"],
+)
+def test_local_runner_without_the_interpreter_cannot_measure(runner: LocalRunner, fix: str) -> None:
+    with pytest.raises(PostdeployError) as caught:
+        asyncio.run(runner.run(Target(service="sample"), "/nonexistent/bin/python3", "print(1)", 30))
+    assert str(caught.value).startswith("could not start /nonexistent/bin/python3: [Errno 2] No such file or directory")
+    assert caught.value.fix.startswith(fix)
 
 
 def test_local_runner_passes_the_budget_and_uses_the_config_interpreter_by_default() -> None:
@@ -400,50 +446,74 @@ def test_copy_env_off_keeps_only_image_and_resources(cloud: FakeCloudRun) -> Non
     assert set(task["containers"][0]) == {"name", "image", "command", "args", "resources", "workingDir"}
 
 
-@pytest.mark.parametrize(
-    ("plan", "exit_code", "error"),
-    [
-        ({"outcome": "failed", "stdout": result_line(passed=0, total=1)}, 1, ""),
-        ({"outcome": "failed", "message": "Memory limit of 1024 MiB exceeded with 1089 MiB used."}, 1,
-         "failed before the probe reported: Task {execution}-task0 failed with message: Memory limit of 1024 MiB exceeded with "
-         "1089 MiB used. (out of memory: the job runs with the revision's memory limit)"),
-        ({"outcome": "failed", "message": f"Image '{IMAGE}' not found."}, 1,
-         f"failed with message: Image '{IMAGE}' not found. (the image could not be pulled"),
-        ({"outcome": "failed", "message": "The container exited with an error.", "stdout": "Traceback (most recent call last):"}, 1,
-         "failed before the probe reported: Task {execution}-task0 failed with message: The container exited with an error."),
-        ({"outcome": "cancelled"}, None, "execution {execution} was cancelled: The execution was cancelled."),
-        ({"outcome": "timed_out"}, None, "execution {execution} timed out after"),
-        ({"outcome": "succeeded", "stdout": "hello"}, 0, "execution {execution} succeeded but no POSTDEPLOY_PROBE_RESULT line"),
-    ],
-    ids=["failed-with-result", "oom", "image-pull", "crashed", "cancelled", "timed-out", "succeeded-without-result"],
-)
-def test_execution_outcomes(cloud: FakeCloudRun, plan: dict[str, Any], exit_code: int | None, error: str) -> None:
-    cloud.next_execution = plan
+def not_measured() -> tuple[str, str]:
+    """What a job run with the scripted outcome raised: its message and its fix."""
+    with pytest.raises(PostdeployError) as caught:
+        job_run()
+    return str(caught.value), caught.value.fix
+
+
+def test_an_execution_that_failed_with_a_result_is_judged_by_the_check(cloud: FakeCloudRun) -> None:
+    cloud.next_execution = {"outcome": "failed", "stdout": result_line(passed=0, total=1)}
     run = job_run()
+    assert (run.exit_code, run.error) == (1, "")
+    assert parse_result(run.stdout)["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("plan", "error", "fix"),
+    [
+        ({"outcome": "failed", "message": "Memory limit of 1024 MiB exceeded with 1089 MiB used."},
+         "failed before the probe reported: Task {execution}-task0 failed with message: Memory limit of 1024 MiB exceeded with "
+         "1089 MiB used. (out of memory: the job runs with the revision's memory limit)",
+         "find the import that needs more memory than the revision's limit: docker run --rm --memory=LIMIT "
+         f"--entrypoint /usr/local/bin/python3 {IMAGE} -c 'import MODULE'"),
+        ({"outcome": "failed", "message": f"Image '{IMAGE}' not found."},
+         f"failed with message: Image '{IMAGE}' not found. (the image could not be pulled)", probes.FIX_IMAGE),
+        ({"outcome": "failed", "message": "Application failed to start: failed to load /usr/local/bin/python3: no such file or directory"},
+         "failed to load /usr/local/bin/python3: no such file or directory (no /usr/local/bin/python3 in the image)",
+         f"set checks.imports.python to the interpreter's path inside the image (docker run --rm --entrypoint sh {IMAGE} "
+         "-c 'command -v python3')"),
+        ({"outcome": "failed", "message": "The container exited with an error.", "stdout": "Traceback (most recent call last):"},
+         "failed before the probe reported: Task {execution}-task0 failed with message: The container exited with an error.",
+         "read the execution's logs in the Cloud Console (Cloud Run, Jobs), or run the probe by hand: docker run --rm "
+         f"--entrypoint /usr/local/bin/python3 {IMAGE} -c 'import sys; print(sys.version)'"),
+        ({"outcome": "cancelled"}, "execution {execution} was cancelled: The execution was cancelled.", probes.FIX_CANCELLED),
+        ({"outcome": "timed_out"}, "execution {execution} timed out after", probes.FIX_TIMEOUT),
+        ({"outcome": "succeeded", "stdout": "hello"}, "execution {execution} succeeded but no POSTDEPLOY_PROBE_RESULT line",
+         probes.FIX_NO_LINE),
+    ],
+    ids=["oom", "image-pull", "no-interpreter-in-the-image", "crashed", "cancelled", "timed-out", "succeeded-without-result"],
+)
+def test_an_execution_that_did_not_report_cannot_measure(cloud: FakeCloudRun, plan: dict[str, Any], error: str, fix: str) -> None:
+    cloud.next_execution = plan
+    message, raised_fix = not_measured()
     execution = next(iter(cloud.executions)).rsplit("/", 1)[1]
-    assert run.exit_code == exit_code
-    if error:
-        assert error.format(execution=execution) in run.error
-    else:
-        assert run.error == "" and parse_result(run.stdout)["total"] == 1
+    assert message.startswith(f"Cloud Run job postdeploy-probe-orders in {R}: execution {execution} ")
+    assert error.format(execution=execution) in message, message
+    assert raised_fix == fix
 
 
 def test_a_hung_execution_is_cancelled_at_the_deadline(cloud: FakeCloudRun) -> None:
     cloud.next_execution = {"outcome": "running"}
     started = time.monotonic()
-    run = job_run(timeout_s=1.0)
+    with pytest.raises(PostdeployError) as caught:
+        job_run(timeout_s=1.0)
     assert time.monotonic() - started < 3
     execution = next(iter(cloud.executions))
-    assert run.error == f"execution {execution.rsplit('/', 1)[1]} did not finish within the check's budget; cancelled it"
+    assert str(caught.value).endswith(f"execution {execution.rsplit('/', 1)[1]} did not finish within the check's budget; "
+                                      "cancelled it")
+    assert caught.value.fix == probes.FIX_TIMEOUT
     assert ("POST", f"/v2/{execution}:cancel") in [(m, p) for m, p, _ in cloud.bodies]
     assert cloud.executions[execution]["cancelledCount"] == 1
 
 
-def test_job_creation_failure_is_a_reason(cloud: FakeCloudRun) -> None:
+def test_job_creation_failure_cannot_measure(cloud: FakeCloudRun) -> None:
     cloud.fail_next_job_operation(5, f"Image '{IMAGE}' not found.")
-    run = job_run()
-    assert run.exit_code is None
-    assert run.error == f"create job {JOB} failed: Image '{IMAGE}' not found."
+    with pytest.raises(PostdeployError) as caught:
+        job_run()
+    assert str(caught.value) == f"Cloud Run job postdeploy-probe-orders in {R}: create job {JOB} failed: Image '{IMAGE}' not found."
+    assert caught.value.fix == probes.FIX_JOB_SETUP
     assert writes(cloud, "POST", ":run") == []
 
 
@@ -454,41 +524,68 @@ def test_logs_are_retried_while_not_ingested(cloud: FakeCloudRun, fake_logging: 
     assert not run.error and len(fake_logging.requests) == 3
 
 
-def test_logs_that_never_arrive_are_an_error(cloud: FakeCloudRun, fake_logging: FakeLogging) -> None:
+def test_logs_that_never_arrive_cannot_measure(cloud: FakeCloudRun, fake_logging: FakeLogging) -> None:
     cloud.next_execution = {"outcome": "succeeded", "stdout": result_line()}
     fake_logging.lag(10)
-    run = job_run()
-    assert "no POSTDEPLOY_PROBE_RESULT line reached Cloud Logging after 3 tries" in run.error
+    with pytest.raises(PostdeployError) as caught:
+        job_run()
+    assert "no POSTDEPLOY_PROBE_RESULT line reached Cloud Logging after 3 tries" in str(caught.value)
+    assert caught.value.fix == probes.FIX_NO_LINE
     assert len(fake_logging.requests) == 3
 
 
-def test_logging_outage_is_an_error_not_a_pass(cloud: FakeCloudRun, fake_logging: FakeLogging) -> None:
+def test_a_logging_outage_cannot_measure_and_is_never_a_pass(cloud: FakeCloudRun, fake_logging: FakeLogging) -> None:
     cloud.next_execution = {"outcome": "succeeded", "stdout": result_line()}
     fake_logging.fail_next(3, 503)
-    run = job_run()
-    assert run.error.startswith("could not read the logs of execution ") and "503" in run.error
+    with pytest.raises(PostdeployError) as caught:
+        job_run()
+    assert f"in {R}: could not read the logs of execution " in str(caught.value) and "503" in str(caught.value)
+    assert caught.value.fix == probes.FIX_LOGS_API
 
 
 def test_logging_permission_denied_names_the_role(cloud: FakeCloudRun, fake_logging: FakeLogging) -> None:
     cloud.next_execution = {"outcome": "succeeded", "stdout": result_line()}
     fake_logging.fail_next(1, 403)
-    with pytest.raises(AccessDenied, match=r"roles/logging\.viewer"):
+    with pytest.raises(AccessDenied, match=r"roles/logging\.viewer") as caught:
         job_run()
+    assert caught.value.fix == "grant the function's service account roles/logging.viewer"
 
 
-@pytest.mark.parametrize(("status", "error", "match"), [
-    (403, AccessDenied, "grant the function's service account roles/run.developer and roles/iam.serviceAccountUser"),
-    (500, RunApiUnavailable, "Cloud Run Admin API failed on get revision"),
+@pytest.mark.parametrize(("status", "error", "match", "fix"), [
+    (403, AccessDenied, "grant the function's service account roles/run.developer and roles/iam.serviceAccountUser",
+     probes.FIX_RUN_ROLES),
+    (500, RunApiUnavailable, "Cloud Run Admin API failed on get revision", probes.FIX_RUN_API),
 ], ids=["forbidden", "server-error"])
-def test_admin_api_errors_are_wrapped(cloud: FakeCloudRun, status: int, error: type[Exception], match: str) -> None:
+def test_admin_api_errors_are_wrapped_with_the_fix(cloud: FakeCloudRun, status: int, error: type[PostdeployError], match: str,
+                                                   fix: str) -> None:
     cloud.fail_next(1, status)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as caught:
         job_run()
+    assert caught.value.fix == fix
 
 
-def test_url_only_target_and_oversized_script_make_no_call(cloud: FakeCloudRun) -> None:
-    assert "URL-only target" in job_run(target=Target(service="web", url="https://web.example")).error
-    assert "more than the 100000 bytes an args override can carry" in job_run("#" * 100_001).error
+def test_without_credentials_the_job_cannot_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud application-default credentials either
+    with pytest.raises(NoCredentials) as caught:
+        job_run()
+    assert str(caught.value).startswith("no Google credentials to read the Cloud Run Admin API")
+    assert caught.value.fix == NoCredentials.fix
+
+
+@pytest.mark.parametrize(
+    ("target", "script", "error", "fix"),
+    [
+        (Target(service="web", url="https://web.example"), "print(1)", "no Cloud Run revision to take the image from (URL-only target)",
+         probes.FIX_NO_REVISION),
+        (TARGET, "#" * 100_001, "the probe script is 100001 bytes, more than the 100000 bytes an args override can carry",
+         probes.FIX_TOO_BIG),
+    ],
+    ids=["url-only-target", "oversized-script"],
+)
+def test_what_cannot_be_run_as_a_job_makes_no_call(cloud: FakeCloudRun, target: Target, script: str, error: str, fix: str) -> None:
+    with pytest.raises(PostdeployError) as caught:
+        job_run(script, target=target)
+    assert str(caught.value).endswith(error) and caught.value.fix == fix
     assert cloud.requests == []
 
 

@@ -76,3 +76,29 @@ def test_a_hung_worker_thread_does_not_hold_the_acknowledgement() -> None:
     started = time.monotonic()
     assert _run_detached(check_with_a_stuck_call()) == "timed out"
     assert time.monotonic() - started < 2  # asyncio.run would have joined the sleeping thread (3 s)
+
+
+def test_a_crash_is_not_measured_with_the_fix_and_a_result_may_decide_its_criticality() -> None:
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from core.errors import NoCredentials
+    from core.runner import BUG_FIX
+
+    async def no_credentials() -> CheckResult:
+        raise DefaultCredentialsError("Your default credentials were not found")
+
+    async def critical_item() -> CheckResult:
+        return CheckResult(Status.FAIL, "a critical path failed", critical=True)
+
+    async def not_critical_here() -> CheckResult:
+        return CheckResult(Status.FAIL, "nothing to compare with", critical=False)
+
+    registry = {"creds": check("creds", no_credentials), "bug": check("bug", crasher),
+                "item": check("item", critical_item), "quiet": check("quiet", not_critical_here)}
+    cfg = settings(creds={}, bug={}, item={}, quiet={"critical": True})
+    outcomes = {o.name: o for o in asyncio.run(run_checks(Target(service="s"), cfg, registry,
+                                                          CheckContext(http=None, deadline=time.monotonic() + 30)))}
+    assert [n.fix for n in outcomes["creds"].result.not_measured] == [NoCredentials.fix]
+    assert [n.fix for n in outcomes["bug"].result.not_measured] == [BUG_FIX]
+    assert outcomes["creds"].result.status is Status.ERROR and outcomes["bug"].result.status is Status.ERROR
+    assert (outcomes["item"].critical, outcomes["quiet"].critical) == (True, False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.model import CheckResult, Outcome, Status, Verdict
-from report.score import score
+from core.model import CheckResult, NotMeasured, Outcome, Status, Verdict, cannot_measure
+from report.score import check_score, score
 
 WEIGHTS = {"Deployment": 20.0, "Migration": 25.0, "Stability": 20.0, "Business": 20.0, "Testing": 15.0}
 PASS, WARN, FAIL, ERROR, SKIPPED = Status.PASS, Status.WARN, Status.FAIL, Status.ERROR, Status.SKIPPED
@@ -23,43 +23,55 @@ def all_categories(status: Status = PASS) -> list[Outcome]:
     ("outcomes", "expected_score", "expected_verdict"),
     [
         pytest.param(all_categories(), 100.0, Verdict.PASS, id="all-pass"),
-        # Deployment 20 × 1 + Migration 25 × 0.5 = 32.5 of 45 → 72.2
-        pytest.param([check("d", "Deployment", PASS), check("m", "Migration", WARN)], 72.2, Verdict.FAIL,
-                     id="warn-without-fraction-counts-half"),
-        # Deployment 20 + Migration 25 × 0.8 = 40 of 45 → 88.9
-        pytest.param([check("d", "Deployment", PASS), check("m", "Migration", WARN, 0.8)], 88.9, Verdict.WARN,
-                     id="warn-uses-its-own-fraction"),
-        # PASS with its own fraction 0.6: 20 × 0.6 = 12 of 20 → 60
-        pytest.param([check("d", "Deployment", PASS, 0.6)], 60.0, Verdict.FAIL, id="pass-uses-its-own-fraction"),
-        # Deployment mean(1, 0) = 0.5 → 10 of 20 → 50
-        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", ERROR)], 50.0, Verdict.FAIL,
-                     id="error-counts-zero"),
-        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", ERROR, 0.7)], 50.0, Verdict.FAIL,
-                     id="error-counts-zero-even-with-a-fraction"),
-        # fractions are clamped to 0–1: mean(1, 1) → 100
+        # WARN without a grade sits at 0.65: Deployment 20 × 1 + Migration 25 × 0.65 = 36.25 of 45 → 80.6
+        pytest.param([check("d", "Deployment", PASS), check("m", "Migration", WARN)], 80.6, Verdict.WARN,
+                     id="warn-without-a-grade-sits-mid-band"),
+        # WARN grade 0.8 → 0.5 + 0.3 × 0.8 = 0.74: 20 + 18.5 = 38.5 of 45 → 85.6
+        pytest.param([check("d", "Deployment", PASS), check("m", "Migration", WARN, 0.8)], 85.6, Verdict.WARN,
+                     id="warn-grade-places-it-in-its-band"),
+        # PASS grade 0.6 → 0.9 + 0.1 × 0.6 = 0.96 → 96
+        pytest.param([check("d", "Deployment", PASS, 0.6)], 96.0, Verdict.PASS, id="pass-grade-stays-in-the-pass-band"),
+        # FAIL grade 0.5 → 0.4 × 0.5 = 0.2; Deployment mean(1, 0.2) × 20 = 12 of 20 → 60
+        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", FAIL, 0.5)], 60.0, Verdict.FAIL,
+                     id="fail-grade-stays-in-the-fail-band"),
+        # ERROR is not measured: it leaves the arithmetic (never a 0); half of Deployment missing is not over half
+        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", ERROR)], 100.0, Verdict.PASS,
+                     id="error-is-not-scored"),
+        pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", ERROR, 0.7)], 100.0, Verdict.PASS,
+                     id="error-is-not-scored-even-with-a-grade"),
+        pytest.param([*all_categories(), check("d2", "Deployment", ERROR)], 100.0, Verdict.PASS,
+                     id="a-healthy-revision-keeps-its-pass-when-postdeploy-errs"),
+        # grades are clamped to 0–1: mean(1, 1) → 100
         pytest.param([check("d1", "Deployment", PASS, 1.7), check("d2", "Deployment", PASS)], 100.0, Verdict.PASS,
-                     id="fraction-above-one-clamped"),
+                     id="grade-above-one-clamped"),
+        pytest.param([check("d1", "Deployment", WARN, -0.5)], 50.0, Verdict.FAIL, id="grade-below-zero-clamped"),
         # Deployment 20 + Testing 0 of 35 → 57.1
         pytest.param([check("d", "Deployment", PASS), check("t", "Testing", FAIL)], 57.1, Verdict.FAIL,
                      id="missing-categories-renormalised"),
-        # Deployment mean(1, 0) = 10, others full: 10 + 25 + 20 + 20 + 15 = 90 → PASS
-        pytest.param([*all_categories(), check("d2", "Deployment", FAIL)], 90.0, Verdict.PASS,
-                     id="non-critical-fail-only-lowers-the-score"),
+        # Deployment mean(1, 0) = 10, others full: 10 + 25 + 20 + 20 + 15 = 90 → PASS by score, capped at WARN
+        pytest.param([*all_categories(), check("d2", "Deployment", FAIL)], 90.0, Verdict.WARN,
+                     id="non-critical-fail-caps-at-warn"),
+        pytest.param([*all_categories(), check("s2", "Stability", FAIL, 1.0)], 94.0, Verdict.WARN,
+                     id="a-high-graded-fail-still-caps-at-warn"),
         pytest.param([*all_categories(), check("d2", "Deployment", FAIL, critical=True)], 90.0, Verdict.FAIL,
                      id="critical-fail-is-fail-whatever-the-score"),
-        # A critical check that crashed cannot vouch for the deploy, nor blame it
-        pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True)], 90.0, Verdict.INCONCLUSIVE,
+        # A critical check that could not measure cannot vouch for the deploy, nor blame it
+        pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True)], 100.0, Verdict.INCONCLUSIVE,
                      id="critical-error-is-inconclusive"),
         pytest.param([*all_categories(), check("d2", "Deployment", ERROR, critical=True),
-                      check("d3", "Deployment", FAIL, critical=True)], 86.7, Verdict.FAIL,
+                      check("d3", "Deployment", FAIL, critical=True)], 90.0, Verdict.FAIL,
                      id="critical-fail-beats-critical-error"),
-        pytest.param([*all_categories(), check("d2", "Deployment", WARN, critical=True)], 95.0, Verdict.PASS,
+        # mean(1, 0.65) × 20 = 16.5 → 96.5
+        pytest.param([*all_categories(), check("d2", "Deployment", WARN, critical=True)], 96.5, Verdict.PASS,
                      id="critical-warn-is-not-fail"),
         # Deployment mean(1) = 20 of 20; the SKIPPED one leaves the denominator
         pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED, critical=True)], 100.0,
                      Verdict.INCONCLUSIVE, id="critical-skipped-is-inconclusive"),
         pytest.param([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED)], 100.0, Verdict.PASS,
                      id="non-critical-skipped-leaves-the-denominator"),
+        # Business FAIL 0 and WARN: the score says FAIL before any cap: (20 + 25 + 20 + 0 + 15 × 0.65) / 100 = 74.75
+        pytest.param([*all_categories()[:3], check("b", "Business", FAIL), check("t", "Testing", WARN)], 74.8, Verdict.FAIL,
+                     id="score-below-warn-is-fail-without-a-critical-check"),
     ],
 )
 def test_score_and_verdict(outcomes: list[Outcome], expected_score: float, expected_verdict: Verdict) -> None:
@@ -68,16 +80,44 @@ def test_score_and_verdict(outcomes: list[Outcome], expected_score: float, expec
     assert (scored.score, scored.verdict) == (expected_score, expected_verdict)
 
 
+GRADES = [None, -1.0, 0.0, 0.3, 0.5, 0.99, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("grade", GRADES)
+@pytest.mark.parametrize("other", GRADES)
+def test_every_fail_scores_below_every_warn_and_every_warn_below_every_pass(grade: float | None, other: float | None) -> None:
+    fail = check_score(CheckResult(FAIL, "", score=grade))
+    warn = check_score(CheckResult(WARN, "", score=other))
+    passed = check_score(CheckResult(PASS, "", score=grade))
+    assert fail is not None and warn is not None and passed is not None
+    assert 0.0 <= fail <= 0.4 < 0.5 <= warn <= 0.8 < 0.9 <= passed <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("status", "grade", "expected"),
+    [
+        pytest.param(PASS, None, 1.0, id="pass-default"), pytest.param(PASS, 0.0, 0.9, id="pass-floor"),
+        pytest.param(PASS, 0.5, 0.95, id="pass-mid"), pytest.param(WARN, None, 0.65, id="warn-default"),
+        pytest.param(WARN, 0.0, 0.5, id="warn-floor"), pytest.param(WARN, 1.0, 0.8, id="warn-ceiling"),
+        pytest.param(FAIL, None, 0.0, id="fail-default"), pytest.param(FAIL, 1.0, 0.4, id="fail-ceiling"),
+        pytest.param(FAIL, 0.25, 0.1, id="fail-quarter"), pytest.param(ERROR, 1.0, None, id="error-unscored"),
+        pytest.param(SKIPPED, 1.0, None, id="skipped-unscored"),
+    ],
+)
+def test_band_placement(status: Status, grade: float | None, expected: float | None) -> None:
+    assert check_score(CheckResult(status, "", score=grade)) == expected
+
+
 def test_category_points_and_what_was_not_assessed() -> None:
     scored = score([check("d", "Deployment", PASS), check("m1", "Migration", WARN), check("m2", "Migration", PASS)],
                    WEIGHTS, 90.0, 75.0)
 
-    # Migration: 25 × mean(0.5, 1) = 18.75; total (20 + 18.75) / 45 = 86.1
+    # Migration: 25 × mean(0.65, 1) = 20.625; total (20 + 20.625) / 45 = 90.3
     assert [(c.name, c.weight, c.score, c.checks) for c in scored.categories] == [
-        ("Deployment", 20.0, 20.0, ["d"]), ("Migration", 25.0, 18.75, ["m1", "m2"]),
+        ("Deployment", 20.0, 20.0, ["d"]), ("Migration", 25.0, 20.625, ["m1", "m2"]),
     ]
     assert scored.not_assessed == ["Stability", "Business", "Testing"]
-    assert scored.score == 86.1
+    assert scored.score == 90.3
 
 
 def test_zero_weight_category_is_not_assessed() -> None:
@@ -92,9 +132,9 @@ def test_skipped_checks_leave_the_denominator_and_are_listed() -> None:
     scored = score([check("d1", "Deployment", PASS), check("d2", "Deployment", SKIPPED), check("m", "Migration", WARN)],
                    WEIGHTS, 90.0, 75.0)
 
-    # Deployment: 20 × mean(1) = 20; Migration 12.5; (20 + 12.5) / 45 = 72.2; missing 10 of 45 = 0.222
+    # Deployment: 20 × mean(1) = 20; Migration 25 × 0.65 = 16.25; (20 + 16.25) / 45 = 80.6; missing 10 of 45 = 0.222
     assert scored.categories[0].score == 20.0
-    assert scored.score == 72.2
+    assert scored.score == 80.6
     assert scored.missing_weight_share == 0.222
     assert scored.reasons[-1] == "not measured: d2"
 
@@ -141,32 +181,55 @@ def test_zero_outcomes_is_inconclusive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fraction", "pass_at", "warn_at", "expected_score", "expected_verdict"),
+    ("status", "grade", "pass_at", "warn_at", "expected_score", "expected_verdict"),
     [
-        # one Deployment check: score = 100 × 20 × fraction / 20
-        pytest.param(0.9, 90.0, 75.0, 90.0, Verdict.PASS, id="90.0-pass"),
-        pytest.param(0.899, 90.0, 75.0, 89.9, Verdict.WARN, id="89.9-warn"),
-        pytest.param(0.75, 90.0, 75.0, 75.0, Verdict.WARN, id="75.0-warn"),
-        pytest.param(0.749, 90.0, 75.0, 74.9, Verdict.FAIL, id="74.9-fail"),
-        pytest.param(1.0, 90.0, 75.0, 100.0, Verdict.PASS, id="100-pass"),
-        pytest.param(0.0, 90.0, 75.0, 0.0, Verdict.FAIL, id="0-fail"),
-        pytest.param(0.8, 80.0, 60.0, 80.0, Verdict.PASS, id="custom-80.0-pass"),
-        pytest.param(0.799, 80.0, 60.0, 79.9, Verdict.WARN, id="custom-79.9-warn"),
-        pytest.param(0.6, 80.0, 60.0, 60.0, Verdict.WARN, id="custom-60.0-warn"),
-        pytest.param(0.599, 80.0, 60.0, 59.9, Verdict.FAIL, id="custom-59.9-fail"),
-        pytest.param(0.5, 50.0, 50.0, 50.0, Verdict.PASS, id="warn-equals-pass"),
+        # one Deployment check: the total is 100 × its banded score
+        pytest.param(PASS, 0.0, 90.0, 75.0, 90.0, Verdict.PASS, id="90.0-at-pass-is-pass"),
+        pytest.param(PASS, 0.0, 90.1, 75.0, 90.0, Verdict.WARN, id="90.0-below-90.1-is-warn"),
+        pytest.param(WARN, 0.5, 90.0, 65.0, 65.0, Verdict.WARN, id="65.0-at-warn-is-warn"),
+        pytest.param(WARN, 0.5, 90.0, 65.1, 65.0, Verdict.FAIL, id="65.0-below-65.1-is-fail"),
+        pytest.param(PASS, 0.5, 95.0, 75.0, 95.0, Verdict.PASS, id="custom-95-pass"),
+        pytest.param(PASS, 0.5, 95.1, 75.0, 95.0, Verdict.WARN, id="custom-95-below-95.1-warn"),
+        pytest.param(WARN, 1.0, 80.0, 60.0, 80.0, Verdict.PASS, id="a-warn-check-can-still-pass-the-deploy"),
+        pytest.param(WARN, 0.5, 50.0, 50.0, 65.0, Verdict.PASS, id="warn-equals-pass"),
     ],
 )
-def test_thresholds(fraction: float, pass_at: float, warn_at: float, expected_score: float, expected_verdict: Verdict) -> None:
-    scored = score([check("d", "Deployment", WARN, fraction)], WEIGHTS, pass_at, warn_at)
+def test_thresholds(status: Status, grade: float, pass_at: float, warn_at: float, expected_score: float,
+                    expected_verdict: Verdict) -> None:
+    scored = score([check("d", "Deployment", status, grade)], WEIGHTS, pass_at, warn_at)
 
     assert (scored.score, scored.verdict) == (expected_score, expected_verdict)
 
 
-def test_no_double_rounding_across_a_threshold() -> None:
-    scored = score([check("t", "Testing", WARN, 0.8996)], WEIGHTS, 90.0, 75.0)
+def test_the_verdict_reads_the_rounded_score_it_shows() -> None:
+    # Deployment PASS floor 0.9 × 20 = 18 and Testing WARN ceiling 0.8 × 15 = 12: 30 of 35 = 85.714… shown as 85.7
+    outcomes = [check("d", "Deployment", PASS, 0.0), check("t", "Testing", WARN, 1.0)]
+    assert score(outcomes, WEIGHTS, 85.71, 75.0).verdict is Verdict.WARN
+    assert score(outcomes, WEIGHTS, 85.7, 75.0).verdict is Verdict.PASS
 
-    assert (scored.score, scored.verdict) == (90.0, Verdict.PASS)
+
+def test_a_capped_verdict_says_which_check_failed_once() -> None:
+    scored = score([*all_categories(), check("s2", "Stability", FAIL), check("b2", "Business", WARN)], WEIGHTS, 80.0, 75.0)
+
+    assert scored.verdict is Verdict.WARN
+    assert scored.reasons == ["capped at WARN, a check failed: s2: s2 said FAIL", "b2: b2 said WARN"]
+
+
+def test_not_measured_lists_errors_with_their_fix_and_skipped_checks_with_their_reason() -> None:
+    crashed = cannot_measure("Cloud Monitoring", "no Google credentials", "gcloud auth application-default login")
+    partial = CheckResult(PASS, "5/5 tests passed", not_measured=[NotMeasured("file a.xml", "unreadable", "fix a")])
+    outcomes = [check("d", "Deployment", PASS), Outcome("metrics", "Stability", False, crashed, 3),
+                Outcome("tests", "Testing", False, partial, 3), check("logs", "Stability", SKIPPED, critical=True)]
+
+    scored = score(outcomes, WEIGHTS, 90.0, 75.0)
+
+    assert [(u.check, u.item.what, u.item.why, u.item.fix, u.critical) for u in scored.not_measured] == [
+        ("metrics", "Cloud Monitoring", "no Google credentials", "gcloud auth application-default login", False),
+        ("tests", "file a.xml", "unreadable", "fix a", False),
+        ("logs", "logs", "logs said SKIPPED", "", True),
+    ]
+    assert scored.verdict is Verdict.INCONCLUSIVE
+    assert scored.reasons == ["critical check not measured: logs: logs said SKIPPED"]
 
 
 def test_reasons_put_critical_failures_first() -> None:
