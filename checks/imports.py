@@ -19,7 +19,8 @@ warning that is both
 - the module's own: raised from the module's file (anywhere in its folder for a package), from a package
   ``__init__`` above it that imports it, or with ``stacklevel=2`` from its body or a module ``__getattr__`` (such a
   warning names the importer). A dependency's warning raised from the dependency's own files does not count.
-An entry not expected to warn that does is named in the reasons ("still deprecated") without failing.
+An entry not expected to warn that does is named in the reasons ("still warning that it is deprecated on import")
+without failing.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def _module_evidence(entry: ImportEntry, item: dict[str, Any]) -> tuple[Evidence
     wanted = "imports and warns that it is deprecated" if entry.expect_deprecation else "imports"
     what = f"import {name}" + (" (deprecated path)" if entry.expect_deprecation else "")
     if item.get("not_run"):
-        return Evidence(what, f"not measured: {item.get('reason') or 'not run'}", wanted, ok=None), ""
+        return Evidence(what, item.get("reason") or "not run", wanted, ok=None), ""
     if item.get("passed"):
         measured = f"imported{took}" + (f"; {warned}" if warned else "")
         return Evidence(what, measured, wanted, ok=True), ""
@@ -251,8 +252,7 @@ def _command_evidence(command: CommandTest, item: dict[str, Any]) -> tuple[Evide
     wanted += [f"no output ~ /{p}/" for p in command.forbid_output]
     failures = [str(f) for f in item.get("failures", [])]
     if item.get("not_run"):
-        return Evidence(f"command {command.name}", f"not measured: {'; '.join(failures) or 'not run'}", ", ".join(wanted),
-                        ok=None), ""
+        return Evidence(f"command {command.name}", "; ".join(failures) or "not run", ", ".join(wanted), ok=None), ""
     code = item.get("exit_code")
     measured = f"exit {code}" if code is not None else "no exit code"
     if failures:
@@ -295,9 +295,9 @@ def _judge(config: Config, result: dict[str, Any], probe: ProbeRun, image: str) 
         unmeasured.not_measured = gaps
         return unmeasured
     counts = f"{passed}/{measured} entries passed" + (f", {len(gaps)} not measured" if gaps else "")
-    notes = [f"still warning that it is deprecated on import: {', '.join(still)}"] if (still := [
-        m.name for m, item in zip(config.modules, result["modules"], strict=True)
-        if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]) else []
+    still = [m.name for m, item in zip(config.modules, result["modules"], strict=True)
+             if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]
+    notes = [f"still warning that it is deprecated on import: {', '.join(still)}"] if still else []
     if reasons:
         steps = [_by_hand(config.python, image, f"import {_module(m.name)}")
                  for m, item in zip(config.modules, result["modules"], strict=True)

@@ -175,14 +175,14 @@ def _unreadable(exc: Exception, name: str) -> NotMeasured:
     """Why a file gave no results, in the words the report uses, and what would let postdeploy read it."""
     what = f"file {name}"
     if isinstance(exc, defusedxml.DefusedXmlException):
-        kind = next((label for kind, label in _UNSAFE if isinstance(exc, kind)), str(exc))
-        return NotMeasured(what, f"refused: unsafe XML ({kind})", FIX_UNSAFE)
+        label = next((text for unsafe, text in _UNSAFE if isinstance(exc, unsafe)), str(exc))
+        return NotMeasured(what, f"refused: unsafe XML ({label})", FIX_UNSAFE)
     if isinstance(exc, ParseError):
         return NotMeasured(what, f"unreadable: malformed XML ({exc})", FIX_MALFORMED)
-    return NotMeasured(what, f"unreadable: {type(exc).__name__}: {exc}", fix_for(exc, name))
+    return NotMeasured(what, f"unreadable: {type(exc).__name__}: {exc}", _fix_for(exc, name))
 
 
-def fix_for(exc: Exception, where: str) -> str:
+def _fix_for(exc: Exception, where: str) -> str:
     """What would let postdeploy list or read ``where`` after ``exc``, by the kind of error (never its text)."""
     if isinstance(exc, PostdeployError) and exc.fix:
         return exc.fix
@@ -307,7 +307,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         try:
             found += [n for n in await asyncio.to_thread(source.find, pattern) if n not in found]
         except Exception as exc:  # a refused listing is this pattern's gap, the others may still work
-            gaps.append(NotMeasured(f"pattern {pattern}", f"looking for {pattern}: {exc}", fix_for(exc, pattern)))
+            gaps.append(NotMeasured(f"pattern {pattern}", f"looking for {pattern}: {exc}", _fix_for(exc, pattern)))
     for gap in gaps:
         evidence.append(Evidence("lookup problem", gap.why, ok=False))
     if not found:

@@ -12,6 +12,7 @@ import asyncio
 import math
 import statistics
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -267,7 +268,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     in_flight: dict[asyncio.Task[None], tuple[str, float]] = {}  # GETs on their way: what, and when they started
 
     async def one_get(path: str) -> None:
-        tally.record(await observer.get(path))
+        tally.record(await _guarded(observer.get(path), f"GET {path}"))
 
     async def gets() -> None:
         for i in range(config.rounds):
@@ -284,13 +285,13 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
             if not await tally.pause_until(opened + slot * config.interval_s) or time.monotonic() + longest > hard_end:
                 return
             started = time.monotonic()
-            tally.record(await observer.flow(path))
+            tally.record(await _guarded(observer.flow(path), f"smoke {path.name}"))
             longest = max(longest, time.monotonic() - started)
             # A run longer than the interval gives up the slots it overran: runs of one path never overlap.
             slot = max(slot + 1, math.ceil((time.monotonic() - opened) / config.interval_s))
 
-    schedules = asyncio.gather(asyncio.create_task(gets()), *(asyncio.create_task(repeat(f)) for f in flows))
-    stopped = asyncio.create_task(tally.stop.wait())
+    schedules: asyncio.Future[Any] = asyncio.gather(asyncio.create_task(gets()), *(asyncio.create_task(repeat(f)) for f in flows))
+    stopped: asyncio.Future[Any] = asyncio.create_task(tally.stop.wait())
     await asyncio.wait([schedules, stopped], return_when=asyncio.FIRST_COMPLETED)
     pending = [t for t in in_flight if not t.done()]
     if pending and not tally.aborted:
@@ -303,9 +304,9 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
             what, started = in_flight[task]
             tally.record(Probe(started - opened, what, False, (now - started) * 1000,
                                f"no answer after {now - started:.1f} s, when the window closed"))
-    leftovers = [schedules, stopped, *in_flight]
-    for task in leftovers:
-        task.cancel()
+    leftovers: list[asyncio.Future[Any]] = [schedules, stopped, *in_flight]
+    for future in leftovers:
+        future.cancel()
     await asyncio.gather(*leftovers, return_exceptions=True)
     if ctx.progress:
         ctx.progress(f"window: done, {len(tally.probes)} probes, {sum(p.ok for p in tally.probes)} ok", 1.0)
@@ -313,6 +314,14 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     result.evidence += [Evidence(f"cut short: {what}", f"{n} run(s) ended by the window's time budget, not counted",
                                  ok=None) for what, n in tally.cut.items()]
     return observer.session.scrubbed_result(result) if observer.session else result
+
+
+async def _guarded(probe: Awaitable[Probe], what: str) -> Probe:
+    """The probe, or, when postdeploy itself broke sending it, a probe that is ours and not counted against the revision."""
+    try:
+        return await probe
+    except Exception as exc:  # our bug, not the revision's answer
+        return Probe(0.0, what, False, 0.0, f"{type(exc).__name__}: {exc}", ours=f"postdeploy failed: {type(exc).__name__}: {exc}")
 
 
 def _trend(probes: list[Probe]) -> str:

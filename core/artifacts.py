@@ -74,10 +74,14 @@ class LocalArtifacts:
         return path == self.root or self.root in path.parents
 
     def find(self, pattern: str) -> list[str]:
-        """Files matching the glob (``**`` recurses), sorted; ValueError when the pattern points outside the folder."""
+        """Files matching the glob (``**`` recurses), sorted; ValueError when the pattern points outside the folder,
+        FileNotFoundError when the folder before its first wildcard does not exist."""
         base = Path(glob_prefix(pattern)) if Path(pattern).is_absolute() else self.root / glob_prefix(pattern)
         if not self._inside(base.resolve()):
             raise ValueError(f"expected a pattern inside {self.root}, found {pattern!r}")
+        folder = base if glob_prefix(pattern).endswith("/") else base.parent
+        if not folder.is_dir():  # a folder that is not there is a wrong pattern, not an empty result
+            raise FileNotFoundError(f"expected a folder at {folder} for {pattern!r}, found nothing")
         if Path(pattern).is_absolute():
             found = glob.glob(pattern, recursive=True)
         else:

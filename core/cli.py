@@ -152,6 +152,8 @@ def _pattern_usage(config: Config, service: str) -> int | None:
         except ValueError:
             return _usage(where, f"{PATTERN_EXPECTED} inside {local.root} (where validate reads local results)",
                           f"{pattern} (service {service}, config {config.source})")
+        except FileNotFoundError:
+            names = []
         if not any(os.access(local.root / name, os.R_OK) for name in names):
             return _usage(where, PATTERN_EXPECTED, f"no match for {pattern} from {local.root} (service {service}, config {config.source})")
     return None

@@ -612,8 +612,10 @@ async def _http(session: Session, step: HttpStep, prefix: str, outputs: dict[str
         outcome.reasons.append(f"{label}: {error}")
         return outcome
     if not status_ok:
+        # Answered 401/403 while postdeploy could not get the ID token it needed: not measured, not the revision's fault.
+        outcome.setup_failed = bool(token_problem) and status in (401, 403)
         outcome.reasons.append(f"expected status {wanted} from {label}, got {status}"
-                               + (f" ({token_problem})" if token_problem and status in (401, 403) else ""))
+                               + (f" ({token_problem})" if outcome.setup_failed else ""))
     doc = _doc(data)
     outcome.output = StepOutput(status, doc)
     if (step.expect_json or step.capture) and doc is MISSING:
@@ -793,6 +795,7 @@ async def _websocket(session: Session, step: WebSocketStep, prefix: str, outputs
         measured, reason = _upgrade_problem(exc, url, label, step.timeout_s)
         if token_problem and isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
             reason += f" ({token_problem})"
+            outcome.setup_failed = True  # postdeploy could not get the ID token it needed: not measured
         outcome.evidence.append(Evidence(f"{prefix}: upgrade of {label}", measured, "101 Switching Protocols", ok=False))
         if shown:
             outcome.evidence.append(Evidence(f"{prefix}: request headers", ", ".join(shown)))

@@ -279,10 +279,10 @@ class CheckContext:
 
 @dataclass
 class ProbeRun:
-    """What running a probe script inside the target's image gave back.
+    """What running a probe script inside the target's image gave back: the probe ran, and its output is judged.
 
-    ``error`` is set when the run itself failed (image pull, OOM, timeout, no result line): the
-    probe's own verdict is then unknown and must never be read as a pass.
+    A runner that could not run the probe raises PostdeployError with its ``fix`` (not measured). ``error`` is for
+    other runners that report such a failure in the result instead: the probe's verdict is then unknown, never a pass.
     """
 
     exit_code: int | None
@@ -293,7 +293,8 @@ class ProbeRun:
 
 
 class ProbeRunner(Protocol):
-    """Runs a Python probe script in the deployed image (a Cloud Run job) or a local interpreter."""
+    """Runs a Python probe script in the deployed image (a Cloud Run job) or a local interpreter; raises
+    PostdeployError (with ``fix``) when it cannot run it."""
 
     async def run(self, target: Target, interpreter: str, script: str, timeout_s: float) -> ProbeRun: ...
 

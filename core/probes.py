@@ -531,9 +531,8 @@ class CloudRunJobRunner:
             raise PostdeployError(f"{where}: {exc}", fix=exc.fix) from exc
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any,
-                    passthrough: tuple[type[Exception], ...] = (), fix: str = FIX_JOB_SETUP, **kwargs: Any) -> Any:
-        """One blocking API call off the event loop, with Google errors wrapped at this boundary; ``fix`` is
-        what would help when the API refuses the request itself."""
+                    passthrough: tuple[type[Exception], ...] = (), **kwargs: Any) -> Any:
+        """One blocking API call off the event loop, with Google errors wrapped at this boundary."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -547,7 +546,7 @@ class CloudRunJobRunner:
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
             raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}", fix=FIX_RUN_API) from exc
         except gexc.GoogleAPICallError as exc:
-            raise _ProbeFailed(f"{what} failed: {exc.message or exc}", fix) from exc
+            raise _ProbeFailed(f"{what} failed: {exc.message or exc}", FIX_JOB_SETUP) from exc
         except TimeoutError as exc:  # an operation's result() outlived its timeout
             raise _ProbeFailed(f"{what} did not finish in time", FIX_TIMEOUT) from exc
         except (ConnectionError, OSError) as exc:

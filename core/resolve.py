@@ -11,13 +11,11 @@ from core.errors import AccessDenied, TargetNotFound
 from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
 
 BUILD_LABEL = "gcb-build-id"
-# Cloud Run stamps a revision with its own clock, and `--async` returns before the revision exists: revisions
-# created this long after the build's finish time still count as created during the build.
+# Cloud Run stamps a revision with its own clock, and a `--async` deploy step may end before the revision exists:
+# revisions created this long after the build's finish time still count as created during the build.
 WINDOW_SLACK = timedelta(seconds=30)
 # A SUCCESS build carries its finish time; when it is missing or unreadable the window closes this long after the start.
 OPEN_BUILD_WINDOW = timedelta(hours=24)
-# What lets postdeploy reach a revision that takes no traffic: the service URL reaches the one that does.
-NO_URL_HINT = "deploy with --no-traffic --tag=NAME so postdeploy can reach the new revision through its tag URL"
 MAX_NAMES = 10  # services or revisions named in a "not found" problem
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -105,7 +103,7 @@ def previous_revision(revisions: list[RevisionInfo], service: ServiceInfo, new: 
 
 
 def url_for(service: ServiceInfo, revision: str, intent: DeployIntent) -> str:
-    """The URL that reaches exactly this revision, or "" when none does (see NO_URL_HINT).
+    """The URL that reaches exactly this revision, or "" when none does (the checks then say how to tag it).
 
     A tag URL, the intent's own tag first; else the service URL when the revision takes traffic and was not deployed
     with ``--no-traffic``: the service URL of an untagged ``--no-traffic`` revision reaches the one before it,

@@ -11,7 +11,8 @@ from core.model import CheckContext, CheckResult, Status, Target
 
 MAX_REDIRECTS = 5
 CLOUD_RUN_DOMAIN = ".run.app"
-NO_URL_FIX = "deploy with --no-traffic --tag=NAME (or give the revision traffic) so postdeploy can reach it by its tag URL"
+# What lets postdeploy reach a revision that takes no traffic: the service URL reaches the one that does.
+NO_URL_FIX = "deploy with --no-traffic --tag=NAME so postdeploy can reach the new revision through its tag URL"
 
 
 class Refused(Exception):
@@ -20,7 +21,13 @@ class Refused(Exception):
 
 def no_url(target: Target) -> CheckResult:
     """SKIPPED: nothing reaches the revision (it takes no traffic and has no tag URL); the service URL would reach another."""
-    why = f"revision {target.revision} takes no traffic and has no tag URL" if target.revision else "no URL"
+    if target.intent is not None and target.intent.no_traffic:
+        why = (f"revision {target.revision} was deployed with --no-traffic and has no tag URL (the service URL reaches "
+               f"{target.previous_revision or 'another revision'})")
+    elif target.revision:
+        why = f"revision {target.revision} takes no traffic and has no tag URL"
+    else:
+        why = "no URL"
     return CheckResult(Status.SKIPPED, f"nothing to probe: {why}", next_steps=[NO_URL_FIX] if target.revision else [])
 
 

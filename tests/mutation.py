@@ -28,6 +28,7 @@ from mutmut.utils.format_utils import orig_function_and_class_names_from_key
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT_FILE = ROOT / "tests" / "data" / "mutation" / "equivalent.toml"
 LOG = Path("mutants") / "mutmut.log"
+STATS = Path("mutants") / "mutmut-stats.json"
 DEFAULT_WORKERS = 2
 PROGRESS_EVERY_S = 30.0
 LOG_TAIL_LINES = 60
@@ -91,11 +92,24 @@ def load_equivalents(modules: list[str]) -> list[Equivalent]:
     return equivalents
 
 
+def forget(modules: list[str]) -> None:
+    """Clear the last verdicts of `modules`: a run cut short then shows the rest as not checked, not as they were."""
+    for module in modules:
+        data = SourceFileMutationData(path=module)
+        if data.meta_path.exists():
+            data.load()
+            data.exit_code_by_key = dict.fromkeys(data.exit_code_by_key)
+            data.save()
+
+
 def run_mutmut(modules: list[str], workers: int) -> None:
     """`mutmut run` for every mutant of `modules`; its output goes to the log, with a progress line now and then."""
     globs = [module.removesuffix(".py").replace("/", ".") + ".*" for module in modules]
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(workers), *globs]
     LOG.parent.mkdir(exist_ok=True)
+    # mutmut keeps which tests call which function from its first run; code or tests edited since can change
+    # that, and a mutant run without the test that reaches it would pass for a survivor. So: measured anew.
+    STATS.unlink(missing_ok=True)
     last_progress = time.monotonic()
     # Universal newlines turn mutmut's carriage-return spinner into lines.
     with LOG.open("w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -105,7 +119,7 @@ def run_mutmut(modules: list[str], workers: int) -> None:
         for line in mutmut.stdout:
             log.write(line)
             text = line.strip()
-            if not text or "__mutmut_" in text:
+            if not text or "__mutmut_" in text or text in ("Mutant results", "--------------"):
                 continue
             if text[0] not in SPINNER:
                 print(text, flush=True)
@@ -133,7 +147,7 @@ def source_line(module: str, name: str, diff: list[str]) -> int:
     for d in diff:
         if match := HUNK.match(d):
             offset = int(match.group(1)) - 1
-        elif d.startswith("-") and not d.startswith("---"):
+        elif d.startswith("-"):
             changed = d[1:].strip()
             break
         elif d.startswith(" "):
@@ -149,7 +163,7 @@ def results(module: str, equivalents: list[Equivalent]) -> tuple[Counter[str], l
     data.load()
     counts: Counter[str] = Counter()
     left: list[Mutant] = []
-    for name, exit_code in sorted(data.exit_code_by_key.items(), key=lambda item: natural(item[0])):
+    for name, exit_code in data.exit_code_by_key.items():
         status = status_by_exit_code[exit_code]
         counts[status] += 1
         if status in KILLED | TIMEOUT:
@@ -160,10 +174,11 @@ def results(module: str, equivalents: list[Equivalent]) -> tuple[Counter[str], l
             mutant.equivalent = next((e for e in equivalents if e.module == module and e.function == name.partition("__mutmut_")[0]
                                       and e.after == mutant.after), None)
         left.append(mutant)
-    return counts, left
+    return counts, sorted(left, key=lambda m: (m.line, natural(m.name)))
 
 
 def natural(name: str) -> tuple[str, int]:
+    """Sorts report.score.x_score__mutmut_9 before report.score.x_score__mutmut_10."""
     function, _, number = name.partition("__mutmut_")
     return function, int(number or 0)
 
@@ -181,7 +196,7 @@ def print_table(rows: list[tuple[str, Counter[str], int]]) -> None:
         timeouts = sum(counts[s] for s in TIMEOUT)
         survived = sum(counts[s] for s in SURVIVED) - equivalent
         other = mutants - killed - timeouts - survived - equivalent
-        judged = mutants - equivalent
+        judged = mutants - equivalent - counts["not checked"]
         share = f"{100 * survived / judged:.1f}%" if judged else "-"
         print(f"{module:<{width}}  {mutants:>7}  {killed:>6}  {survived:>8}  {timeouts:>8}  {other:>5}  {equivalent:>10}  {share:>9}")
 
@@ -218,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     modules = args.modules or mutated
     equivalents = load_equivalents(mutated)
     if not args.report_only:
+        forget(modules)
         run_mutmut(modules, args.workers)
     rows, left = [], []
     for module in modules:

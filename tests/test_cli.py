@@ -78,7 +78,7 @@ def test_demo_broken_shows_a_fail_with_reasons(tmp_path: Path) -> None:
     logs = check_of(report_of(done, tmp_path), "logs")
     assert logs["status"] == "FAIL"
     assert logs["reasons"][0].startswith(f"new error since deploy: {NEW_SIGNATURE} (")
-    assert logs["reasons"][1].startswith("new error since deploy: HTTP 500 POST /orders (")
+    assert any(r.startswith("new error since deploy") and "HTTP 500 POST /orders (" in r for r in logs["reasons"][1:])
     shown = {e["what"]: e for e in logs["evidence"]}
     assert "KeyError: 'customer_id'" in shown[f"new signature: {NEW_SIGNATURE}"]["measured"]
     assert "gone signature: payment gateway timed out after <n> s for order <id>" in shown
@@ -118,6 +118,7 @@ def test_validate_url_exit_code_follows_the_verdict(tmp_path: Path, mode: str, c
 def test_validate_service_through_the_cloud_run_api(fake_run: FakeCloudRun, fake_logging: FakeLogging,
                                                     fake_monitoring: FakeMonitoring, sample: SampleService, tmp_path: Path) -> None:
     add_orders_service(fake_run, sample.url, "some-build")
+    fake_logging.add_request("orders", "orders-00042-new", project="acme-prod")
     config = tmp_path / "postdeploy.yaml"
     config.write_text(HEALTH, encoding="utf-8")
     done = cli("validate", "--project", "acme-prod", "--region", "us-central1", "--service", "orders", "--config", str(config),
@@ -134,6 +135,7 @@ def _push_file(tmp_path: Path, build: dict[str, Any]) -> Path:
 
 def test_replay_runs_the_function_path(fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, tmp_path: Path,
                                        orders_build: dict[str, Any]) -> None:
+    fake_logging.add_request("orders", "orders-00042-new", project="acme-prod")
     config = tmp_path / "postdeploy.yaml"
     config.write_text(HEALTH, encoding="utf-8")
     message = _push_file(tmp_path, orders_build)

@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,6 @@ def publish_build(host: str, project: str, build: dict[str, Any]) -> None:
                       {"buildId": build["id"], "status": str(build["status"])})
 
 
-def served_health(fake: FakeLogging) -> None:
-    """The request log of a health probe the new revision answered a moment ago: Cloud Logging has its entries."""
-    fake.add_revision_entry("orders", "orders-00042-new", project="acme-prod", log="run.googleapis.com/requests",
-                            severity="INFO", timestamp=datetime.now(UTC) - timedelta(seconds=30),
-                            http_request={"requestMethod": "GET", "requestUrl": "https://orders.a.run.app/health", "status": 200})
-
-
 @contextlib.contextmanager
 def deployed(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str) -> Iterator[tuple[Any, PreconditionProxy, str]]:
     """functions-framework serving main.py, pushed to by a `cloud-builds` subscription on the emulator.
@@ -84,7 +76,7 @@ def deployed(tmp_path: Path, bucket: str, slack: SlackReceiver, host: str) -> It
 def test_build_lifecycle_gives_exactly_one_report_and_one_message(
         pubsub_emulator: str, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, slack: SlackReceiver, bucket: str,
         tmp_path: Path, orders_build: dict[str, Any]) -> None:
-    served_health(fake_logging)
+    fake_logging.add_request("orders", "orders-00042-new", project="acme-prod")
     with deployed(tmp_path, bucket, slack, pubsub_emulator) as (function, push, project):
         for status in ("QUEUED", "WORKING"):
             publish_build(pubsub_emulator, project, {**orders_build, "status": status})

@@ -43,13 +43,19 @@ def probe(url: str, token_source: Any = None, cloud_run: bool = False, **setting
         ({"path": "/status/204", "expect_status": [204]}, Status.PASS, "answered 204"),
         ({"path": "/slow?ms=300", "latency_budget_ms": 100}, Status.WARN, "within 100 ms"),
         ({"path": "/slow?ms=3000", "request_timeout_s": 0.3}, Status.FAIL, "timed out after 0.3 s"),
-        ({"path": "/drop"}, Status.FAIL, "connection failed"),
+        ({"path": "/drop"}, Status.FAIL,
+         "GET /drop: connection failed: RemoteProtocolError: Server disconnected without sending a response. after 2 tries"),
         ({"path": "/huge?bytes=2000000", "max_body_bytes": 1_000_000}, Status.FAIL, "body larger than 1000000 bytes"),
         ({"path": "/redirect-local"}, Status.PASS, "answered 200"),
         ({"path": "/missing"}, Status.FAIL, "got 404"),
+        ({"path": "/status/503", "expect_status": [200, 204]}, Status.FAIL,
+         "expected status 200 or 204 from /status/503, got 503 after 2 tries"),
+        ({"path": "/status/200?body=", "expect_json": ["a not exists"]}, Status.PASS, "/status/200?body= answered 200 on 2/2"),
+        ({"path": "/headers", "expect_json": ["headers.authorization not exists"]}, Status.PASS, "/headers answered 200 on 2/2"),
     ],
     ids=["ok", "json-expectations", "json-mismatch", "json-missing-field", "not-json", "503", "204-expected",
-         "slow-over-budget", "timeout", "dropped-connection", "huge-body", "same-host-redirect", "404"],
+         "slow-over-budget", "timeout", "dropped-connection", "huge-body", "same-host-redirect", "404",
+         "one-of-several-statuses", "empty-body-is-no-document", "no-token-no-authorization-header"],
 )
 def test_health_against_sample_service(sample: SampleService, settings: dict[str, Any], status: Status,
                                        summary_part: str) -> None:
@@ -155,6 +161,24 @@ def test_a_token_that_cannot_be_had_is_not_measured_not_a_crash(sample: SampleSe
     assert sum(1 for _, p in sample.requests if p == "/private") == 3  # every try was sent, none could be judged
     if token_source is not None:
         assert token_source.asked == [sample.url]  # one failure is enough: not asked again on every try
+    assert [(e.measured, e.ok) for e in result.evidence if e.what == "HTTP status of GET /private"] == [("401, 401, 401", False)]
+
+
+@pytest.mark.parametrize(("statuses", "last"), [((403,), 403), ((401, 401, 403), 403), ((403, 403, 401), 401)],
+                         ids=["403", "401-then-403", "403-then-401"])
+def test_every_refusal_without_a_token_is_not_measured_and_names_the_last(statuses: tuple[int, ...], last: int) -> None:
+    with Scripted(*statuses) as server:
+        url = server.base_url
+        result = probe(url, token_source=NoCredentials(), cloud_run=True, tries=3)
+    problem = f"could not get an ID token for {url}: RuntimeError: metadata server unreachable"
+    assert (result.status, result.summary) == (Status.ERROR, f"GET / answered {last} and {problem}")
+    assert server.answered == [*statuses, *[statuses[-1]] * (3 - len(statuses))]
+
+
+def test_a_trailing_slash_on_the_url_is_not_doubled(sample: SampleService) -> None:
+    result = probe(sample.url + "/", path="/status/503")
+    assert result.summary == "expected status 200 from /status/503, got 503 after 2 tries"
+    assert result.next_steps == [f"curl -i {sample.url}/status/503", "read the revision's logs around the deploy time"]
 
 
 class _ScriptedHandler(LoopbackHandler["Scripted"]):
@@ -192,7 +216,8 @@ def test_a_token_problem_beside_a_judged_answer_is_a_reason_not_the_verdict(auth
     assert (result.status, result.not_measured) == (status, [])  # the revision answered something judgeable
     assert server.answered == answered and token_source.asked == [url]
     assert result.reasons[-1] == problem
-    assert [(e.measured, e.ok) for e in result.evidence if e.what == "ID token"] == [(problem, False)]
+    assert [(e.measured, e.threshold, e.ok) for e in result.evidence if e.what == "ID token"] == [
+        (problem, "a token for a private service", False)]
 
 
 def test_a_healthy_answer_needs_no_token_and_mentions_none() -> None:
@@ -256,32 +281,47 @@ def test_latency_is_judged_on_the_median_of_tries(tries: list[health.Attempt], s
 
 
 @pytest.mark.parametrize(
-    ("tries", "status", "summary", "passing"),
+    ("tries", "status", "score", "summary", "statuses"),
     [
-        (attempts((200, 10), (200, 30), (200, 20)), Status.PASS, "/ok answered 200 on 3/3 tries, median 20 ms", "3/3"),
-        (attempts((200, 10), (503, 10), (200, 10)), Status.WARN,
-         "2/3 tries of /ok healthy; expected status 200 from /ok, got 503", "2/3"),
-        (attempts((503, 10), (503, 10)), Status.FAIL, "expected status 200 from /ok, got 503 after 2 tries", "0/2"),
-        (attempts((503, 10)), Status.FAIL, "expected status 200 from /ok, got 503", "0/1"),
-        (attempts((None, 10), (None, 10)), Status.FAIL, "GET /ok: timed out after 1 s after 2 tries", "0/2"),
+        (attempts((200, 10), (204, 30), (200, 20)), Status.PASS, 1.0, "/ok answered 200 on 3/3 tries, median 20 ms", "200, 204, 200"),
+        (attempts((204, 10), (200, 10)), Status.PASS, 1.0, "/ok answered 204 on 2/2 tries, median 10 ms", "204, 200"),
+        (attempts((200, 10), (503, 10), (200, 10)), Status.WARN, 2 / 3,
+         "2/3 tries of /ok healthy; expected status 200 or 204 from /ok, got 503", "200, 503, 200"),
+        (attempts((503, 10), (503, 10)), Status.FAIL, 0.0, "expected status 200 or 204 from /ok, got 503 after 2 tries", "503, 503"),
+        (attempts((503, 10)), Status.FAIL, 0.0, "expected status 200 or 204 from /ok, got 503", "503"),
+        (attempts((None, 10), (503, 10)), Status.FAIL, 0.0, "GET /ok: timed out after 1 s after 2 tries", "no response, 503"),
     ],
-    ids=["all-healthy", "one-unhealthy-warns", "none-healthy-fails", "one-try-no-count", "no-response"],
+    ids=["all-healthy", "first-status-is-reported", "one-unhealthy-warns", "none-healthy-fails", "one-try-no-count", "no-response"],
 )
-def test_judge_counts_healthy_tries(tries: list[health.Attempt], status: Status, summary: str, passing: str) -> None:
-    result = health._judge(health.Config(path="/ok", **FAST), "http://x/ok", tries, [])
-    assert (result.status, result.summary) == (status, summary)
-    shown = {e.what: (e.measured, e.ok) for e in result.evidence}
-    total = passing.split("/")[1]
-    assert shown["tries passing"] == (passing, passing == f"{total}/{total}")
-    assert shown["HTTP status of GET /ok"][1] is all(t.status == 200 for t in tries)
+def test_judge_counts_healthy_tries(tries: list[health.Attempt], status: Status, score: float, summary: str, statuses: str) -> None:
+    result = health._judge(health.Config(path="/ok", expect_status=[200, 204], **FAST), "http://x/ok", tries, [])
+    assert (result.status, result.summary, result.score) == (status, summary, pytest.approx(score))
+    passing = sum(1 for t in tries if t.status in (200, 204))
+    shown = {e.what: (e.measured, e.threshold, e.ok) for e in result.evidence}
+    assert shown["HTTP status of GET /ok"] == (statuses, "200 or 204", passing == len(tries))
+    assert shown["tries passing"] == (f"{passing}/{len(tries)}", f"{len(tries)}/{len(tries)}", passing == len(tries))
     assert any(w.startswith("latency of") for w in shown) is any(t.status is not None for t in tries)
+    unhealthy = [f"expected status 200 or 204 from /ok, got {t.status}" if t.status else "GET /ok: timed out after 1 s"
+                 for t in tries if t.status not in (200, 204)]
+    assert result.reasons == list(dict.fromkeys(unhealthy))
+    failed = status is Status.FAIL
+    assert result.next_steps == (["curl -i http://x/ok", "read the revision's logs around the deploy time"] if failed else [])
 
 
 def test_judge_reads_json_expectations_on_every_try() -> None:
-    tries = attempts((200, 10), (200, 10))
-    tries[0].body, tries[1].body = {"status": "healthy"}, MISSING
-    result = health._judge(health.Config(path="/h", **FAST), "http://x/h", tries, parse_all(['status == "healthy"']))
-    assert (result.status, result.score) == (Status.WARN, 0.5)
-    assert result.reasons[0] == "expected a JSON body from /h, got something else"
-    [shown] = [e for e in result.evidence if e.what == "JSON status"]
-    assert (shown.measured, shown.ok) == ("healthy", True)  # the last JSON body seen
+    tries = attempts((200, 10), (200, 10), (200, 10))
+    tries[0].body, tries[1].body, tries[2].body = {"status": "healthy"}, MISSING, {"status": "down"}
+    result = health._judge(health.Config(path="/h", **FAST), "http://x/h", tries, parse_all(['status == "healthy"', "a not exists"]))
+    assert (result.status, result.score) == (Status.WARN, pytest.approx(1 / 3))
+    # A body that is not JSON is no healthy answer, even for an expectation that would hold on nothing.
+    assert result.reasons[:1] == ["expected a JSON body from /h, got something else"]
+    assert 'expected status == "healthy" in /h, found "down"' in result.reasons
+    shown = {e.what: (e.measured, e.threshold, e.ok) for e in result.evidence if e.what.startswith("JSON ")}
+    assert shown == {"JSON status": ("down", 'status == "healthy"', False), "JSON a": ("no such field", "a not exists", True)}
+
+
+def test_an_unparseable_body_fails_even_an_expectation_that_holds_on_nothing() -> None:
+    tries = attempts((200, 10))
+    tries[0].body = MISSING
+    result = health._judge(health.Config(path="/h", **FAST), "http://x/h", tries, parse_all(["a not exists"]))
+    assert (result.status, result.summary) == (Status.FAIL, "expected a JSON body from /h, got something else")

@@ -234,9 +234,37 @@ def test_entries_the_probe_had_no_time_for_are_not_measured(modules: list[Any], 
     result = check({"modules": modules}, ScriptedRunner(ProbeRun(1, result_line(items), where="local python")))
     assert (result.status, result.score, result.critical) == (status, score, critical), result.summary
     assert result.summary.startswith(summary), result.summary
-    assert result.not_measured == [NotMeasured("import b", "import b: not measured: not run: the probe's time budget was used up",
+    assert result.not_measured == [NotMeasured("import b", "import b: not run: the probe's time budget was used up",
                                                imports.FIX_NOT_RUN)]
     assert evidence(result, "import b").ok is None
+
+
+def test_a_failure_is_graded_over_the_entries_measured() -> None:
+    items = [PASSED, {**FAILED, "name": "c"}, NOT_RUN]
+    result = check({"modules": ["a", "c", "b"]}, ScriptedRunner(ProbeRun(1, result_line(items), where="local python")))
+    assert (result.status, result.score) == (Status.FAIL, 0.5)
+    assert evidence(result, "entries passing") == Evidence("entries passing", "1/2 (1 not measured)", "2/2", ok=False)
+    assert result.next_steps == [f"docker run --rm --entrypoint python {IMAGE} -c 'import c'"]  # not b: it never ran
+
+
+@pytest.mark.parametrize(
+    ("warnings", "found"),
+    [
+        ([], "none was raised"),
+        ([{"category": "UserWarning", "deprecation": False, "own": True, "where": "m.py:3"}],
+         "it warned only with UserWarning, which is no deprecation warning class"),
+        ([{"category": "UserWarning", "deprecation": False, "own": False, "where": "dep.py:3"}], "none was raised"),
+        ([{"category": "DeprecationWarning", "deprecation": True, "own": False, "where": "dep.py:5"}],
+         "only its dependencies did (dep.py:5)"),
+    ],
+    ids=["no-warning", "own-user-warning", "a-dependency-s-user-warning", "a-dependency-s-deprecation"],
+)
+def test_why_an_expected_deprecation_did_not_count(warnings: list[dict[str, Any]], found: str) -> None:
+    item = {"name": "a", "ok": True, "passed": False, "warnings": warnings}
+    result = check({"modules": [{"name": "a", "expect_deprecation": True}]},
+                   ScriptedRunner(ProbeRun(1, result_line([item]), where="local python")))
+    assert result.status is Status.FAIL
+    assert result.reasons == [f"expected importing a to warn that it is deprecated, {found}"]
 
 
 def test_a_command_the_probe_had_no_time_for_is_not_measured() -> None:
@@ -246,7 +274,8 @@ def test_a_command_the_probe_had_no_time_for_is_not_measured() -> None:
     result = check({"modules": ["a"], "commands": [{"name": "migrate", "args": ["x"]}]}, runner)
     assert (result.status, result.score) == (Status.PASS, 1.0)
     assert [n.what for n in result.not_measured] == ["command migrate"]
-    assert evidence(result, "command migrate").measured == "not measured: not run: the probe's time budget was used up"
+    assert evidence(result, "command migrate") == Evidence("command migrate", "not run: the probe's time budget was used up",
+                                                           "exit 0", ok=None)
 
 
 # --- against a real virtualenv ------------------------------------------------------------------------------

@@ -481,3 +481,64 @@ def test_a_suite_is_ok_without_failures_or_errors(tmp_path: Path, xml: bytes, ok
     write_results(tmp_path, {"r.xml": xml})
     result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
     assert next(e for e in result.evidence if e.what == "suite s (r.xml)").ok is ok
+
+
+@pytest.mark.parametrize(
+    ("case", "failure", "flaky"),
+    [
+        ('<failure message="first"/><failure message="second"/>', ("failed", "first"), 0),
+        ('<error message="crashed"/><failure message="asserted"/>', ("failed", "asserted"), 0),
+        ('<failure type="AssertionError"/>', ("failed", "AssertionError"), 0),
+        ("<failure/>", ("failed", "no message"), 0),
+        ('<failure message="failed">expected 2, got 3\nmore</failure>', ("failed", "expected 2, got 3"), 0),
+        ('<flakyFailure message="once"/>', None, 1),
+        ('<flakyError message="once"/>', None, 1),
+    ],
+    ids=["first-of-a-kind-wins", "a-failure-outranks-an-error", "type-when-no-message", "nothing-said", "generic-message-reads-the-body",
+         "flaky-failure-passed-on-rerun", "flaky-error-passed-on-rerun"],
+)
+def test_one_testcase(case: str, failure: tuple[str, str] | None, flaky: int) -> None:
+    (suite,) = junit.parse_junit(f'<testsuite name="s"><testcase classname="c" name="t">{case}</testcase></testsuite>'.encode(), "r.xml")
+    assert [(f.outcome, f.message) for f in suite.failures] == ([failure] if failure else [])
+    assert suite.flaky == flaky
+
+
+def test_overlapping_patterns_read_each_file_once(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r/unit.xml": junit_xml(2, 1)})
+    result = check(junit.Config(patterns=["r/*.xml", "r/unit.xml"]), None, LocalArtifacts(str(tmp_path)))
+    assert result.summary.startswith("2/3 tests passed")
+    assert evidence(result)["files read"] == "1 of 1"
+
+
+@pytest.mark.parametrize(
+    ("objects", "patterns", "why"),
+    [
+        ({"location": "gs://b/r/", "paths": ["reports/JUNIT.XML", "dist/app.tar.gz"]}, ["gs://b/r/JUNIT.XML"], ""),
+        ({"location": "gs://b/r", "paths": ["unit/junit.xml", "e2e/junit.xml"]}, ["gs://b/r/junit.xml"], ""),
+        ({"location": "gs://b/r/", "paths": ["dist/app.tar.gz"]}, [],
+         "the build's artifacts.objects paths hold no .xml file (dist/app.tar.gz) and no tests.patterns configured"),
+        ({"paths": ["junit.xml"]}, [], junit.NO_RESULTS),
+    ],
+    ids=["extension-in-any-case", "same-base-name-once", "no-xml", "no-location"],
+)
+def test_artifact_patterns(objects: dict[str, Any], patterns: list[str], why: str) -> None:
+    assert junit.artifact_patterns(Build(id=BUILD_ID, status="SUCCESS", artifacts={"objects": objects})) == (patterns, why)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "variables", "filled", "unknown"),
+    [
+        ("r/${A}/$B/*.xml", {"A": "x", "B": "y"}, "r/x/y/*.xml", []),
+        ("r/${A}/$B/*.xml", {"A": "x", "B": ""}, "r/x/$B/*.xml", ["B"]),
+        ("r/$C/*.xml", {}, "r/$C/*.xml", ["C"]),
+    ],
+    ids=["both-known", "empty-value-is-unknown", "unknown"],
+)
+def test_substitute(pattern: str, variables: dict[str, str], filled: str, unknown: list[str]) -> None:
+    assert junit.substitute(pattern, variables) == (filled, unknown)
+
+
+def test_build_variables_leave_out_empty_values() -> None:
+    build = Build(id=BUILD_ID, status="SUCCESS", substitutions={"BRANCH_NAME": "main", "TAG_NAME": ""})
+    assert junit.build_variables(build) == {"BRANCH_NAME": "main", "BUILD_ID": BUILD_ID}
+    assert junit.build_variables(None) == {}

@@ -187,6 +187,8 @@ def test_recorded_builds(name: str, expected: list[DeployIntent]) -> None:
                      [intent("svc", "r1")], id="unknown-flag-before-a-flag-is-valueless"),
         pytest.param(build_with(gcloud("run", "deploy", "svc", "--image", "gcr.io/p/svc:1", "--region")),
                      [intent("svc", image="gcr.io/p/svc:1")], id="region-flag-without-value-last"),
+        pytest.param(build_with(gcloud("run", "deploy", "svc", "--image", "--region", "r1")),
+                     [intent("svc", "r1")], id="image-flag-without-value-before-a-flag"),
         pytest.param(build_with(gcloud("run", "deploy", "--image", "gcr.io/p/svc:1", "--region", "r1")),
                      [], id="no-service-name"),
         pytest.param(build_with(gcloud("run", "deploy", "--image", "gcr.io/p/svc:1", "--region", "r1"),

@@ -11,7 +11,8 @@ from core.errors import AccessDenied, RunApiUnavailable, TargetNotFound
 from core.events import build_from_dict
 from core.gcp import RunRevisionSource
 from core.model import Build, Condition, DeployIntent, RevisionInfo, ServiceInfo, TrafficInfo
-from core.resolve import NO_URL_HINT, pick_revision, previous_revision, resolve, url_for
+from core.resolve import pick_revision, previous_revision, resolve, url_for
+from core.web import NO_URL_FIX
 from tests.conftest import add_orders_service, load_build
 from tests.servers.fake_run import FakeCloudRun
 
@@ -277,8 +278,16 @@ def test_url_for(svc: ServiceInfo, intent_changes: dict[str, object], expected: 
     assert url_for(svc, "orders-5", intent(**intent_changes)) == expected
 
 
-def test_no_url_hint_names_the_deploy_flags() -> None:
-    assert "--no-traffic --tag=NAME" in NO_URL_HINT
+def test_an_untagged_no_traffic_revision_is_not_probed_and_the_checks_say_how_to_tag_it() -> None:
+    from core.model import DeployIntent, Target
+    from core.web import no_url
+
+    target = Target(service="orders", revision="orders-5", previous_revision="orders-4",
+                    intent=DeployIntent(service="orders", no_traffic=True))
+    result = no_url(target)
+    assert result.summary == ("nothing to probe: revision orders-5 was deployed with --no-traffic and has no tag URL "
+                              "(the service URL reaches orders-4)")
+    assert result.next_steps == [NO_URL_FIX] and "--no-traffic --tag=NAME" in NO_URL_FIX
 
 
 # --- resolve(), on an in-memory RevisionSource -------------------------------------------------------------------

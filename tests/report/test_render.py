@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from core.model import Build, CheckResult, Evidence, Outcome, Status, Target, Verdict
+from core.model import Build, CheckResult, Evidence, NotMeasured, Outcome, Status, Target, Verdict
 from report import slack
 from report.document import make_report
 from report.render import render_html, render_json, render_markdown, render_table
-from report.score import CategoryScore, Scored
+from report.score import CategoryScore, Scored, Unmeasured
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden"
 SCRIPT = "<script>alert(1)</script>"
@@ -64,6 +64,7 @@ def representative_report() -> dict[str, Any]:
         reasons=[f"smoke: checkout returned {SCRIPT}", "health: 2/3 tries of /health healthy; expected status | 200, got 503",
                  "not measured: imports"],
         missing_weight_share=0.385,
+        not_measured=[Unmeasured("imports", NotMeasured("imports", "no import list configured <b>", "set checks.imports.modules | a|b"))],
     )
     return make_report(target, build, scored, outcomes,
                        datetime(2026, 11, 25, 10, 3, 42, 123456, UTC), datetime(2026, 11, 25, 10, 3, 45, tzinfo=UTC))
@@ -127,7 +128,7 @@ def test_markdown_rows_keep_their_column_count_despite_pipes() -> None:
     markdown = render_markdown(representative_report())
 
     tables = _tables(markdown)
-    assert len(tables) == 5  # summary, categories, three checks with evidence
+    assert len(tables) == 6  # summary, categories, not measured, three checks with evidence
     for table in tables:
         assert {_columns(row) for row in table} == {_columns(table[0])}, table
     assert r"a\|b" in markdown
@@ -154,7 +155,7 @@ def test_json_round_trips_with_every_design_field() -> None:
         assert {"name", "category", "status", "score", "critical", "summary", "evidence", "duration_ms"} <= set(check)
         for evidence in check["evidence"]:
             assert {"what", "measured", "threshold", "previous"} <= set(evidence)
-    assert [c["score"] for c in report["checks"]] == [1.0, 0.6667, 0.0, None]
+    assert [c["score"] for c in report["checks"]] == [1.0, 0.7, 0.0, None]  # WARN 0.6667 → 0.5 + 0.3 × 0.6667
     assert (report["started_at"], report["finished_at"]) == ("2026-11-25T10:03:42.123456Z", "2026-11-25T10:03:45Z")
 
 

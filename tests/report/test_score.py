@@ -100,7 +100,8 @@ def test_every_fail_scores_below_every_warn_and_every_warn_below_every_pass(grad
         pytest.param(PASS, 0.5, 0.95, id="pass-mid"), pytest.param(WARN, None, 0.65, id="warn-default"),
         pytest.param(WARN, 0.0, 0.5, id="warn-floor"), pytest.param(WARN, 1.0, 0.8, id="warn-ceiling"),
         pytest.param(FAIL, None, 0.0, id="fail-default"), pytest.param(FAIL, 1.0, 0.4, id="fail-ceiling"),
-        pytest.param(FAIL, 0.25, 0.1, id="fail-quarter"), pytest.param(ERROR, 1.0, None, id="error-unscored"),
+        pytest.param(FAIL, 0.25, 0.1, id="fail-quarter"), pytest.param(PASS, 1 / 3, 0.9333, id="four-decimals"),
+        pytest.param(ERROR, 1.0, None, id="error-unscored"),
         pytest.param(SKIPPED, 1.0, None, id="skipped-unscored"),
     ],
 )
@@ -175,7 +176,7 @@ def test_exactly_half_missing_with_thirds_is_not_inconclusive() -> None:
 def test_zero_outcomes_is_inconclusive() -> None:
     scored = score([], WEIGHTS, 90.0, 75.0)
 
-    assert (scored.score, scored.verdict) == (0.0, Verdict.INCONCLUSIVE)
+    assert (scored.score, scored.verdict, scored.missing_weight_share) == (0.0, Verdict.INCONCLUSIVE, 1.0)
     assert scored.categories == []
     assert scored.not_assessed == list(WEIGHTS)
 
@@ -218,15 +219,16 @@ def test_a_capped_verdict_says_which_check_failed_once() -> None:
 def test_not_measured_lists_errors_with_their_fix_and_skipped_checks_with_their_reason() -> None:
     crashed = cannot_measure("Cloud Monitoring", "no Google credentials", "gcloud auth application-default login")
     partial = CheckResult(PASS, "5/5 tests passed", not_measured=[NotMeasured("file a.xml", "unreadable", "fix a")])
+    waiting = CheckResult(SKIPPED, "logs said SKIPPED", next_steps=["validate again in a minute", "raise settle_s"])
     outcomes = [check("d", "Deployment", PASS), Outcome("metrics", "Stability", False, crashed, 3),
-                Outcome("tests", "Testing", False, partial, 3), check("logs", "Stability", SKIPPED, critical=True)]
+                Outcome("tests", "Testing", False, partial, 3), Outcome("logs", "Stability", True, waiting, 3)]
 
     scored = score(outcomes, WEIGHTS, 90.0, 75.0)
 
     assert [(u.check, u.item.what, u.item.why, u.item.fix, u.critical) for u in scored.not_measured] == [
         ("metrics", "Cloud Monitoring", "no Google credentials", "gcloud auth application-default login", False),
         ("tests", "file a.xml", "unreadable", "fix a", False),
-        ("logs", "logs", "logs said SKIPPED", "", True),
+        ("logs", "logs", "logs said SKIPPED", "validate again in a minute", True),
     ]
     assert scored.verdict is Verdict.INCONCLUSIVE
     assert scored.reasons == ["critical check not measured: logs: logs said SKIPPED"]
@@ -248,3 +250,31 @@ def test_a_check_with_nothing_configured_is_left_out_not_missing() -> None:
     # Business has no assessed check: dropped like a disabled one, so Deployment alone scores 20/20 → 100 PASS
     assert (scored.score, scored.verdict, scored.missing_weight_share) == (100.0, Verdict.PASS, 0.0)
     assert "Business" in scored.not_assessed
+
+
+def test_a_skipped_check_without_next_steps_has_no_fix_and_every_unmeasured_check_is_named() -> None:
+    outcomes = [check("d", "Deployment", PASS), check("d2", "Deployment", SKIPPED), check("d3", "Deployment", ERROR),
+                *[check(f"x{i}", "Deployment", PASS) for i in range(4)]]
+    scored = score(outcomes, WEIGHTS, 90.0, 75.0)
+    assert [(u.check, u.item.fix) for u in scored.not_measured] == [("d2", ""), ("d3", "")]
+    assert scored.reasons == ["not measured: d2, d3"]
+
+
+def test_a_category_weighing_less_than_one_still_counts() -> None:
+    scored = score([check("d", "Deployment", PASS), check("t", "Testing", FAIL)], {**WEIGHTS, "Testing": 0.5}, 90.0, 75.0)
+    assert [c.name for c in scored.categories] == ["Deployment", "Testing"]
+    assert scored.score == 97.6  # 20 of 20.5
+
+
+def test_every_capping_failure_is_named_once() -> None:
+    scored = score([*all_categories(), check("s2", "Stability", FAIL, 1.0), check("b2", "Business", FAIL, 1.0)],
+                   WEIGHTS, 80.0, 75.0)
+    assert scored.verdict is Verdict.WARN
+    assert scored.reasons == ["capped at WARN, a check failed: s2: s2 said FAIL", "b2: b2 said FAIL"]
+
+
+def test_critical_problems_are_listed_before_the_others() -> None:
+    # Deployment 20 × 0.65 = 13, Testing 0: 13 of 35 → FAIL by the score, with no critical failure leading
+    scored = score([check("t", "Testing", FAIL), check("w", "Deployment", WARN, critical=True)], WEIGHTS, 90.0, 75.0)
+    assert scored.verdict is Verdict.FAIL
+    assert scored.reasons == ["w: w said WARN", "t: t said FAIL"]

@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -206,6 +206,14 @@ class FakeLogging(QueryFaults, LoopbackServer):
                   "configuration_name": service, "project_id": project}
         return self.add_entry(project=project, log=log, resource_type="cloud_run_revision", resource_labels=labels,
                               **fields)
+
+    def add_request(self, service: str, revision: str, *, project: str = "test", path: str = "/health", status: int = 200,
+                    ago_s: float = 30.0) -> Json:
+        """The request log of one request the revision answered ``ago_s`` seconds ago: Cloud Logging has its entries."""
+        return self.add_revision_entry(service, revision, project=project, log="run.googleapis.com/requests", severity="INFO",
+                                       timestamp=datetime.now(UTC) - timedelta(seconds=ago_s),
+                                       http_request={"requestMethod": "GET", "requestUrl": f"https://{service}.a.run.app{path}",
+                                                     "status": status})
 
     def short_pages(self, per_page: int) -> None:
         """Answer at most `per_page` entries per page, with a nextPageToken while more match: Cloud Logging

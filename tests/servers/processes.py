@@ -133,8 +133,11 @@ def pubsub_emulator(port: int) -> Iterator[str]:
         f"--host-port={host}",
         "--project=test",
     ]
-    # gcloud forks a JVM that outlives it, hence the whole-group stop in _spawn.
-    with _spawn("pubsub-emulator", argv, port, host, PUBSUB_START_TIMEOUT_S):
+    # gcloud forks a JVM that outlives it, hence the whole-group stop in _spawn. Nothing of gcloud's own may reach
+    # out: no metadata probe, no usage report, no update check (also under plain `pytest`, without make).
+    quiet = {"CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+             "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true"}
+    with _spawn("pubsub-emulator", argv, port, host, PUBSUB_START_TIMEOUT_S, quiet):
         yield host
 
 
