@@ -41,7 +41,7 @@ lint: $(VENV)/.dev
 	@if command -v shellcheck >/dev/null; then shellcheck deploy/deploy.sh tests/isolated.sh .ci/run; \
 	else echo "shellcheck not installed: deploy/deploy.sh, tests/isolated.sh and .ci/run not linted"; fi
 
-bench: $(VENV)/.dev  ## P1 cold import ratio, P2 ack time, P3 concurrency, P6 Logging calls
+bench: $(VENV)/.dev  ## P1 cold import ratio, P2 ack time, P3 concurrency, P6 Logging calls, P7 time to verdict
 	$(BIN)/python bench/bench.py
 
 mutate: $(VENV)/.dev  ## mutation testing of the verdict code: the figure per module

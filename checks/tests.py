@@ -33,7 +33,6 @@ from core.model import (
     NotMeasured,
     Status,
     Target,
-    cannot_measure,
     not_configured,
 )
 from core.schema import CheckSettings
@@ -111,7 +110,8 @@ class NotJUnit(ValueError):
 
 
 def _tag(element: Element) -> str:
-    return element.tag.rsplit("}", 1)[-1] if isinstance(element.tag, str) else ""
+    # The parser keeps no comments or processing instructions, so every tag is a name, "{uri}local" when namespaced.
+    return element.tag.rpartition("}")[2]
 
 
 def _first_line(text: str | None) -> str:
@@ -130,7 +130,7 @@ def _message(element: Element) -> str:
         return _cap(body)
     if attribute:
         return _cap(attribute)
-    return _cap(element.get("type", "") or "no message")
+    return _cap(element.get("type") or "no message")
 
 
 def _suite(element: Element, file: str, default_name: str) -> Suite:
@@ -139,7 +139,7 @@ def _suite(element: Element, file: str, default_name: str) -> Suite:
         if _tag(case) != "testcase":
             continue
         children = {_tag(c): c for c in reversed(list(case))}  # the first of each kind wins
-        classname, name = case.get("classname", ""), case.get("name", "") or "(unnamed)"
+        classname, name = case.get("classname"), case.get("name") or "(unnamed)"
         test = f"{classname}.{name}" if classname else name
         if "failure" in children:
             suite.failed += 1
@@ -187,7 +187,7 @@ def _fix_for(exc: Exception, where: str) -> str:
     if isinstance(exc, PostdeployError) and exc.fix:
         return exc.fix
     if isinstance(exc, AccessDenied):
-        bucket = where.removeprefix("gs://").split("/", 1)[0]
+        bucket = where.removeprefix("gs://").partition("/")[0]
         return f"grant roles/storage.objectViewer on gs://{bucket} to the function's service account"
     if isinstance(exc, Transient):
         return "validate again: Cloud Storage was unavailable"
@@ -222,10 +222,11 @@ def build_variables(build: Build | None) -> dict[str, str]:
 def artifact_patterns(build: Build | None) -> tuple[list[str], str]:
     """Globs for the .xml files of the build's ``artifacts.objects``, or none and why."""
     objects = (build.artifacts if build else {}).get("objects")
-    location = objects.get("location") if isinstance(objects, dict) else None
+    objects = objects if isinstance(objects, dict) else {}
+    location = objects.get("location")
     if not isinstance(location, str) or not location:
         return [], NO_RESULTS
-    paths = objects.get("paths") if isinstance(objects, dict) else None
+    paths = objects.get("paths")
     paths = [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
     xml = [p for p in paths if p.lower().endswith(".xml")]
     if not xml:
@@ -265,11 +266,9 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
 
 
-def _nothing_read(why: str, fix: str, gaps: list[NotMeasured], evidence: list[Evidence]) -> CheckResult:
+def _nothing_read(why: str, gaps: list[NotMeasured], evidence: list[Evidence]) -> CheckResult:
     """ERROR: no result could be read; every gap is listed with its fix, nothing is scored."""
-    result = cannot_measure("test results", why, fix, evidence)
-    result.not_measured = gaps
-    return result
+    return CheckResult(Status.ERROR, why, evidence, reasons=[why], not_measured=gaps)
 
 
 async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
@@ -290,7 +289,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
                                     f"which has no value (known: {known})", FIX_VARIABLES))
         else:
             patterns.append(filled)
-    evidence = [Evidence("where it looked", ", ".join(patterns) or "nowhere", ok=None)]
+    evidence = [Evidence("where it looked", ", ".join(patterns) or "nowhere")]
     # Results under a path without this build's id may have been written by another build since.
     shared = [p for p in patterns if ctx.build is not None and ctx.build.id not in p]
     if shared:
@@ -315,7 +314,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
             return CheckResult(Status.SKIPPED, f"nothing to look at: {gaps[0].why}", evidence, reasons=[g.why for g in gaps],
                                not_measured=gaps)
         if gaps:
-            return _nothing_read(gaps[0].why, gaps[0].fix, gaps, evidence)
+            return _nothing_read(gaps[0].why, gaps, evidence)
         why = f"no JUnit XML found at {', '.join(patterns)}"
         return CheckResult(Status.SKIPPED, why, evidence, not_measured=[NotMeasured("test results", why, FIX_NONE_FOUND)])
 
@@ -335,7 +334,7 @@ def _judge(config: Config, names: list[str], found: list[str], collected: _Colle
     suites = collected.suites
     gaps = [*gaps, *collected.unreadable.values()]
     for name, why in collected.ignored.items():
-        evidence.append(Evidence(f"file {name}", why, "a JUnit XML file", ok=None))
+        evidence.append(Evidence(f"file {name}", why, "a JUnit XML file"))
     for name, gap in collected.unreadable.items():
         evidence.append(Evidence(f"file {name}", gap.why, "a JUnit XML file", ok=False))
     if len(found) > len(names):
@@ -348,7 +347,7 @@ def _judge(config: Config, names: list[str], found: list[str], collected: _Colle
                                  ok=not collected.unreadable))
     if collected.unreadable and len(collected.unreadable) + len(collected.ignored) == len(names):
         name, gap = next(iter(collected.unreadable.items()))
-        return _nothing_read(f"no readable test results: {name}: {gap.why}", gap.fix, gaps, evidence)
+        return _nothing_read(f"no readable test results: {name}: {gap.why}", gaps, evidence)
     if len(collected.ignored) == len(names):
         return CheckResult(Status.SKIPPED, f"no JUnit XML among the {len(names)} XML files found: "
                            + "; ".join(f"{n}: {w}" for n, w in collected.ignored.items()), evidence, not_measured=gaps)

@@ -389,7 +389,9 @@ def _judge(config: Config, tally: _Tally, seconds: float) -> CheckResult:
         evidence.insert(1, Evidence("window aborted", f"at +{tally.aborted_at:.0f} s: {tally.aborted}",
                                     f"{config.window_s:g} s unless the floor is lost or {config.abort_after} fail in a row",
                                     ok=False))
-        reasons[0] = f"window aborted at +{tally.aborted_at:.0f} s: {tally.aborted}; {reasons[0]}"
+        first = failures[0]
+        reasons[0] = (f"window aborted at +{tally.aborted_at:.0f} s: {tally.aborted}; first failure at +{first.at_s:.0f} s: "
+                      f"{first.path}: {first.detail}")
     requests = [p for p in probes if p.is_request]
     latencies = [p.latency_ms for p in requests if p.ok]
     p95 = None
@@ -404,7 +406,7 @@ def _judge(config: Config, tally: _Tally, seconds: float) -> CheckResult:
                            f"expected p95 latency ≤ {config.max_p95_ms:.0f} ms during the window, found {p95:.0f} ms")
     if len(targets) > 1 or not requests:
         evidence += _per_target(probes)
-    head = f"availability {availability:.1%} over {seconds:.0f} s ({len(counted)} probes)"
+    head = f"availability {availability:.1%} over {seconds:.0f} s ({len(counted)} probe{'' if len(counted) == 1 else 's'})"
     if p95 is not None:
         head += f", p95 {p95:.0f} ms"
     steps = ["read the revision's logs from the first failed probe on"] if failures or side else []

@@ -245,12 +245,17 @@ def test_without_an_artifact_source_local_paths_are_read_from_the_working_folder
     assert (result.status, result.summary) == (Status.PASS, "3/3 tests passed (100%, minimum 100%)")
 
 
-def test_build_id_without_a_build_skips(tmp_path: Path) -> None:
-    result = check(junit.Config(patterns=["results/${BUILD_ID}/*.xml"]), None, LocalArtifacts(str(tmp_path)))
-    assert result.status is Status.SKIPPED
-    assert result.summary == ("nothing to look at: pattern results/${BUILD_ID}/*.xml names ${BUILD_ID}, which has no value "
-                              "(known: none: there is no build)")
-    assert [n.fix for n in result.not_measured] == [junit.FIX_VARIABLES]
+@pytest.mark.parametrize(
+    ("pattern", "names"),
+    [("results/${BUILD_ID}/*.xml", "${BUILD_ID}"), ("results/${BUILD_ID}/$SHORT_SHA/*.xml", "${BUILD_ID}, ${SHORT_SHA}")],
+    ids=["one-variable", "two-variables"],
+)
+def test_build_id_without_a_build_skips(tmp_path: Path, pattern: str, names: str) -> None:
+    result = check(junit.Config(patterns=[pattern]), None, LocalArtifacts(str(tmp_path)))
+    why = f"pattern {pattern} names {names}, which has no value (known: none: there is no build)"
+    assert result == CheckResult(Status.SKIPPED, f"nothing to look at: {why}",
+                                 [Evidence("where it looked", "nowhere"), Evidence("lookup problem", why, ok=False)],
+                                 reasons=[why], not_measured=[NotMeasured(f"pattern {pattern}", why, junit.FIX_VARIABLES)])
 
 
 @pytest.mark.parametrize(("max_files", "read", "more"), [(2, "2 of 3", 1), (3, "3 of 3", 0)],
@@ -258,7 +263,9 @@ def test_build_id_without_a_build_skips(tmp_path: Path) -> None:
 def test_cap_on_files(tmp_path: Path, max_files: int, read: str, more: int) -> None:
     write_results(tmp_path, {"r/a.xml": fixture(MIXED), "r/b.xml": fixture("all_passed.xml"), "r/c.xml": fixture(MIXED)})
     result = check(junit.Config(patterns=["r/*.xml"], max_files=max_files), None, LocalArtifacts(str(tmp_path)))
-    assert evidence(result)["files read"] == read
+    files_read = (Evidence("files read", read, f"≤ {max_files} (max_files)", ok=False) if more
+                  else Evidence("files read", read, ok=True))
+    assert next(e for e in result.evidence if e.what == "files read") == files_read
     gaps = [NotMeasured("1 more result files", "1 more result files not read (max_files 2)", junit.FIX_MAX_FILES)]
     assert result.not_measured == (gaps if more else [])
     assert result.status is Status.FAIL
@@ -270,7 +277,10 @@ def test_cap_on_listed_failures(tmp_path: Path, max_failures_listed: int, listed
     write_results(tmp_path, {"r/a.xml": fixture(MIXED)})
     result = check(junit.Config(patterns=["r/*.xml"], max_failures_listed=max_failures_listed), None, LocalArtifacts(str(tmp_path)))
     assert sum(1 for e in result.evidence if e.what.endswith((" failed", " errored"))) == listed
-    assert evidence(result).get("failing tests not listed") == not_listed
+    unlisted = next((e for e in result.evidence if e.what == "failing tests not listed"), None)
+    assert unlisted == (Evidence("failing tests not listed", not_listed, f"max_failures_listed {max_failures_listed}", ok=False)
+                        if not_listed else None)
+    assert all(e.ok is False for e in result.evidence if e.what.endswith((" failed", " errored")))
     assert len(result.reasons) == 5  # every failure is a reason, listed in the evidence or not
 
 
@@ -310,6 +320,17 @@ def test_a_run_with_no_tests_is_skipped(tmp_path: Path) -> None:
     write_results(tmp_path, {"r.xml": b'<testsuites><testsuite name="s" tests="0"/></testsuites>'})
     result = check(junit.Config(patterns=["r.xml"]), None, LocalArtifacts(str(tmp_path)))
     assert (result.status, result.summary) == (Status.SKIPPED, "no test ran: 1 suites in 1 files, 0 skipped")
+
+
+def test_a_run_with_no_tests_beside_an_unreadable_file_lists_the_file(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r/empty.xml": b'<testsuite name="s" tests="0"/>', "r/broken.xml": b"<testsuite"})
+    result = check(junit.Config(patterns=["r/*.xml"]), None, LocalArtifacts(str(tmp_path)))
+    why = "unreadable: malformed XML (unclosed token: line 1, column 0)"
+    assert result == CheckResult(
+        Status.SKIPPED, "no test ran: 1 suites in 2 files, 0 skipped",
+        [Evidence("where it looked", "r/*.xml"), Evidence("file r/broken.xml", why, "a JUnit XML file", ok=False),
+         Evidence("files read", "1 of 2", ok=False), Evidence("suite s (r/empty.xml)", "0 passed, 0 failed, 0 errored, 0 skipped", ok=True)],
+        not_measured=[NotMeasured("file r/broken.xml", why, junit.FIX_MALFORMED)])
 
 
 @pytest.mark.parametrize(
@@ -428,7 +449,8 @@ def test_a_file_postdeploy_cannot_read_is_not_measured(error: Exception, fix: st
         assert (result.status, result.summary, result.score) == (Status.PASS, "2/2 tests passed (100%, minimum 100%)", 1.0)
     else:
         assert (result.status, result.summary, result.score) == (Status.ERROR, f"no readable test results: {BAD}: {why}", None)
-    assert evidence(result)[f"file {BAD}"] == why
+        assert result.reasons == [result.summary]
+    assert next(e for e in result.evidence if e.what == f"file {BAD}") == Evidence(f"file {BAD}", why, "a JUnit XML file", ok=False)
     read = "1 of 2" if beside_good else "0 of 1"
     assert next(e for e in result.evidence if e.what == "files read") == Evidence("files read", read, ok=False)
 
@@ -443,8 +465,8 @@ def test_a_pattern_postdeploy_cannot_list_is_not_measured(error: Exception, fix:
     if beside_good:
         assert (result.status, result.summary) == (Status.PASS, "2/2 tests passed (100%, minimum 100%)")
     else:
-        assert (result.status, result.summary, result.score) == (Status.ERROR, why, None)
-    assert evidence(result)["lookup problem"] == why
+        assert (result.status, result.summary, result.score, result.reasons) == (Status.ERROR, why, None, [why])
+    assert next(e for e in result.evidence if e.what == "lookup problem") == Evidence("lookup problem", why, ok=False)
 
 
 @pytest.mark.parametrize(
@@ -474,8 +496,9 @@ def test_message_cap_boundary(tmp_path: Path, length: int, capped: bool) -> None
 
 @pytest.mark.parametrize(
     ("xml", "ok"),
-    [(junit_xml(2), True), (junit_xml(2, 1), False), (junit_xml(2, 0, 1), False), (junit_xml(2, 0, 0, 1), True)],
-    ids=["passing", "a-failure", "an-error", "a-skip"],
+    [(junit_xml(2), True), (junit_xml(2, 1), False), (junit_xml(2, 0, 1), False), (junit_xml(2, 0, 0, 1), True),
+     (junit_xml(2, 1, 1), False)],
+    ids=["passing", "a-failure", "an-error", "a-skip", "a-failure-and-an-error"],
 )
 def test_a_suite_is_ok_without_failures_or_errors(tmp_path: Path, xml: bytes, ok: bool) -> None:
     write_results(tmp_path, {"r.xml": xml})
@@ -517,11 +540,21 @@ def test_overlapping_patterns_read_each_file_once(tmp_path: Path) -> None:
         ({"location": "gs://b/r", "paths": ["unit/junit.xml", "e2e/junit.xml"]}, ["gs://b/r/junit.xml"], ""),
         ({"location": "gs://b/r/", "paths": ["dist/app.tar.gz"]}, [],
          "the build's artifacts.objects paths hold no .xml file (dist/app.tar.gz) and no tests.patterns configured"),
+        ({"location": "gs://b/r/", "paths": ["dist/app.tar.gz", "dist/app.whl"]}, [],
+         "the build's artifacts.objects paths hold no .xml file (dist/app.tar.gz, dist/app.whl) and no tests.patterns configured"),
+        ({"location": "gs://b/r/", "paths": "reports/junit.xml"}, [],
+         "the build's artifacts.objects paths hold no .xml file (none) and no tests.patterns configured"),
+        ({"location": "gs://b/r/", "paths": [7, "reports/junit.xml"]}, ["gs://b/r/junit.xml"], ""),
+        ({"location": "gs://b/INBOX//", "paths": ["junit.xml"]}, ["gs://b/INBOX/junit.xml"], ""),
         ({"paths": ["junit.xml"]}, [], junit.NO_RESULTS),
+        ({"location": "", "paths": ["junit.xml"]}, [], junit.NO_RESULTS),
+        ({"location": ["gs://b/r/"], "paths": ["junit.xml"]}, [], junit.NO_RESULTS),
+        ("gs://b/r/", [], junit.NO_RESULTS),
     ],
-    ids=["extension-in-any-case", "same-base-name-once", "no-xml", "no-location"],
+    ids=["extension-in-any-case", "same-base-name-once", "no-xml", "two-without-xml", "paths-not-a-list", "paths-not-strings-left-out",
+         "only-trailing-slashes-stripped", "no-location", "empty-location", "location-not-a-string", "objects-not-a-mapping"],
 )
-def test_artifact_patterns(objects: dict[str, Any], patterns: list[str], why: str) -> None:
+def test_artifact_patterns(objects: Any, patterns: list[str], why: str) -> None:
     assert junit.artifact_patterns(Build(id=BUILD_ID, status="SUCCESS", artifacts={"objects": objects})) == (patterns, why)
 
 

@@ -57,7 +57,7 @@ def test_intermittent_500s_lower_availability(sample: SampleService) -> None:
     # every 3rd request fails: about 67 % available, below the 95 % warn floor
     result = observe(sample.url, window_s=1.0, interval_s=0.1, paths=["/flaky?every=3"])
     assert result.status is Status.FAIL
-    assert "probes failed during the window" in result.summary and "status 500" in result.summary
+    assert "window aborted at +" in result.summary and "first failure at +" in result.summary and "status 500" in result.summary
     assert result.score is not None and 0.5 < result.score < 0.8
 
 
@@ -116,7 +116,7 @@ def test_all_repeats_smoke_paths_that_write_and_a_list_picks_by_name(sample: Sam
 
 
 @pytest.mark.parametrize(("critical", "status", "result_critical", "reason"), [
-    pytest.param(True, Status.FAIL, None, "probes failed during the window", id="a-critical-path-fails-the-window"),
+    pytest.param(True, Status.FAIL, None, "first failure at +", id="a-critical-path-fails-the-window"),
     pytest.param(False, Status.WARN, False, "non-critical smoke flaky failed", id="a-non-critical-path-warns-only"),
 ])
 def test_a_smoke_path_failing_during_the_window(sample: SampleService, critical: bool, status: Status,
@@ -263,7 +263,8 @@ def test_a_dead_revision_is_judged_at_once_not_after_the_whole_window() -> None:
     assert result.status is Status.FAIL
     aborted = next(e for e in result.evidence if e.what == "window aborted")
     assert "availability can no longer reach 95%: 1 of at most 13 probes failed" in aborted.measured
-    assert result.summary.startswith("availability 0.0% over 0 s (1 probes)")
+    assert result.summary.startswith("availability 0.0% over 0 s (1 probe); window aborted at +0 s: availability can no longer")
+    assert result.summary.endswith("first failure at +0 s: GET /health: ConnectError")
 
 
 def test_abort_after_consecutive_failures_when_the_floor_is_still_reachable() -> None:
@@ -318,7 +319,7 @@ def test_an_aborted_window_fails_even_when_the_answers_so_far_met_the_floor() ->
     result = window._judge(window.Config(), tally([probe(True)] * 95 + [probe(False)] * 5, aborted="5 probes failed in a row"),
                            30.0)
     assert result.status is Status.FAIL
-    assert result.reasons[0].startswith("window aborted at +0 s: 5 probes failed in a row; 5/100 probes failed")
+    assert result.reasons[0] == "window aborted at +0 s: 5 probes failed in a row; first failure at +0 s: GET /ok: status 503"
 
 
 @pytest.mark.parametrize(

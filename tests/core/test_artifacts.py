@@ -59,7 +59,7 @@ def test_local_find_globs_under_the_root(tmp_path: Path) -> None:
     assert local.find("results/*.xml") == ["results/TEST-a.xml", "results/junit.xml"]
     assert local.find("results/**/*.xml") == ["results/TEST-a.xml", "results/e2e/junit.xml", "results/junit.xml"]
     assert local.find("results/none-*.xml") == []
-    with pytest.raises(FileNotFoundError, match="expected a folder at .*nothing for 'nothing/\\*.xml', found nothing"):
+    with pytest.raises(FileNotFoundError, match=r"expected a folder at .*nothing for 'nothing/\*.xml', found nothing"):
         local.find("nothing/*.xml")  # a folder that is not there: a wrong pattern, not an empty result
     inside = str(tmp_path / "results" / "*.xml")
     assert local.find(inside) == [str(tmp_path / "results" / "TEST-a.xml"), str(tmp_path / "results" / "junit.xml")]
