@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import defusedxml
 import pydantic
 import pytest
 
@@ -329,7 +330,8 @@ def test_a_run_with_no_tests_beside_an_unreadable_file_lists_the_file(tmp_path: 
     assert result == CheckResult(
         Status.SKIPPED, "no test ran: 1 suites in 2 files, 0 skipped",
         [Evidence("where it looked", "r/*.xml"), Evidence("file r/broken.xml", why, "a JUnit XML file", ok=False),
-         Evidence("files read", "1 of 2", ok=False), Evidence("suite s (r/empty.xml)", "0 passed, 0 failed, 0 errored, 0 skipped", ok=True)],
+         Evidence("files read", "1 of 2", ok=False),
+         Evidence("suite s (r/empty.xml)", "0 passed, 0 failed, 0 errored, 0 skipped", ok=True)],
         not_measured=[NotMeasured("file r/broken.xml", why, junit.FIX_MALFORMED)])
 
 
@@ -352,7 +354,19 @@ def test_results_in_a_location_shared_by_every_build_cannot_pass(tmp_path: Path)
     assert result.status is Status.WARN
     assert "a location every build writes to: they may be another build's" in result.summary
     attributable = next(e for e in result.evidence if e.what == "results attributable to this build")
-    assert attributable.ok is False
+    assert attributable == Evidence("results attributable to this build", "no: the location has no build id",
+                                    "a path with ${BUILD_ID} in it", ok=False)
+
+
+def test_every_shared_location_is_named_and_failures_stay_reasons(tmp_path: Path) -> None:
+    write_results(tmp_path, {"unit/junit.xml": junit_xml(3, 1), "e2e/junit.xml": junit_xml(4)})
+    build = Build(id=BUILD_ID, status="SUCCESS")
+    result = check(junit.Config(patterns=["unit/*.xml", "e2e/*.xml"], min_pass_rate=0.8), build, LocalArtifacts(str(tmp_path)))
+    why = ("results read from unit/*.xml, e2e/*.xml, a location every build writes to: they may be another build's; "
+           "put ${BUILD_ID} in artifacts.objects.location or set tests.patterns")
+    assert (result.status, result.summary) == (Status.WARN, f"7/8 tests passed (87.5%, minimum 80%): c.f0 failed: boom 0; {why}")
+    assert result.reasons == [why, "c.f0 failed: boom 0"]
+    assert evidence(result)["where it looked"] == "unit/*.xml, e2e/*.xml"
 
 
 def junit_xml(passed: int, failed: int = 0, errored: int = 0, skipped: int = 0) -> bytes:
@@ -575,3 +589,94 @@ def test_build_variables_leave_out_empty_values() -> None:
     build = Build(id=BUILD_ID, status="SUCCESS", substitutions={"BRANCH_NAME": "main", "TAG_NAME": ""})
     assert junit.build_variables(build) == {"BRANCH_NAME": "main", "BUILD_ID": BUILD_ID}
     assert junit.build_variables(None) == {}
+
+
+def test_a_pass_with_a_failure_lists_it(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r.xml": junit_xml(3, 1)})
+    result = check(junit.Config(patterns=["r.xml"], min_pass_rate=0.75), None, LocalArtifacts(str(tmp_path)))
+    assert result == CheckResult(
+        Status.PASS, "3/4 tests passed (75%, minimum 75%): c.f0 failed: boom 0",
+        [Evidence("pass rate", "75% (3/4)", "≥ 75%", ok=True), Evidence("where it looked", "r.xml"),
+         Evidence("files read", "1 of 1", ok=True), Evidence("suite s (r.xml)", "3 passed, 1 failed, 0 errored, 0 skipped", ok=False),
+         Evidence("c.f0 failed", "boom 0", ok=False)],
+        0.75, reasons=["c.f0 failed: boom 0"])
+
+
+def test_nothing_found_names_every_pattern(tmp_path: Path) -> None:
+    write_results(tmp_path, {"unit/notes.txt": b"", "e2e/notes.txt": b""})
+    result = check(junit.Config(patterns=["unit/*.xml", "e2e/*.xml"]), None, LocalArtifacts(str(tmp_path)))
+    why = "no JUnit XML found at unit/*.xml, e2e/*.xml"
+    assert result == CheckResult(Status.SKIPPED, why, [Evidence("where it looked", "unit/*.xml, e2e/*.xml")],
+                                 not_measured=[NotMeasured("test results", why, junit.FIX_NONE_FOUND)])
+
+
+def test_xml_files_that_are_not_junit_are_each_named(tmp_path: Path) -> None:
+    write_results(tmp_path, {"r/a.xml": b"<coverage/>", "r/b.xml": b'<project name="orders"/>', "r/c.xml": junit_xml(1)})
+    result = check(junit.Config(patterns=["r/*.xml"], max_files=2), None, LocalArtifacts(str(tmp_path)))
+    a = "ignored: expected a <testsuites> or <testsuite> root, found <coverage>"
+    b = "ignored: expected a <testsuites> or <testsuite> root, found <project>"
+    assert result == CheckResult(
+        Status.SKIPPED, f"no JUnit XML among the 2 XML files found: r/a.xml: {a}; r/b.xml: {b}",
+        [Evidence("where it looked", "r/*.xml"), Evidence("file r/a.xml", a, "a JUnit XML file"),
+         Evidence("file r/b.xml", b, "a JUnit XML file"), Evidence("files read", "2 of 3", "≤ 2 (max_files)", ok=False)],
+        not_measured=[NotMeasured("1 more result files", "1 more result files not read (max_files 2)", junit.FIX_MAX_FILES)])
+
+
+@pytest.mark.parametrize(
+    ("error", "label"),
+    [(defusedxml.DTDForbidden("r", None, None), "DTD"), (defusedxml.EntitiesForbidden("e", None, None, None, None, None),
+                                                        "entity declarations"),
+     (defusedxml.ExternalReferenceForbidden(None, None, "file:///etc/passwd", None), "external reference"),
+     (defusedxml.NotSupportedError("iterparse is not supported"), "iterparse is not supported")],
+    ids=["dtd", "entities", "external-reference", "another-refusal-in-its-own-words"],
+)
+def test_each_unsafe_xml_refusal_is_named(error: Exception, label: str) -> None:
+    files = {BAD: b"", GOOD: junit_xml(2)}
+    result = check(junit.Config(patterns=["gs://acme-results/b1/*.xml"]), None, Refusing(files, error, "read"))
+    assert result.not_measured == [NotMeasured(f"file {BAD}", f"refused: unsafe XML ({label})", junit.FIX_UNSAFE)]
+
+
+@dataclass
+class Recording:
+    """An ArtifactSource of one file, `r.xml`, that notes how many bytes each read asked for."""
+
+    data: bytes
+    asked: list[int]
+
+    def find(self, pattern: str) -> list[str]:
+        return ["r.xml"]
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        self.asked.append(max_bytes)
+        return self.data[:max_bytes]
+
+
+def test_a_file_is_read_to_one_byte_past_the_cap() -> None:
+    """One byte more than max_bytes_per_file tells a file over the cap from one at it; nothing more is downloaded."""
+    source = Recording(padded(fixture("all_passed.xml"), 4096), [])
+    result = check(junit.Config(patterns=["r.xml"], max_bytes_per_file=2048), None, source)
+    assert source.asked == [2049]
+    assert [n.why for n in result.not_measured] == ["unreadable: larger than 2048 bytes (max_bytes_per_file), not parsed"]
+
+
+def test_suites_without_a_name_are_named_after_their_file() -> None:
+    xml = (b'<testsuites><testcase name="a"/><testsuite><testcase name="b"><failure/></testcase></testsuite>'
+           b'<testsuite name="named"><testcase name="c"><error/></testcase><testcase name="d"><error/></testcase></testsuite>'
+           b'</testsuites>')
+    suites = junit.parse_junit(xml, "gs://acme/results/junit.xml")
+    assert [(s.name, s.file, s.counts) for s in suites] == [
+        ("junit.xml", "gs://acme/results/junit.xml", "1 passed, 0 failed, 0 errored, 0 skipped"),
+        ("junit.xml", "gs://acme/results/junit.xml", "0 passed, 1 failed, 0 errored, 0 skipped"),
+        ("named", "gs://acme/results/junit.xml", "0 passed, 0 failed, 2 errored, 0 skipped"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "test"),
+    [('classname="c" name="t"', "c.t"), ('name="t"', "t"), ('classname="" name="t"', "t"), ('classname="c"', "c.(unnamed)"),
+     ('classname="c" name=""', "c.(unnamed)"), ("", "(unnamed)")],
+    ids=["class-and-name", "no-class", "empty-class", "no-name", "empty-name", "neither"],
+)
+def test_a_failing_test_is_named_class_dot_name(attributes: str, test: str) -> None:
+    (suite,) = junit.parse_junit(f'<testsuite name="s"><testcase {attributes}><failure/></testcase></testsuite>'.encode(), "r.xml")
+    assert [f.test for f in suite.failures] == [test]

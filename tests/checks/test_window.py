@@ -355,3 +355,18 @@ def test_a_401_from_a_host_that_is_not_cloud_run_is_the_status_it_is(sample: Sam
     assert result.status is Status.FAIL and "status 401" in result.summary
     assert asked == []  # no ID token is looked for where none can work
     assert window.Config().critical is True
+
+
+@pytest.mark.parametrize(("runs", "status", "critical", "reason"), [
+    pytest.param([False, True, False], Status.WARN, False,
+                 "non-critical smoke refunds failed 2× during the window, passing otherwise: status 503", id="now-and-then-warns"),
+    pytest.param([False, False, False], Status.PASS, None,
+                 "non-critical smoke refunds failed every run during the window (the smoke check judges it)",
+                 id="every-run-is-the-smoke-checks-finding"),
+])
+def test_a_non_critical_smoke_path_in_the_window(runs: list[bool], status: Status, critical: bool | None, reason: str) -> None:
+    flows = [window.Probe(0.0, "smoke refunds", ok, 10.0, "" if ok else "status 503", critical=False) for ok in runs]
+    result = window._judge(window.Config(), tally([probe(True)] * 10 + flows), 30.0)
+    assert (result.status, result.critical) == (status, critical), result.summary
+    assert reason in result.reasons and result.score == 1.0
+    assert result.summary.startswith("availability 100.0% over 30 s (10 probes)")
