@@ -101,7 +101,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
         # The revision answered; postdeploy lacked the token it asks for: not measured, not a failed deploy.
         why = f"GET {config.path} answered {attempts[-1].status} and {token_problem}"
         return cannot_measure(f"GET {config.path}", why, token_fix(for_audience), result.evidence)
-    if token_problem and config.auth != "none" and result.status is not Status.PASS:
+    if token_problem and result.status is not Status.PASS:
         result.reasons.append(token_problem)
         result.evidence.append(Evidence("ID token", token_problem, "a token for a private service", ok=False))
     return result
@@ -126,7 +126,7 @@ def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list
                 reasons.append(f"expected a JSON body from {path}, got something else")
                 good = False
             for exp in expectations:
-                holds, found = exp.holds(a.body if a.body is not MISSING else None)
+                holds, found = exp.holds(a.body)  # a body that is not JSON has no fields, like no body
                 if not holds:
                     good = False
                     reasons.append(f"expected {exp.text} in {path}, found {describe(found)}")
@@ -150,7 +150,7 @@ def _judge(config: Config, url: str, attempts: list[Attempt], expectations: list
     unique_reasons = list(dict.fromkeys(reasons))
     score = max(0.0, ok_tries / len(attempts) - (0.25 if slow else 0.0))
     if ok_tries == 0:
-        first = unique_reasons[0] if unique_reasons else f"no healthy answer from {path}"
+        first = unique_reasons[0]  # every try that is not healthy gave its reason
         summary = f"{first} after {len(attempts)} tries" if len(attempts) > 1 else first
         return CheckResult(Status.FAIL, summary, evidence, 0.0, reasons=unique_reasons,
                            next_steps=[f"curl -i {url}", "read the revision's logs around the deploy time"])

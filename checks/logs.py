@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from core.errors import PostdeployError, api_fix
 from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, severity_rank
 from core.logsource import TRACEBACK_BANNER as TRACEBACK
-from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
+from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings
 
 NAME = "logs"
@@ -155,7 +155,7 @@ def _traceback(text: str) -> tuple[str, str] | None:
 
 def _request_path(url: str) -> str:
     path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
-    return "/".join("{id}" if _PATH_ID.match(seg) else seg for seg in (path or "/").split("/")) or "/"
+    return "/".join("{id}" if _PATH_ID.match(seg) else seg for seg in (path or "/").split("/"))
 
 
 def is_deprecation(entry: LogEntry) -> bool:
@@ -180,7 +180,7 @@ def signature_of(entry: LogEntry) -> tuple[str, str]:
     if entry.http_status is not None and entry.http_status >= 500 and (entry.http_url or not entry.text.strip()):
         title = f"HTTP {entry.http_status} {entry.http_method or 'request'} {_request_path(entry.http_url)}".strip()
         return title, title
-    first = next((ln for ln in entry.text.splitlines() if ln.strip()), "") or f"(empty {entry.severity} entry)"
+    first = next((ln for ln in entry.text.splitlines() if ln.strip()), f"(empty {entry.severity} entry)")
     title = _normalise(first)
     return title, title
 
@@ -290,7 +290,7 @@ def _when(value: datetime | None) -> str:
 
 
 def _rate(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _line(sig: Signature) -> str:
@@ -312,19 +312,19 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     min_severity = "WARNING" if config.count_warnings else "ERROR"
     terms = (TRACEBACK.split(" (")[0], *DEPRECATION_TERMS)
 
-    def signals(revision: str, since: datetime, until: datetime) -> Awaitable[LogBatch]:
-        return source.entries(target.scope(revision), since, until, min_severity=min_severity, text_search=terms, include_requests=True,
+    def signals(revision: RevisionScope, since: datetime, until: datetime) -> Awaitable[LogBatch]:
+        return source.entries(revision, since, until, min_severity=min_severity, text_search=terms, include_requests=True,
                               traceback_lines=True, limit=config.max_entries, deadline=budget_end)
 
-    calls = {"new": 0, "previous": 0}
+    calls: dict[str, int] = {}
     try:
         if target.previous_revision:
             new_batch, old_batch = await asyncio.gather(
-                signals(target.revision, win.since, win.until),
-                signals(target.previous_revision, win.previous_since, win.previous_until))
+                signals(scope, win.since, win.until),
+                signals(target.scope(target.previous_revision), win.previous_since, win.previous_until))
             calls["previous"] = old_batch.calls
         else:
-            new_batch, old_batch = await signals(target.revision, win.since, win.until), None
+            new_batch, old_batch = await signals(scope, win.since, win.until), None
         calls["new"] = new_batch.calls
         presence: LogBatch | None = None
         if not new_batch.entries:

@@ -321,7 +321,7 @@ async def _guarded(probe: Awaitable[Probe], what: str) -> Probe:
     try:
         return await probe
     except Exception as exc:  # our bug, not the revision's answer
-        return Probe(0.0, what, False, 0.0, f"{type(exc).__name__}: {exc}", ours=f"postdeploy failed: {type(exc).__name__}: {exc}")
+        return Probe(0.0, what, False, 0.0, ours=f"postdeploy failed: {type(exc).__name__}: {exc}")
 
 
 def _trend(probes: list[Probe]) -> str:

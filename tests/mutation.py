@@ -102,9 +102,20 @@ def forget(modules: list[str]) -> None:
             data.save()
 
 
-def run_mutmut(modules: list[str], workers: int) -> None:
-    """`mutmut run` for every mutant of `modules`; its output goes to the log, with a progress line now and then."""
-    globs = [module.removesuffix(".py").replace("/", ".") + ".*" for module in modules]
+def mutant_glob(module: str, function: str = "") -> str:
+    """mutmut's names for the mutants of a module, or of one function (``name``) or method (``Class.name``) in it."""
+    prefix = module.removesuffix(".py").replace("/", ".")
+    if not function:
+        return prefix + ".*"
+    owner, _, name = function.rpartition(".")
+    return f"{prefix}.x{'ǁ' + owner + 'ǁ' if owner else '_'}{name}__mutmut_*"
+
+
+def run_mutmut(modules: list[str], workers: int, functions: dict[str, list[str]] | None = None) -> None:
+    """`mutmut run` for every mutant of `modules` (only of the named functions where ``functions`` names some); its output
+    goes to the log, with a progress line now and then."""
+    chosen = functions or {}
+    globs = [mutant_glob(module, f) for module in modules for f in (chosen.get(module) or [""])]
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(workers), *globs]
     LOG.parent.mkdir(exist_ok=True)
     # mutmut keeps which tests call which function from its first run; code or tests edited since can change
@@ -223,18 +234,20 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(ROOT)
     mutated = mutated_modules()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="*", metavar="module.py", help=f"default: all of {', '.join(mutated)}")
+    parser.add_argument("modules", nargs="*", metavar="module.py[:function,Class.method]",
+                        help=f"default: all of {', '.join(mutated)}; after a colon, only those functions' mutants")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"mutants run at once (default {DEFAULT_WORKERS})")
     parser.add_argument("--report-only", action="store_true", help="print the last run's results without running mutmut")
     args = parser.parse_args(argv)
-    unknown = [m for m in args.modules if m not in mutated]
+    functions = {m.partition(":")[0]: [f for f in m.partition(":")[2].split(",") if f] for m in args.modules}
+    unknown = [m for m in functions if m not in mutated]
     if unknown:
         parser.error(f"not mutated: {', '.join(unknown)} (mutated: {', '.join(mutated)})")
-    modules = args.modules or mutated
+    modules = list(functions) or mutated
     equivalents = load_equivalents(mutated)
     if not args.report_only:
         forget(modules)
-        run_mutmut(modules, args.workers)
+        run_mutmut(modules, args.workers, functions)
     rows, left = [], []
     for module in modules:
         counts, mutants = results(module, equivalents)

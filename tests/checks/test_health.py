@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 from typing import Any
 
@@ -179,6 +181,44 @@ def test_a_trailing_slash_on_the_url_is_not_doubled(sample: SampleService) -> No
     result = probe(sample.url + "/", path="/status/503")
     assert result.summary == "expected status 200 from /status/503, got 503 after 2 tries"
     assert result.next_steps == [f"curl -i {sample.url}/status/503", "read the revision's logs around the deploy time"]
+
+
+def test_the_urls_own_path_is_kept_whatever_it_ends_with(sample: SampleService) -> None:
+    result = probe(sample.url + "/v1X/", path="/ok")  # only the trailing slash goes, not the X before it
+    assert result.summary == "expected status 200 from /ok, got 404 after 2 tries"
+    assert result.next_steps[0] == f"curl -i {sample.url}/v1X/ok"
+
+
+def test_one_try_does_not_wait_the_interval(sample: SampleService) -> None:
+    async def go() -> CheckResult:
+        async with httpx.AsyncClient() as http:
+            config = health.Config(path="/ok", tries=1, interval_s=60, request_timeout_s=2, timeout_s=5)
+            # Bounded by its timeout as the runner bounds it: a pause before the only try would overrun it 12 times.
+            return await asyncio.wait_for(health.run(Target(service="s", url=sample.url), config, CheckContext(http=http)),
+                                          timeout=config.timeout_s)
+
+    assert asyncio.run(go()).status is Status.PASS
+
+
+class _ResetHandler(LoopbackHandler["Resetting"]):
+    def do_GET(self) -> None:
+        # Closing with a zero linger sends a TCP reset: httpx reads it as a ReadError without a message.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+
+class Resetting(LoopbackServer):
+    """Resets every connection once it has read the request."""
+
+    def __init__(self) -> None:
+        super().__init__(_ResetHandler, "resetting server")
+
+
+def test_an_error_without_a_message_ends_the_reason_with_its_name() -> None:
+    with Resetting() as server:
+        result = probe(server.base_url)
+    assert (result.status, result.summary) == (Status.FAIL, "GET /: connection failed: ReadError after 2 tries")
 
 
 class _ScriptedHandler(LoopbackHandler["Scripted"]):

@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from checks import logs
 from core.logsource import (
     MAX_ATTEMPTS,
+    PAGE_SIZE_MAX,
     TRACEBACK_LINE_PATTERNS,
     CloudLoggingSource,
     FileLogSource,
@@ -23,7 +25,7 @@ from core.logsource import (
     LogSource,
     entry_from_parts,
 )
-from core.model import CheckResult, NotMeasured, Status, Target
+from core.model import CheckResult, NotMeasured, RevisionScope, Status, Target
 from tests.checks.helpers import NEW, OLD, revision_target, run_check
 from tests.servers.data import DATA, RECORDED
 from tests.servers.data import recorded_entry as entry
@@ -361,6 +363,54 @@ def test_pages_left_unread_cannot_pass_either(fake: FakeLogging) -> None:
     assert shown["entries.list calls"] == f"3 for {NEW}, 3 for {OLD}"
 
 
+def two_pages(fake: FakeLogging, created: datetime) -> None:
+    """Two 5xx request logs of the new revision, answered one per page."""
+    fake.entries += [entry("request_503", created + timedelta(seconds=s)) for s in (5, 6)]
+    fake.short_pages(1)
+
+
+def test_with_less_than_the_query_reserve_left_the_check_reads_at_once(fake: FakeLogging) -> None:
+    # 1.9 s is less than QUERY_RESERVE_S: no settle wait, so after the first page a whole 1 s request still fits and the
+    # second page is read. Waiting the 1 s settle_s first would have left no room for it.
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    two_pages(fake, created)
+    result = check(CloudLoggingSource(timeout_s=1.0), revision_target(created, previous=""), timeout_s=1.9, settle_s=1)
+    shown = {e.what: e.measured for e in result.evidence}
+    assert shown["entries.list calls"] == f"2 for {NEW}" and "entries read (new revision)" not in shown
+
+
+def test_the_settle_wait_comes_out_of_the_budget(fake: FakeLogging) -> None:
+    # 16.9 s less QUERY_RESERVE_S leaves room for the whole 1 s settle_s; after it less than 16 s remain, too little for
+    # another 16 s request, so the second page is left unread.
+    created = datetime.now(UTC) - timedelta(minutes=1)
+    two_pages(fake, created)
+    result = check(CloudLoggingSource(timeout_s=16.0), revision_target(created, previous=""), timeout_s=16.9, settle_s=1)
+    shown = {e.what: e.measured for e in result.evidence}
+    assert (shown["entries.list calls"], shown["entries read (new revision)"]) == (f"1 for {NEW}", "1 (pages left unread)")
+
+
+class Asked:
+    """A LogSource that finds nothing and keeps the deadline each question came with."""
+
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []
+
+    async def entries(self, scope: RevisionScope, since: datetime, until: datetime, *, min_severity: str | None = "ERROR",
+                      text_search: Sequence[str] = (), include_requests: bool = True, traceback_lines: bool = False,
+                      limit: int = PAGE_SIZE_MAX, deadline: float = 0.0) -> LogBatch:
+        self.deadlines.append(deadline)
+        return LogBatch(calls=1)
+
+
+def test_every_question_carries_the_runs_deadline() -> None:
+    source = Asked()
+    deadline = time.monotonic() + 30  # sooner than the check's own 90 s
+    result = run_check(logs, revision_target(datetime.now(UTC) - timedelta(minutes=1)), logs.Config(**FAST), log_source=source,
+                       deadline=deadline)
+    assert result.status is Status.SKIPPED
+    assert source.deadlines == [deadline] * 3  # both revisions' signals, then whether the new one logged anything
+
+
 def test_an_old_revision_is_judged_on_its_latest_window() -> None:
     now = datetime.now(UTC)
     win = logs.windows(revision_target(now - timedelta(days=2)), logs.Config(max_window_s=3600), now)
@@ -639,11 +689,13 @@ def test_what_counts_as_an_error(entry_: LogEntry, count_warnings: bool, kind: s
 @pytest.mark.parametrize(("entry_", "title"), [
     (LogEntry(None, "ERROR", "", http_status=503), "HTTP 503 request /"),
     (LogEntry(None, "ERROR", "GET failed", http_status=500, http_method="GET", http_url="/orders/42?x=1?y"), "HTTP 500 GET /orders/{id}"),
+    (LogEntry(None, "ERROR", "bad gateway", http_status=502, http_method="GET", http_url="//orders/42"), "HTTP 502 GET //orders/{id}"),
     (LogEntry(None, "ERROR", "upstream said 499", http_status=499, http_url="/a"), "upstream said <n>"),
     (LogEntry(None, "ERROR", ""), "(empty ERROR entry)"),
     (LogEntry(None, "ERROR", "\n  \nsecond line"), "second line"),
     (LogEntry(None, "ERROR", "too   many \t spaces"), "too many spaces"),
-], ids=["5xx-without-text", "5xx-path-ids-and-query", "4xx-is-text", "empty", "first-non-blank-line", "whitespace-collapsed"])
+], ids=["5xx-without-text", "5xx-path-ids-and-query", "5xx-path-is-no-host", "4xx-is-text", "empty", "first-non-blank-line",
+        "whitespace-collapsed"])
 def test_signature_titles_at_the_edges(entry_: LogEntry, title: str) -> None:
     assert logs.signature_of(entry_)[1] == title
 
@@ -660,7 +712,8 @@ def test_titles_are_capped_at_160_characters(length: int, title_length: int) -> 
     ("/v/site-packages/vendored/site-packages/six.py", "six.py"),
     ("C:\\app\\orders\\api.py", "orders/api.py"),
     ("api.py", "api.py"),
-], ids=["site-packages", "dist-packages", "innermost-site-packages", "windows", "bare-name"])
+    ("/", "/"),
+], ids=["site-packages", "dist-packages", "innermost-site-packages", "windows", "bare-name", "no-name-at-all"])
 def test_frame_paths_are_shortened(path: str, short: str) -> None:
     assert logs._short_path(path) == short
 
@@ -674,6 +727,12 @@ def test_the_last_traceback_decides_even_without_frames() -> None:
 def test_tab_indented_source_lines_are_not_the_exception() -> None:
     tabbed = 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in f\n\tvalue = table[key]\nKeyError: \'k\''
     assert logs.signature_of(text(tabbed))[1] == "KeyError at app/x.py:3 f"
+
+
+def test_frames_without_indentation_still_end_before_the_exception() -> None:
+    # Some log shippers trim every line, and an image without sources prints frames without their code.
+    flat = 'Traceback (most recent call last):\nFile "/app/x.py", line 3, in f\nKeyError: \'k\''
+    assert logs.signature_of(text(flat))[1] == "KeyError at app/x.py:3 f"
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(9, "short one"), (8, "short o…")], ids=["at-the-limit", "over-it"])

@@ -600,6 +600,14 @@ def test_a_path_may_run_for_the_checks_whole_timeout_less_a_small_margin(sample:
     assert result.status is Status.PASS, result.summary
 
 
+def test_a_short_timeout_keeps_a_quarter_of_itself_to_close_and_report(sample: SampleService) -> None:
+    # 2 s leaves min(2.5 s, 2 s / 4): paths get 1.5 s. Quick ones pass; one bounded at 1.55 s is cut by the check's budget first.
+    paths = [path("quick", http("/ok")), path("slow", http("/slow?ms=3000"), timeout_s=1.55)]
+    result = run_smoke(sample.url, paths, timeout_s=2)
+    assert result.summary == ("1/2 golden paths pass; slow: GET /slow?ms=3000: the check's time budget ran out "
+                              "(timeout_s 2 s or the run's deadline)")
+
+
 def test_no_paths_is_skipped(sample: SampleService) -> None:
     result = run_smoke(sample.url, [])
     assert (result.status, result.summary) == (Status.SKIPPED, "no golden paths configured")

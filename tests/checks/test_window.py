@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -92,12 +93,14 @@ def test_by_default_the_window_repeats_the_health_path_and_the_read_only_smoke_p
     assert result.status is Status.PASS, result.summary
     rounds = sum(1 for method, path in sample.requests if (method, path) == ("GET", "/health"))
     assert rounds >= 3
-    # each round: GET /health, and browse's two GETs; order POSTs, so it is not repeated
-    assert sum(1 for method, path in sample.requests if (method, path) == ("GET", "/orders")) == rounds
+    # each round: GET /health, and browse's two GETs (a run that overran its slot on a busy machine gives up the
+    # next one); order POSTs, so it is not repeated
+    runs = sum(1 for method, path in sample.requests if (method, path) == ("GET", "/orders"))
+    assert rounds - 1 <= runs <= rounds
     assert not sample.orders and ("POST", "/orders") not in sample.requests
     lines = {e.what: e.measured for e in result.evidence}
     assert lines["GET /health"].startswith(f"{rounds}/{rounds} ok, latency p50")
-    assert lines["smoke browse"].startswith(f"{rounds}/{rounds} ok, duration p50")
+    assert lines["smoke browse"].startswith(f"{runs}/{runs} ok, duration p50")
     assert "smoke order" not in lines
     assert f"({rounds} probes)" in result.summary  # availability counts the GETs; browse is not critical: listed only
 
@@ -370,3 +373,166 @@ def test_a_non_critical_smoke_path_in_the_window(runs: list[bool], status: Statu
     assert (result.status, result.critical) == (status, critical), result.summary
     assert reason in result.reasons and result.score == 1.0
     assert result.summary.startswith("availability 100.0% over 30 s (10 probes)")
+
+
+@pytest.mark.parametrize(("latencies", "expected"), [
+    pytest.param([10, 10, 13], "too few answers for a trend", id="three-answers-are-too-few"),
+    pytest.param([10, 10, 13, 13], "rising: median 10 ms → 13 ms (+30%)", id="rising"),
+    pytest.param([10, 10, 12, 12], "steady: median 10 ms → 12 ms (+20%)", id="plus-twenty-is-steady"),
+    pytest.param([10, 10, 8, 8], "steady: median 10 ms → 8 ms (-20%)", id="minus-twenty-is-steady"),
+    pytest.param([10, 10, 7, 7], "falling: median 10 ms → 7 ms (-30%)", id="falling"),
+    pytest.param([0, 0, 5, 5], "steady: median 0 ms → 5 ms (+0%)", id="from-zero-no-ratio"),
+    pytest.param([10, 30, 20, 20, 90], "steady: median 20 ms → 20 ms (+0%)", id="odd-count-splits-low"),
+    pytest.param([10, 12, 40, 60, 14, 16], "rising: median 12 ms → 16 ms (+33%)", id="medians-not-means"),
+])
+def test_latency_trend(latencies: list[float], expected: str) -> None:
+    answered = [probe(True, ms) for ms in latencies]
+    assert window._trend([probe(False, 9999.0), *answered]) == expected  # a failed probe has no latency to trend
+
+
+def test_one_line_per_path_with_its_own_figures() -> None:
+    probes = [probe(True, 10.0, "GET /a"), probe(False, 5.0, "GET /a"), probe(True, 30.0, "GET /a"),
+              probe(True, 100.0, "smoke x"), probe(False, 1.0, "GET /b")]
+    lines = [(e.what, e.measured, e.ok) for e in window._per_target(probes)]
+    assert lines == [("GET /a", "2/3 ok, latency p50 10 ms / p95 30 ms", False),
+                     ("smoke x", "1/1 ok, duration p50 100 ms / p95 100 ms", True),
+                     ("GET /b", "0/1 ok", False)]
+
+
+def test_the_tally_counts_judged_probes_and_sets_aside_what_was_cut_or_ours() -> None:
+    seen: list[tuple[str, float]] = []
+    t = window._Tally(window.Config(window_s=10.0, abort_after=2), 0.0, 100, progress=lambda what, done: seen.append((what, done)))
+    t.record(window.Probe(1.0, "smoke s", False, 1.0, "cut", cut=True))
+    t.record(window.Probe(1.0, "smoke s", False, 1.0, "cut", cut=True))
+    t.record(window.Probe(1.0, "GET /p", False, 1.0, "401", ours="no token"))
+    t.record(window.Probe(1.0, "GET /p", False, 1.0, "401", ours="still no token"))
+    t.record(window.Probe(1.0, "smoke n", False, 1.0, "500", critical=False))
+    t.record(probe(False))
+    assert (t.cut, t.dropped, len(t.probes), t.streak, t.aborted) == ({"smoke s": 2}, {"GET /p": "no token"}, 2, 1, "")
+    t.record(probe(False))
+    assert t.aborted == "2 probes failed in a row (abort_after 2)" and t.stop.is_set()
+    t.record(probe(True))
+    assert len(t.probes) == 3  # nothing is counted once the window was stopped
+    assert seen[-1][0] == "window: 3 probes, 0 ok" and all(0 <= done <= 0.99 for _, done in seen) and len(seen) == 8
+
+
+def test_a_probe_postdeploy_broke_sending_is_set_aside_as_its_own() -> None:
+    async def broken() -> window.Probe:
+        raise ValueError("boom")
+
+    async def fine() -> window.Probe:
+        return probe(True)
+
+    assert asyncio.run(window._guarded(broken(), "GET /x")) == window.Probe(0.0, "GET /x", False, 0.0,
+                                                                          ours="postdeploy failed: ValueError: boom")
+    assert asyncio.run(window._guarded(fine(), "GET /x")) == probe(True)
+
+
+def test_nearest_rank_rounds_up_on_a_hundred_and_one_values() -> None:
+    assert window.percentile(list(range(1, 102)), 1) == 2  # rank ⌈1.01⌉
+
+
+def test_none_repeats_no_smoke_path_whatever_the_paths_are_called() -> None:
+    named = smoke_paths({"name": "one", "steps": [{"http": {"path": "/ok"}}]}, {"name": "no", "steps": [{"http": {"path": "/ok"}}]})
+    assert window.chosen_smoke_paths(window.Config(smoke="none"), named) == []
+
+
+def test_an_answer_between_failures_starts_the_count_again() -> None:
+    t = tally([], window.Config(abort_after=2, fail_below=0.0, warn_below=0.0))
+    t.planned = 100
+    for ok in (False, True, False):
+        t.record(probe(ok))
+    assert (t.streak, t.aborted) == (1, "")
+
+
+def test_progress_is_the_share_of_the_window_gone() -> None:
+    seen: list[float] = []
+    t = window._Tally(window.Config(window_s=10.0), time.monotonic() - 5.0, 100, progress=lambda what, done: seen.append(done))
+    t.record(probe(True))
+    assert 0.45 <= seen[0] <= 0.6
+
+
+def test_per_path_p95_is_the_ninety_fifth_value() -> None:
+    lines = window._per_target([probe(True, float(ms), "GET /a") for ms in range(1, 101)] + [probe(True, 5.0, "smoke s")])
+    assert lines[0].measured == "100/100 ok, latency p50 50 ms / p95 95 ms"
+
+
+def whole(result: CheckResult) -> tuple[Any, ...]:
+    """Everything a reader of the report sees of a result."""
+    return (result.status.value, result.summary, result.score, result.reasons, result.next_steps, result.critical,
+            [(e.what, e.measured, e.threshold, e.ok) for e in result.evidence], [(n.what, n.why, n.fix) for n in result.not_measured])
+
+
+def judged(probes: list[window.Probe], *, aborted: str = "", dropped: dict[str, str] | None = None) -> tuple[Any, ...]:
+    t = tally(probes, aborted=aborted)
+    t.dropped = dropped or {}
+    return whole(window._judge(window.Config(), t, 12.0))
+
+
+def test_nothing_ran_is_not_measured() -> None:
+    assert judged([]) == ("ERROR", "no probe ran during the window", None, ["no probe ran during the window"], [], None,
+                          [("window", "no probe ran during the window", None, False)],
+                          [("window", "no probe ran during the window", "raise checks.window.timeout_s or deadline_s")])
+    assert judged([], dropped={"GET /p": "status 401 and no token"}) == (
+        "ERROR", "GET /p was not repeated: status 401 and no token", None, ["GET /p was not repeated: status 401 and no token"],
+        [], None, [("not repeated: GET /p", "status 401 and no token", "postdeploy can send it", False)],
+        [("GET /p", "status 401 and no token", window.DROPPED_FIX)])
+
+
+def test_a_pass_names_what_it_could_not_send() -> None:
+    assert judged([probe(True, 10.0), probe(True, 20.0)], dropped={"smoke s": "could not resolve ${env:K}"}) == (
+        "PASS", "availability 100.0% over 12 s (2 probes), p95 20 ms", 1.0, ["smoke s was not repeated: could not resolve ${env:K}"],
+        [], None,
+        [("window", "12 s, 2 probes of GET /ok every 5 s", "60 s", None),
+         ("availability", "100.0% (2/2)", "≥ 99% (FAIL below 95%)", True),
+         ("not repeated: smoke s", "could not resolve ${env:K}", "postdeploy can send it", False),
+         ("latency p50 / p95 / p99", "10 ms / 20 ms / 20 ms", "p95 ≤ 1000 ms", True),
+         ("latency trend", "too few answers for a trend", None, None)],
+        [("smoke s", "could not resolve ${env:K}", window.DROPPED_FIX)])
+
+
+def test_an_aborted_slow_window_says_everything_once() -> None:
+    probes = [window.Probe(0.0, "GET /h", False, 5.0, "status 503"), probe(True, 2000.0, "GET /h"), probe(True, 3000.0, "GET /h"),
+              window.Probe(0.0, "smoke n", False, 1.0, "status 503", critical=False),
+              window.Probe(0.0, "smoke n", True, 1.0, critical=False)]
+    assert judged(probes, aborted="2 probes failed in a row") == (
+        "FAIL", "availability 66.7% over 12 s (3 probes), p95 3000 ms; window aborted at +0 s: 2 probes failed in a row; "
+                "first failure at +0 s: GET /h: status 503", 2 / 3,
+        ["window aborted at +0 s: 2 probes failed in a row; first failure at +0 s: GET /h: status 503",
+         "expected p95 latency ≤ 1000 ms during the window, found 3000 ms",
+         "non-critical smoke n failed 1× during the window, passing otherwise: status 503"],
+        ["read the revision's logs from the first failed probe on"], None,
+        [("window", "12 s, 5 probes of GET /h, smoke n every 5 s", "60 s", None),
+         ("window aborted", "at +0 s: 2 probes failed in a row", "60 s unless the floor is lost or 5 fail in a row", False),
+         ("availability", "66.7% (2/3)", "≥ 99% (FAIL below 95%)", False),
+         ("latency p50 / p95 / p99", "2000 ms / 3000 ms / 3000 ms", "p95 ≤ 1000 ms", False),
+         ("latency trend", "too few answers for a trend", None, None),
+         ("GET /h", "2/3 ok, latency p50 2000 ms / p95 3000 ms", None, False),
+         ("smoke n", "1/2 ok, duration p50 1 ms / p95 1 ms", None, False)],
+        [])
+
+
+@pytest.mark.parametrize(("ms", "status"), [pytest.param(1000.0, "PASS", id="p95-at-the-budget-passes"),
+                                            pytest.param(1001.0, "WARN", id="p95-over-the-budget-warns")])
+def test_the_p95_budget_is_inclusive(ms: float, status: str) -> None:
+    result = judged([probe(True, ms)] * 4)
+    assert (result[0], result[3], result[4], result[5]) == (
+        status, [] if status == "PASS" else [f"expected p95 latency ≤ 1000 ms during the window, found {ms:.0f} ms"], [], None)
+    assert result[6][2] == ("latency p50 / p95 / p99", f"{ms:.0f} ms / {ms:.0f} ms / {ms:.0f} ms", "p95 ≤ 1000 ms",
+                            status == "PASS")
+
+
+def test_a_failure_and_a_slow_window_put_the_failure_first() -> None:
+    result = judged([window.Probe(0.0, "GET /ok", False, 1.0, "status 503"), *[probe(True, 3000.0)] * 39])
+    assert result[0] == "WARN" and result[3][:2] == [
+        "1/40 probes failed during the window; first at +0 s: GET /ok: status 503",
+        "expected p95 latency ≤ 1000 ms during the window, found 3000 ms"]
+    assert result[4] == ["read the revision's logs from the first failed probe on"]
+    assert [line[0] for line in result[6]] == ["window", "availability", "latency p50 / p95 / p99", "latency trend"]
+    assert result[6][1] == ("availability", "97.5% (39/40)", "≥ 99% (FAIL below 95%)", False)
+
+
+def test_only_a_non_critical_path_failing_every_run_leaves_the_verdict_alone() -> None:
+    result = judged([*[probe(True)] * 4, *[window.Probe(0.0, "smoke n", False, 1.0, "status 500", critical=False)] * 2])
+    assert result[:6] == ("PASS", "availability 100.0% over 12 s (4 probes), p95 10 ms", 1.0,
+                          ["non-critical smoke n failed every run during the window (the smoke check judges it)"], [], None)
