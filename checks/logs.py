@@ -361,8 +361,8 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     ignore = [re.compile(p) for p in config.ignore]
     new, ignored = group(new_batch.entries, count_warnings=config.count_warnings, ignore=ignore,
                          excerpt_chars=config.excerpt_chars)
-    old, _ = group(old_batch.entries if old_batch else [], count_warnings=config.count_warnings, ignore=ignore,
-                   excerpt_chars=config.excerpt_chars)
+    # Only the new revision's excerpts are shown: a gone signature reads "0× since deploy".
+    old, _ = group(old_batch.entries if old_batch else [], count_warnings=config.count_warnings, ignore=ignore)
     signatures = classify(new, old, win.minutes, win.previous_minutes, config.increase_ratio)
     errors = [s for s in signatures if s.kind == "error" and s.status != "gone"]
     fresh = [s for s in errors if s.status == "new"]

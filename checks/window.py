@@ -360,9 +360,7 @@ def _judge(config: Config, tally: _Tally, seconds: float) -> CheckResult:
     dropped = [NotMeasured(what, why, DROPPED_FIX) for what, why in tally.dropped.items()]
     if not probes:
         if dropped:
-            result = cannot_measure(dropped[0].what, reasons[0], DROPPED_FIX, evidence)
-            result.reasons, result.not_measured = reasons, dropped
-            return result
+            return CheckResult(Status.ERROR, reasons[0], evidence, reasons=reasons, not_measured=dropped)
         return cannot_measure("window", "no probe ran during the window", "raise checks.window.timeout_s or deadline_s")
     # Availability is that of the probes whose failure fails the deploy: the GETs and the critical smoke paths. A
     # non-critical smoke path repeated here is listed, and its failures WARN, but the smoke check judges it.

@@ -536,3 +536,27 @@ def test_only_a_non_critical_path_failing_every_run_leaves_the_verdict_alone() -
     result = judged([*[probe(True)] * 4, *[window.Probe(0.0, "smoke n", False, 1.0, "status 500", critical=False)] * 2])
     assert result[:6] == ("PASS", "availability 100.0% over 12 s (4 probes), p95 10 ms", 1.0,
                           ["non-critical smoke n failed every run during the window (the smoke check judges it)"], [], None)
+
+
+def test_what_could_not_be_sent_never_hides_the_revisions_own_failures() -> None:
+    dropped = {"GET /p": "status 401 and no token"}
+    failed = judged([window.Probe(0.0, "GET /ok", False, 1.0, "status 503"), *[probe(True)] * 39], dropped=dropped)
+    assert failed[3][0] == "1/40 probes failed during the window; first at +0 s: GET /ok: status 503"
+    slow = judged([probe(True, 3000.0)] * 4, dropped=dropped)
+    assert slow[0] == "WARN" and slow[3][0] == "expected p95 latency ≤ 1000 ms during the window, found 3000 ms"
+    assert slow[7] == [("GET /p", "status 401 and no token", window.DROPPED_FIX)]
+    side = judged([*[probe(True)] * 4, window.Probe(0.0, "smoke n", False, 1.0, "status 500", critical=False),
+                   window.Probe(0.0, "smoke n", True, 1.0, critical=False)], dropped=dropped)
+    assert side[3][0] == "non-critical smoke n failed 1× during the window, passing otherwise: status 500"
+    assert (side[0], side[5]) == ("WARN", False)
+
+
+def test_a_window_of_non_critical_paths_only_fails_without_failing_the_deploy() -> None:
+    runs = [window.Probe(0.0, "smoke n", ok, 1.0, "" if ok else "status 500", critical=False) for ok in (False, True, True)]
+    result = judged(runs, dropped={"smoke s": "no secret"})
+    assert (result[0], result[5], result[7]) == ("FAIL", False, [("smoke s", "no secret", window.DROPPED_FIX)])
+
+
+def test_availability_at_the_warn_line_is_ok_in_the_evidence() -> None:
+    result = judged([*[probe(True)] * 99, window.Probe(0.0, "GET /ok", False, 1.0, "status 503")])
+    assert result[0] == "PASS" and result[6][1] == ("availability", "99.0% (99/100)", "≥ 99% (FAIL below 95%)", True)
