@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -143,3 +144,12 @@ def orders_build(cd_build: dict[str, Any], fake_run: FakeCloudRun, sample: Sampl
     """`cd_build`, with the `orders` service it deployed on the fake Cloud Run API, served by `sample`."""
     add_orders_service(fake_run, sample.url, cd_build["id"])
     return cd_build
+
+
+@pytest.fixture
+def cloud(fake_run: FakeCloudRun, fake_logging: FakeLogging) -> FakeCloudRun:
+    """The fake Admin API holding the `orders` revision (recorded shape), wired to publish execution logs."""
+    revision = json.loads((DATA / "probe" / "revision_orders.json").read_text(encoding="utf-8"))
+    fake_run.revisions[revision["name"]] = revision
+    fake_run.logging = fake_logging
+    return fake_run

@@ -416,13 +416,6 @@ async def _probe_locally(python: str, settings: dict[str, Any]) -> str:
     return run.stdout
 
 
-@pytest.fixture
-def cloud(fake_run: FakeCloudRun, fake_logging: FakeLogging) -> FakeCloudRun:
-    revision = json.loads((DATA / "revision_orders.json").read_text(encoding="utf-8"))
-    fake_run.revisions[revision["name"]] = revision
-    fake_run.logging = fake_logging
-    return fake_run
-
 
 def through_a_job(settings: dict[str, Any]) -> CheckResult:
     target = Target(service=S, project=P, region=R, revision=REV, image=IMAGE)

@@ -347,14 +347,6 @@ def test_pinned_image(image: str, digests: dict[str, str], expected: str) -> Non
 # --- Cloud Run job runner against the fake Admin API and the fake Logging API -----------------------------
 
 
-@pytest.fixture
-def cloud(fake_run: FakeCloudRun, fake_logging: FakeLogging) -> FakeCloudRun:
-    """The fake Admin API holding the revision (recorded shape), wired to publish execution logs."""
-    revision = json.loads((DATA / "revision_orders.json").read_text(encoding="utf-8"))
-    fake_run.revisions[revision["name"]] = revision
-    fake_run.logging = fake_logging
-    return fake_run
-
 
 def result_line(**extra: Any) -> str:
     return f"{RESULT_MARKER} " + json.dumps({"schema": "postdeploy.probe/v1", "modules": [], "commands": [], **extra})
