@@ -44,7 +44,7 @@ from core.model import (
     cannot_measure,
     not_configured,
 )
-from core.probes import CommandProbe, ImportProbe, parse_result, pinned_image, probe_script
+from core.probes import FIX_NO_REVISION, FIX_TIMEOUT, CommandProbe, ImportProbe, parse_result, pinned_image, probe_script
 from core.schema import FUNCTION_TIMEOUT_S, CheckSettings, Strict
 
 NAME = "imports"
@@ -55,9 +55,9 @@ DEFAULT_IMPORT_TIMEOUT_S = 60.0
 RUNNER_MARGIN_S = 5.0
 MAX_MODULES = 200
 WHAT = "imports probe"
-FIX_NO_RUNNER = "validate a Cloud Run revision, or pass --python to probe with an interpreter on this machine"
+FIX_NO_RUNNER = FIX_NO_REVISION  # the same fix whether the runner is missing or refuses a URL-only target
 FIX_DEADLINE = "give the validation more time (deadline_s), or lower checks.imports.timeout_s"
-FIX_NOT_RUN = "raise checks.imports.timeout_s, or lower import_timeout_s so that one hanging import cannot use up the budget"
+FIX_NOT_RUN = FIX_TIMEOUT  # entries the probe had no time left for: its budget, as for a probe that timed out
 FIX_PROBE_BUG = "a postdeploy bug, or a broken interpreter in the image: report it with this report"
 MAX_COMMANDS = 50
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
@@ -290,10 +290,10 @@ def _judge(config: Config, result: dict[str, Any], probe: ProbeRun, image: str) 
                              f"{measured}/{measured}", ok=passed == measured))
     if not measured or (critical_gaps and not reasons):
         what = critical_gaps[0] if critical_gaps else f"all {len(judged)} entries"
-        unmeasured = cannot_measure(WHAT, f"{what} not measured: the probe's time budget was used up", FIX_NOT_RUN,
-                                    evidence, critical=True if critical_gaps else None)
-        unmeasured.not_measured = gaps
-        return unmeasured
+        why = f"{what} not measured: the probe's time budget was used up"
+        # The entries themselves are what was not measured (each with its fix), not the probe as a whole.
+        return CheckResult(Status.ERROR, why, evidence, reasons=[why], critical=True if critical_gaps else None,
+                           not_measured=gaps)
     counts = f"{passed}/{measured} entries passed" + (f", {len(gaps)} not measured" if gaps else "")
     still = [m.name for m, item in zip(config.modules, result["modules"], strict=True)
              if item.get("passed") and item.get("deprecation") and not m.expect_deprecation]

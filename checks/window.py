@@ -142,7 +142,7 @@ class _Observer:
     audience: str
     opened: float
     hard_end: float  # nothing may run past this
-    tokens_help: bool = True  # the URL is Cloud Run's: a 401/403 may want an ID token
+    tokens_help: bool = True  # the URL is Cloud Run's: under `auth: auto` a 401/403 may want an ID token
     session: golden.Session | None = None
     token: str | None = None
     token_problem: str = ""
@@ -261,7 +261,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     hard_end = ctx.budget_end(config.timeout_s, margin)
     end = min(opened + config.window_s, hard_end - config.request_timeout_s)  # the last start of a round of GETs
     observer = _Observer(ctx, config, target.url.rstrip("/"), audience(target), opened, hard_end,
-                         tokens_help=config.auth == "id_token" or token_may_help(target.url, target))
+                         tokens_help=token_may_help(target.url, target))
     if flows:
         observer.session = golden.Session(target, smoke_config, ctx)
     tally = _Tally(config, opened, config.rounds * (len(paths) + sum(1 for f in flows if f.critical)), ctx.progress)
