@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2, "INCONCLUSIVE": 3}
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 4
-SLACK_ENV = ("POSTDEPLOY_SLACK_WEBHOOK", "POSTDEPLOY_SLACK_WEBHOOK_SECRET")
 LOG_FILE_EXPECTED = "a readable JSON-lines or text log file"
 CONFIG_EXPECTED = "a readable YAML config file"
 PYTHON_EXPECTED = "an executable Python interpreter (a path, or a name on PATH)"
@@ -167,9 +166,12 @@ def _validate_usage(args: argparse.Namespace) -> int | None:
         return _usage("--log-file", LOG_FILE_EXPECTED, problem)
     if args.python and (problem := _python_problem(args.python)) is not None:
         return _usage("--python", PYTHON_EXPECTED, problem)
-    if args.slack and not any(os.environ.get(name, "").strip() for name in SLACK_ENV):
-        return _usage("--slack", f"a webhook URL in {SLACK_ENV[0]} or a Secret Manager version in {SLACK_ENV[1]}",
-                      "both unset or empty")
+    if args.slack:
+        from report.slack import WEBHOOK_ENV, WEBHOOK_SECRET_ENV  # the names webhook_url() reads
+
+        if not any(os.environ.get(name, "").strip() for name in (WEBHOOK_ENV, WEBHOOK_SECRET_ENV)):
+            return _usage("--slack", f"a webhook URL in {WEBHOOK_ENV} or a Secret Manager version in {WEBHOOK_SECRET_ENV}",
+                          "both unset or empty")
     return None
 
 

@@ -15,6 +15,8 @@ from report.render import icon
 MAX_REASONS = 3
 MAX_ATTEMPTS = 4
 DEFAULT_RETRY_AFTER_S = 1.0
+WEBHOOK_ENV = "POSTDEPLOY_SLACK_WEBHOOK"
+WEBHOOK_SECRET_ENV = "POSTDEPLOY_SLACK_WEBHOOK_SECRET"
 
 
 def escape(text: str) -> str:
@@ -66,10 +68,10 @@ class Delivery:
 
 def webhook_url() -> str:
     """POSTDEPLOY_SLACK_WEBHOOK, or the Secret Manager version named by POSTDEPLOY_SLACK_WEBHOOK_SECRET."""
-    url = os.environ.get("POSTDEPLOY_SLACK_WEBHOOK", "")
+    url = os.environ.get(WEBHOOK_ENV, "")
     if url:
         return url
-    secret = os.environ.get("POSTDEPLOY_SLACK_WEBHOOK_SECRET", "")
+    secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
     if secret:
         from core.gcp import secret_value
 
