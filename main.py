@@ -7,7 +7,7 @@ from typing import Any
 
 import functions_framework
 
-from core.entry import handle
+from entry.function import handle
 
 
 @functions_framework.cloud_event
@@ -20,6 +20,6 @@ def on_build(cloud_event: Any) -> None:
 
 
 if __name__ == "__main__":
-    from core.cli import main
+    from entry.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -103,9 +103,9 @@ def wall_times() -> tuple[float, float]:
 def logging_calls() -> dict[str, int]:
     """entries.list requests the logs check sends per validation, by what the revisions logged."""
     from checks import logs
-    from core.gcp import LOGGING_ENDPOINT_ENV
-    from core.logsource import CloudLoggingSource
     from core.model import CheckContext
+    from sources.cloud_logging import CloudLoggingSource
+    from sources.gcp import LOGGING_ENDPOINT_ENV
     from tests.checks.helpers import revision_target
     from tests.servers.data import NEW, OLD
     from tests.servers.data import recorded_entry as entry
@@ -186,7 +186,7 @@ def main() -> None:
           + ", ".join(f"{case} {n}" for case, n in calls.items()))
 
     from core.logs import use_console
-    from core.sample_service import SampleService
+    from demo.sample_service import SampleService
     from tests.servers.processes import free_port
 
     use_console()

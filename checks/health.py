@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from core.expect import MISSING, Expectation, describe, parse_all
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure
 from core.schema import CheckSettings, Expectations, UrlPath
-from core.web import Refused, audience, exchange, fetch_token, no_url, token_fix, token_may_help
+from probe.web import Refused, audience, exchange, fetch_token, no_url, token_fix, token_may_help
 
 NAME = "health"
 CATEGORY = "Deployment"

@@ -33,19 +33,10 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from core.errors import PostdeployError
-from core.model import (
-    CheckContext,
-    CheckResult,
-    Evidence,
-    NotMeasured,
-    ProbeRun,
-    Status,
-    Target,
-    cannot_measure,
-    not_configured,
-)
-from core.probes import FIX_NO_REVISION, FIX_TIMEOUT, CommandProbe, ImportProbe, parse_result, pinned_image, probe_script
+from core.model import CheckContext, CheckResult, Evidence, NotMeasured, ProbeRun, Status, Target, cannot_measure, not_configured
 from core.schema import FUNCTION_TIMEOUT_S, CheckSettings, Strict
+from probe.runners import FIX_NO_REVISION, FIX_TIMEOUT, pinned_image
+from probe.script import CommandProbe, ImportProbe, parse_result, probe_script
 
 NAME = "imports"
 CATEGORY = "Migration"

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from core.errors import PostdeployError, api_fix
-from core.logsource import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, severity_rank
-from core.logsource import TRACEBACK_BANNER as TRACEBACK
-from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, cannot_measure, not_configured
+from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings
+from core.signals import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, RevisionScope, severity_rank
+from sources.log_entries import TRACEBACK_BANNER as TRACEBACK
 
 NAME = "logs"
 CATEGORY = "Stability"

@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pydantic import Field
 
 from core.errors import PostdeployError, api_fix
-from core.metricsource import MetricSource, SeriesBatch
-from core.model import CheckContext, CheckResult, Evidence, RevisionScope, Status, Target, cannot_measure, not_configured
+from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings
+from core.signals import MetricSource, RevisionScope, SeriesBatch
 
 NAME = "metrics"
 CATEGORY = "Stability"

@@ -1,6 +1,6 @@
 """smoke: the golden paths still work — HTTP sequences and WebSocket exchanges against the new revision.
 
-Paths run concurrently, each inside its own time bound (core.golden runs them); the check judges them:
+Paths run concurrently, each inside its own time bound (probe.golden runs them); the check judges them:
 the share of paths passing is the score, and a failing critical path fails the check.
 """
 
@@ -11,10 +11,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from core.golden import BUDGET_MARGIN_S, CLOSE_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES, METHODS, PathConfig, PathOutcome, Session, run_path
 from core.model import CheckContext, CheckResult, NotMeasured, Status, Target, not_configured
 from core.schema import CheckSettings
-from core.web import no_url
+from probe.golden.paths import DEFAULT_MAX_BODY_BYTES, METHODS, PathConfig
+from probe.golden.run import BUDGET_MARGIN_S, run_path
+from probe.golden.session import PathOutcome, Session
+from probe.golden.websocket_step import CLOSE_TIMEOUT_S
+from probe.web import no_url
 
 NAME = "smoke"
 CATEGORY = "Business"

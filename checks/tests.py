@@ -24,17 +24,7 @@ import defusedxml.ElementTree as SafeET
 from pydantic import Field, field_validator
 
 from core.errors import AccessDenied, PostdeployError, Transient
-from core.model import (
-    ArtifactSource,
-    Build,
-    CheckContext,
-    CheckResult,
-    Evidence,
-    NotMeasured,
-    Status,
-    Target,
-    not_configured,
-)
+from core.model import ArtifactSource, Build, CheckContext, CheckResult, Evidence, NotMeasured, Status, Target, not_configured
 from core.schema import CheckSettings
 
 NAME = "tests"
@@ -298,7 +288,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
 
     source = ctx.artifacts
     if source is None:
-        from core.artifacts import open_artifacts
+        from sources.artifacts import open_artifacts
 
         source = open_artifacts()
     found: list[str] = []

@@ -19,10 +19,13 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, model_validator
 
-from core import golden
 from core.model import CheckContext, CheckResult, Evidence, NotMeasured, Status, Target, cannot_measure, not_configured
 from core.schema import CheckSettings, UrlPath
-from core.web import audience, fetch_token, no_url, token_may_help
+from probe.golden.paths import PathConfig, read_only
+from probe.golden.run import BUDGET_MARGIN_S, run_path
+from probe.golden.session import Session
+from probe.golden.websocket_step import CLOSE_TIMEOUT_S
+from probe.web import audience, fetch_token, no_url, token_may_help
 
 NAME = "window"
 CATEGORY = "Stability"
@@ -104,14 +107,14 @@ def percentile(values: list[float], p: int) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def chosen_smoke_paths(config: Config, smoke_config: Any) -> list[golden.PathConfig]:
+def chosen_smoke_paths(config: Config, smoke_config: Any) -> list[PathConfig]:
     """The smoke paths each round repeats (none when the smoke check is off)."""
     if smoke_config is None or not smoke_config.enabled or config.smoke == "none":
         return []
     if config.smoke == "all":
         return list(smoke_config.paths)
     if config.smoke == "read-only":
-        return [p for p in smoke_config.paths if golden.read_only(p)]
+        return [p for p in smoke_config.paths if read_only(p)]
     return [p for p in smoke_config.paths if p.name in config.smoke]
 
 
@@ -143,7 +146,7 @@ class _Observer:
     opened: float
     hard_end: float  # nothing may run past this
     tokens_help: bool = True  # the URL is Cloud Run's: under `auth: auto` a 401/403 may want an ID token
-    session: golden.Session | None = None
+    session: Session | None = None
     token: str | None = None
     token_problem: str = ""
     _token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -182,13 +185,13 @@ class _Observer:
             ok, detail = False, f"{type(exc).__name__}"
         return Probe(at, f"GET {path}", ok, (time.perf_counter() - started) * 1000, detail), status
 
-    async def flow(self, path: golden.PathConfig) -> Probe:
+    async def flow(self, path: PathConfig) -> Probe:
         """One run of a smoke path (``cut`` when the window's own budget ended it)."""
         assert self.session is not None
         started = time.perf_counter()
         at = time.monotonic() - self.opened
         own_end = time.monotonic() + (path.timeout_s or self.session.config.timeout_s)
-        outcome = await golden.run_path(self.session, path, min(own_end, self.hard_end))
+        outcome = await run_path(self.session, path, min(own_end, self.hard_end))
         problem = self.session.scrub(outcome.problem)
         return Probe(at, f"smoke {path.name}", outcome.ok, (time.perf_counter() - started) * 1000, problem,
                      ours=problem if any(s.setup_failed for s in outcome.steps) else "",
@@ -257,13 +260,13 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if not target.url:
         return no_url(target)
     opened = time.monotonic()
-    margin = golden.BUDGET_MARGIN_S + (golden.CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
+    margin = BUDGET_MARGIN_S + (CLOSE_TIMEOUT_S if flows else 0.0)  # a WebSocket may take that long to close
     hard_end = ctx.budget_end(config.timeout_s, margin)
     end = min(opened + config.window_s, hard_end - config.request_timeout_s)  # the last start of a round of GETs
     observer = _Observer(ctx, config, target.url.rstrip("/"), audience(target), opened, hard_end,
                          tokens_help=token_may_help(target.url, target))
     if flows:
-        observer.session = golden.Session(target, smoke_config, ctx)
+        observer.session = Session(target, smoke_config, ctx)
     tally = _Tally(config, opened, config.rounds * (len(paths) + sum(1 for f in flows if f.critical)), ctx.progress)
     in_flight: dict[asyncio.Task[None], tuple[str, float]] = {}  # GETs on their way: what, and when they started
 
@@ -279,7 +282,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
                 if f"GET {path}" not in tally.dropped:
                     in_flight[asyncio.create_task(one_get(path))] = (f"GET {path}", time.monotonic())
 
-    async def repeat(path: golden.PathConfig) -> None:
+    async def repeat(path: PathConfig) -> None:
         slot, longest = 0, 0.0
         while slot < config.rounds and f"smoke {path.name}" not in tally.dropped:
             if not await tally.pause_until(opened + slot * config.interval_s) or time.monotonic() + longest > hard_end:

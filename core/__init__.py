@@ -1,1 +1,1 @@
-"""Everything that is neither a check nor the report: events, targets, config, GCP adapters, errors."""
+"""The small core: the model and the protocols it needs, config, errors, the runner and the pipeline that joins the rest."""

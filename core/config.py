@@ -253,7 +253,7 @@ def load(path: str | None = None) -> Config:
     explicit = path or os.environ.get("POSTDEPLOY_CONFIG", "")
     if explicit.startswith("gs://"):
         from core.errors import AccessDenied, TargetNotFound
-        from core.gcp import read_gcs_text
+        from sources.gcp import read_gcs_text
 
         try:
             text = read_gcs_text(explicit)

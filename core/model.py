@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from core.logsource import LogSource
-    from core.metricsource import MetricSource
+from core.signals import LogSource, MetricSource, RevisionScope
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 class Status(enum.StrEnum):
@@ -148,16 +149,6 @@ class ServiceInfo:
             if name == revision:
                 total += t.percent
         return total
-
-
-@dataclass(frozen=True)
-class RevisionScope:
-    """One revision of one Cloud Run service: whose log entries or metrics a query reads."""
-
-    service: str
-    revision: str = ""
-    project: str = ""
-    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -328,3 +319,20 @@ def image_matches(revision_image: str, built_image: str, build: Build) -> bool:
         return True
     digest = build.image_digests.get(built_image) or build.image_digests.get(untagged(built_image))
     return bool(digest) and revision_image == f"{untagged(built_image)}@{digest}"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 with up to nanoseconds, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def stamp(when: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z``, as Cloud Logging writes a timestamp and its filters take one."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -21,16 +21,15 @@ from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
 from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
-from core.resolve import RevisionSource, resolve
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
 from report.publish import claim_name, done_name, not_stored, notify, store_report
 from report.score import score
+from trigger.resolve import RevisionSource, resolve
 
 if TYPE_CHECKING:
-    from core.logsource import LogSource
-    from core.metricsource import MetricSource
+    from core.signals import LogSource, MetricSource
 
 # Slack may use a little of the function's margin after the checks' deadline (540 s timeout, ≤ 510 s deadline).
 SLACK_GRACE_S = 20.0
@@ -63,10 +62,11 @@ class Adapters:
     @classmethod
     def from_env(cls, reports: str | None = None) -> Adapters:
         """Real adapters: Cloud Run Admin API, POSTDEPLOY_REPORTS, the Slack webhook, ID tokens."""
-        from core.artifacts import open_artifacts
-        from core.gcp import RunRevisionSource, fetch_id_token, resolve_secret
         from report.slack import webhook_url
         from report.store import open_store
+        from sources.artifacts import open_artifacts
+        from sources.cloud_run import RunRevisionSource
+        from sources.gcp import fetch_id_token, resolve_secret
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
@@ -76,7 +76,7 @@ class Adapters:
 
 def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
     """A Cloud Run job running the revision's image; none without a revision (URL-only validation)."""
-    from core.probes import CloudRunJobRunner
+    from probe.runners import CloudRunJobRunner
 
     return CloudRunJobRunner(copy_env=settings.check("imports").copy_env) if target.revision else None  # type: ignore[attr-defined]
 
@@ -86,7 +86,7 @@ def cloud_log_source() -> Callable[[Target, Settings], LogSource | None]:
     so its clients (and their credential lookup) are made once per Adapters."""
 
     def make() -> LogSource:
-        from core.logsource import CloudLoggingSource
+        from sources.cloud_logging import CloudLoggingSource
 
         return CloudLoggingSource()
 
@@ -112,7 +112,7 @@ def cloud_metric_source() -> Callable[[Target, Settings], MetricSource | None]:
     so its client (and its credential lookup) is made once per Adapters."""
 
     def make() -> MetricSource:
-        from core.metricsource import CloudMonitoringSource
+        from sources.monitoring import CloudMonitoringSource
 
         return CloudMonitoringSource()
 
@@ -122,7 +122,7 @@ def cloud_metric_source() -> Callable[[Target, Settings], MetricSource | None]:
 
 def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target, Settings], ProbeRunner | None]:
     """Every probe in a local interpreter (`--python PATH`, the demo)."""
-    from core.probes import LocalRunner
+    from probe.runners import LocalRunner
 
     runner = LocalRunner(python=python, cwd=cwd)
     return lambda target, settings: runner
@@ -130,7 +130,7 @@ def local_probe_runner(python: str, cwd: str | None = None) -> Callable[[Target,
 
 def local_log_source(path: str | Path) -> Callable[[Target, Settings], LogSource | None]:
     """Every revision's logs from one local file (`--log-file PATH`, the demo); entries naming no revision are the target's."""
-    from core.logsource import FileLogSource
+    from sources.log_entries import FileLogSource
 
     return lambda target, settings: FileLogSource(path, default_revision=target.revision)
 

@@ -28,7 +28,7 @@ readonly APIS=(
 )
 # What the function needs at run time; tests/, deploy/ and dev files stay out of the upload.
 readonly SOURCE_FILES=(main.py requirements.txt)
-readonly SOURCE_PACKAGES=(core checks report)
+readonly SOURCE_PACKAGES=(entry trigger core checks probe sources report)
 
 PROJECT=""
 REGION=""

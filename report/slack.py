@@ -73,7 +73,7 @@ def webhook_url() -> str:
         return url
     secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
     if secret:
-        from core.gcp import secret_value
+        from sources.gcp import secret_value
 
         return secret_value(secret)
     return ""

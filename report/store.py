@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from core.errors import StorageUnavailable
-from core.gcp import split_gs, storage_client, storage_error, storage_faults, storage_retry
+from sources.gcp import split_gs, storage_client, storage_error, storage_faults, storage_retry
 
 DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from core.gcp import LOGGING_ENDPOINT_ENV, MONITORING_ENDPOINT_ENV
 from core.logs import use_console
-from core.sample_service import SampleService
+from demo.sample_service import SampleService
+from sources.gcp import LOGGING_ENDPOINT_ENV, MONITORING_ENDPOINT_ENV
 from tests.servers import processes
 from tests.servers.data import DATA, IMAGE, load_build
 from tests.servers.fake_logging import FakeLogging
@@ -99,7 +99,7 @@ def storage_emulator() -> Iterator[str]:
 @pytest.fixture
 def gcs(storage_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PreconditionProxy, str]]:
     """A fresh bucket behind the precondition-enforcing proxy; yields (proxy, bucket)."""
-    from core.gcp import storage_client
+    from sources.gcp import storage_client
 
     with PreconditionProxy(storage_emulator) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)

@@ -27,7 +27,7 @@ def test_p6_counts_logging_calls_per_validation() -> None:
 
 
 def test_p7_times_a_validation_to_its_verdict() -> None:
-    from core.sample_service import SampleService
+    from demo.sample_service import SampleService
     from tests.servers.processes import free_port
 
     seconds, verdict = bench.time_to_verdict(f"http://127.0.0.1:{free_port()}")

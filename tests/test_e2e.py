@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.gcp import storage_client
+from sources.gcp import storage_client
 from tests.servers import processes
 from tests.servers.data import load_build
 from tests.servers.fake_logging import FakeLogging

@@ -49,7 +49,7 @@ def test_google_auth_never_probes_the_metadata_server() -> None:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_every_make_recipe_exports_the_guard() -> None:
-    probe = "probe:\n\t@echo $$NO_GCE_CHECK $$GCE_METADATA_HOST $$GCE_METADATA_IP\n"
+    probe = ".PHONY: probe\nprobe:\n\t@echo $$NO_GCE_CHECK $$GCE_METADATA_HOST $$GCE_METADATA_IP\n"  # phony: probe/ is a folder
     done = subprocess.run(["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", "-", "probe"], input=probe, cwd=ROOT,
                           capture_output=True, text=True, timeout=30, env=_without_guard())
     assert (done.returncode, done.stdout.split()) == (0, list(GUARD.values())), done.stderr

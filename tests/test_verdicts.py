@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 from core.config import Config
-from core.logsource import stamp
-from core.metricsource import CloudMonitoringSource
-from core.model import RevisionInfo, Target
+from core.model import RevisionInfo, Target, stamp
 from core.pipeline import Adapters, local_log_source, local_probe_runner, manual_build, url_settings, validate_target
-from core.sample_service import SampleService
+from demo.sample_service import SampleService
 from report.store import LocalStore
+from sources.monitoring import CloudMonitoringSource
 
 NEW, OLD = "shop-00002-new", "shop-00001-old"
 # The latency budget is not under test here: a loaded machine must not turn these verdicts.

@@ -14,7 +14,7 @@ import pytest
 from checks import health
 from core.expect import MISSING, parse_all
 from core.model import CheckContext, CheckResult, ServiceInfo, Status, Target
-from core.sample_service import SampleService
+from demo.sample_service import SampleService
 from tests.servers.loopback import LoopbackHandler, LoopbackServer
 
 FAST = {"tries": 2, "interval_s": 0.0}

@@ -14,11 +14,12 @@ import pytest
 from pydantic import ValidationError
 
 from checks import imports
-from core import probes
 from core.errors import AccessDenied, PostdeployError
 from core.model import Build, CheckContext, CheckResult, Evidence, NotMeasured, Outcome, ProbeRun, Status, Target, Verdict
-from core.probes import RESULT_MARKER, CloudRunJobRunner, LocalRunner, parse_result
 from core.runner import run_checks
+from probe import runners
+from probe.runners import CloudRunJobRunner, LocalRunner
+from probe.script import RESULT_MARKER, parse_result
 from report.score import score
 from tests.checks.helpers import run_check
 from tests.servers.data import IMAGE
@@ -147,10 +148,10 @@ BY_HAND = f"docker run --rm --entrypoint python {IMAGE} -c 'import sys; print(sy
 @pytest.mark.parametrize(
     ("answer", "summary", "fix"),
     [
-        (PostdeployError("the probe in local python did not report within 9 s", fix=probes.FIX_TIMEOUT),
-         "the probe in local python did not report within 9 s", probes.FIX_TIMEOUT),
-        (AccessDenied("permission denied on run job; grant roles/run.developer", fix=probes.FIX_RUN_ROLES),
-         "permission denied on run job; grant roles/run.developer", probes.FIX_RUN_ROLES),
+        (PostdeployError("the probe in local python did not report within 9 s", fix=runners.FIX_TIMEOUT),
+         "the probe in local python did not report within 9 s", runners.FIX_TIMEOUT),
+        (AccessDenied("permission denied on run job; grant roles/run.developer", fix=runners.FIX_RUN_ROLES),
+         "permission denied on run job; grant roles/run.developer", runners.FIX_RUN_ROLES),
         (AccessDenied("permission denied reading the probe's logs"), "permission denied reading the probe's logs",
          f"run the probe by hand: {BY_HAND}"),
         (ProbeRun(None, error="the sandbox refused to start", where="a third-party runner"),
@@ -179,7 +180,7 @@ def test_a_probe_without_a_readable_result_is_not_measured(answer: ProbeRun | Ex
 @pytest.mark.parametrize(("modules", "critical"), [(["a", "b"], None), (["a", {"name": "b", "critical": True}], True)],
                          ids=["plain-entries", "a-critical-entry"])
 def test_a_critical_entry_that_cannot_be_measured_keeps_the_verdict_from_vouching(modules: list[Any], critical: bool | None) -> None:
-    result = check({"modules": modules}, ScriptedRunner(AccessDenied("permission denied on run job", fix=probes.FIX_RUN_ROLES)))
+    result = check({"modules": modules}, ScriptedRunner(AccessDenied("permission denied on run job", fix=runners.FIX_RUN_ROLES)))
     assert (result.status, result.critical) == (Status.ERROR, critical)
 
 
@@ -416,7 +417,6 @@ async def _probe_locally(python: str, settings: dict[str, Any]) -> str:
     return run.stdout
 
 
-
 def through_a_job(settings: dict[str, Any]) -> CheckResult:
     target = Target(service=S, project=P, region=R, revision=REV, image=IMAGE)
     return check(settings, CloudRunJobRunner(poll_s=0.01, log_attempts=2, log_wait_s=0.01), target)
@@ -432,8 +432,8 @@ def through_a_job(settings: dict[str, Any]) -> CheckResult:
         (lambda fake: fake.fail_next(1, 403), "permission denied on get revision",
          "grant the function's service account roles/run.developer, and roles/iam.serviceAccountUser on the revision's service account"),
         (lambda fake: setattr(fake, "next_execution", {"outcome": "failed", "message": f"Image '{IMAGE}' not found."}),
-         "(the image could not be pulled)", probes.FIX_IMAGE),
-        (lambda fake: setattr(fake, "next_execution", {"outcome": "timed_out"}), "timed out after", probes.FIX_TIMEOUT),
+         "(the image could not be pulled)", runners.FIX_IMAGE),
+        (lambda fake: setattr(fake, "next_execution", {"outcome": "timed_out"}), "timed out after", runners.FIX_TIMEOUT),
     ],
     ids=["no-interpreter-in-the-image", "permission-denied", "image-pull", "job-timeout"],
 )

@@ -14,18 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from checks import logs
-from core.logsource import (
-    MAX_ATTEMPTS,
-    PAGE_SIZE_MAX,
-    TRACEBACK_LINE_PATTERNS,
-    CloudLoggingSource,
-    FileLogSource,
-    LogBatch,
-    LogEntry,
-    LogSource,
-    entry_from_parts,
-)
-from core.model import CheckResult, NotMeasured, RevisionScope, Status, Target
+from core.model import CheckResult, NotMeasured, Status, Target
+from core.signals import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, RevisionScope
+from sources.cloud_logging import MAX_ATTEMPTS, CloudLoggingSource
+from sources.log_entries import TRACEBACK_LINE_PATTERNS, FileLogSource, entry_from_parts
 from tests.checks.helpers import NEW, OLD, revision_target, run_check
 from tests.servers.data import DATA, RECORDED
 from tests.servers.data import recorded_entry as entry

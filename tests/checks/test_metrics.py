@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from checks import metrics
-from core.metricsource import CloudMonitoringSource, MetricSource, alignment_seconds
 from core.model import CheckResult, Status, Target
+from core.signals import MetricSource
+from sources.monitoring import CloudMonitoringSource, alignment_seconds
 from tests.checks.helpers import NEW, OLD, revision_target, run_check
 from tests.servers.fake_monitoring import FakeMonitoring, time_series
 

@@ -12,11 +12,11 @@ import pydantic
 import pytest
 
 from checks import tests as junit
-from core.artifacts import GcsArtifacts, LocalArtifacts
 from core.errors import AccessDenied, NoCredentials, StorageUnavailable
-from core.gcp import storage_client
 from core.model import ArtifactSource, Build, CheckResult, Evidence, NotMeasured, Outcome, Status, Target, Verdict
 from report.score import score
+from sources.artifacts import GcsArtifacts, LocalArtifacts
+from sources.gcp import storage_client
 from tests.checks.helpers import run_check
 from tests.servers.data import DATA
 from tests.servers.gcs_proxy import PreconditionProxy

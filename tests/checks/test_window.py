@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from checks import health, smoke, window
-from core import golden
 from core.config import Config
 from core.errors import ConfigError
 from core.model import CheckContext, CheckResult, ServiceInfo, Status, Target
-from core.sample_service import SampleService
+from demo.sample_service import SampleService
+from probe.golden.paths import read_only
 from tests.servers.processes import free_port
 
 
@@ -148,7 +148,7 @@ def test_read_only_means_safe_methods_and_websockets_that_send_nothing() -> None
     talk = {"name": "talk", "steps": [{"websocket": {"path": "/ws/agent", "send": [{"text": "hi"}], "expect_events": ["done"]}}]}
     head = {"name": "head", "steps": [{"http": {"path": "/ok", "method": "HEAD"}}, {"http": {"path": "/ok", "method": "options"}}]}
     config = smoke_paths(BROWSE, ORDER, LISTEN, talk, head)
-    assert {p.name: golden.read_only(p) for p in config.paths} == \
+    assert {p.name: read_only(p) for p in config.paths} == \
         {"browse": True, "order": False, "listen": True, "talk": False, "head": True}
 
 

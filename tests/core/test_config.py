@@ -312,7 +312,7 @@ def test_check_config_bad_file(tmp_path: Path) -> None:
 
 
 def test_config_in_cloud_storage(gcs: tuple[object, str]) -> None:
-    from core.gcp import storage_client
+    from sources.gcp import storage_client
 
     _, bucket = gcs
     storage_client().bucket(bucket).blob("cfg/postdeploy.yaml").upload_from_string(

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from core.config import Config
-from core.entry import handle
 from core.errors import StorageUnavailable
-from core.gcp import RunRevisionSource
 from core.pipeline import Adapters, token_per_audience
-from core.sample_service import SampleService
+from demo.sample_service import SampleService
+from entry.function import handle
 from report.store import LocalStore
+from sources.cloud_run import RunRevisionSource
 from tests.conftest import add_orders_service
 from tests.servers.data import load_build, push_body
 from tests.servers.fake_run import TRAFFIC_LATEST, TRAFFIC_REVISION, FakeCloudRun

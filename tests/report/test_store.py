@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import StorageUnavailable
-from core.gcp import storage_client
 from report.store import GcsStore, LocalStore, open_store
+from sources.gcp import storage_client
 from tests.servers.gcs_proxy import PreconditionProxy
 
 

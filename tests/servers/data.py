@@ -6,7 +6,7 @@ import base64
 import copy
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,11 @@ IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/ord
 SUBSCRIPTION = "projects/acme-prod/subscriptions/postdeploy"
 # Cloud Run LogEntry JSON by kind (python_traceback, json_stack_trace, request_503, ...), without timestamps.
 RECORDED: dict[str, Json] = json.loads((DATA / "logs" / "cloud_run_entries.json").read_text(encoding="utf-8"))
+# A Python 3.11 traceback as Cloud Run stores plain stdout: one DEFAULT entry per line, nanosecond timestamps.
+SPLIT: list[Json] = json.loads((DATA / "logs" / "split_traceback.json").read_text(encoding="utf-8"))
+SPLIT_LINES = [e["textPayload"] for e in SPLIT]
+SPLIT_KEY = "ValueError at orders/pricing.py parse_quantity"
+INSTANCE_A, INSTANCE_B = SPLIT[0]["labels"]["instanceId"], "0066d924aa77e0b9c4f1"
 
 
 def load_build(name: str) -> Json:
@@ -52,3 +57,17 @@ def push_body(build: Json, message_id: str = "m-1", *, status: str | None = "SUC
     """A Pub/Sub push request body for `build`, with attributes ``buildId`` and `status` (none when `status` is None)."""
     attributes = None if status is None else {"buildId": build["id"], "status": status}
     return {"message": pubsub_message(build, message_id, attributes=attributes), "subscription": subscription}
+
+
+def split_entries(lines: list[str], start: datetime, *, instance: str = INSTANCE_A, severity: str = "DEFAULT",
+                  log: str = "run.googleapis.com%2Fstdout", gap_s: float = 0.001) -> list[Json]:
+    """The recorded split traceback's entry shape, one entry per line of `lines`, `gap_s` apart from `start`."""
+    entries = []
+    for i, line in enumerate(lines):
+        entry: Json = copy.deepcopy(SPLIT[0])
+        entry["timestamp"] = entry["receiveTimestamp"] = rfc3339(start + timedelta(seconds=i * gap_s))
+        entry["insertId"] = f"{instance[-6:]}{start:%S%f}{i:03d}"
+        entry.update(severity=severity, textPayload=line, logName=f"projects/acme-prod/logs/{log}")
+        entry["labels"]["instanceId"] = instance
+        entries.append(entry)
+    return entries

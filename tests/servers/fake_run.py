@@ -537,7 +537,6 @@ class FakeCloudRun(Faults, LoopbackServer):
         return 200, self._operation_view(operation)
 
 
-
 def _page(key: str, items: list[Json], query: dict[str, str]) -> Json:
     """One page of a list response, paged by `pageSize` and an offset `pageToken`."""
     start = int(query.get("pageToken") or 0)

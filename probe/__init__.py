@@ -1,0 +1,1 @@
+"""How postdeploy reaches the revision under test: HTTP and ID tokens, golden paths, and the probe inside its image."""

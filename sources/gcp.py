@@ -1,0 +1,172 @@
+"""The official Google clients as postdeploy builds them (endpoints, credentials), each imported lazily so the cold
+start stays small; and the small reads several sources share: Cloud Storage text, secrets, ID tokens."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from core.errors import AccessDenied, NoCredentials, StorageUnavailable, TargetNotFound
+from core.signals import RevisionScope
+
+RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
+LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
+MONITORING_ENDPOINT_ENV = "POSTDEPLOY_MONITORING_API_ENDPOINT"
+RUN_TIMEOUT_S = 30.0
+_Client = TypeVar("_Client")
+
+
+def with_credentials(what: str, make: Callable[[], _Client]) -> _Client:
+    """``make()`` a client; no Google credentials (a laptop without ADC) becomes NoCredentials, postdeploy's problem."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return make()
+    except DefaultCredentialsError as exc:
+        raise NoCredentials(f"no Google credentials to read {what}: {exc}") from exc
+
+
+def client_kwargs(endpoint_env: str) -> dict[str, Any]:
+    """Point a client at a local fake when the endpoint override is set (REST, no credentials)."""
+    endpoint = os.environ.get(endpoint_env, "")
+    if not endpoint:
+        return {}
+    from google.auth.credentials import AnonymousCredentials
+
+    return {"transport": "rest", "client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials()}
+
+
+def filter_string(value: str) -> str:
+    """A string literal of the Logging and Monitoring filter languages: quoted, backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def revision_clauses(scope: RevisionScope) -> list[str]:
+    """The filter clauses that pick a Cloud Run revision's resource (a service's, when no revision is named)."""
+    clauses = ['resource.type="cloud_run_revision"', f"resource.labels.service_name={filter_string(scope.service)}"]
+    if scope.revision:
+        clauses.append(f"resource.labels.revision_name={filter_string(scope.revision)}")
+    if scope.region:
+        clauses.append(f"resource.labels.location={filter_string(scope.region)}")
+    return clauses
+
+
+def short(name: str) -> str:
+    """``projects/p/locations/l/services/s/revisions/r`` → ``r``."""
+    return name.rsplit("/", 1)[-1] if name else ""
+
+
+def logging_client(project: str = "") -> Any:
+    """A google-cloud-logging client over REST (its HTTP connection sends our entries.list requests);
+    anonymous and pointed at a local fake when POSTDEPLOY_LOGGING_API_ENDPOINT is set."""
+    from google.cloud import logging as cloud_logging
+
+    endpoint = os.environ.get(LOGGING_ENDPOINT_ENV, "")
+    if not endpoint:
+        return with_credentials("Cloud Logging", lambda: cloud_logging.Client(project=project or None, _use_grpc=False))
+    from google.auth.credentials import AnonymousCredentials
+
+    return cloud_logging.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
+                                credentials=AnonymousCredentials(), _use_grpc=False,
+                                client_options={"api_endpoint": endpoint})
+
+
+def monitoring_client() -> Any:
+    """A Cloud Monitoring MetricServiceClient; a plaintext gRPC channel when POSTDEPLOY_MONITORING_API_ENDPOINT is set."""
+    from google.cloud import monitoring_v3
+
+    endpoint = os.environ.get(MONITORING_ENDPOINT_ENV, "")
+    if not endpoint:
+        return with_credentials("Cloud Monitoring", monitoring_v3.MetricServiceClient)
+    import grpc
+    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+    # google-cloud-monitoring ships gRPC transports only (no transport="rest"), so a local fake speaks gRPC;
+    # a given channel carries no credentials.
+    host = endpoint.split("://", 1)[-1].rstrip("/")
+    return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(host)))
+
+
+def storage_client() -> Any:
+    """A google-cloud-storage client; STORAGE_EMULATOR_HOST is honoured by the client itself."""
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"), credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def split_gs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` → (``bucket``, ``a/b``)."""
+    bucket, _, path = uri.removeprefix("gs://").partition("/")
+    return bucket, path.strip("/")
+
+
+def storage_retry(deadline_s: float) -> Any:
+    """The storage client's default retry, cut from its 120 s to ``deadline_s`` (a validation has a deadline to keep)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(deadline_s)
+
+
+def storage_faults() -> tuple[type[Exception], ...]:
+    """The Cloud Storage errors ``storage_error`` maps: 403, 429, 5xx, a retry that ran out, a lost connection."""
+    from google.api_core import exceptions as gexc
+
+    return (gexc.Forbidden, gexc.ServerError, gexc.TooManyRequests, gexc.RetryError, ConnectionError)
+
+
+def storage_error(action: str, where: str, exc: Exception, grant: str) -> Exception:
+    """A Cloud Storage error as ours: 403 is AccessDenied saying what to ``grant``, anything else StorageUnavailable."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.Forbidden):
+        return AccessDenied(f"permission denied {action} {where}; grant {grant} ({exc.message})")
+    return StorageUnavailable(f"{action} {where}: {exc}")
+
+
+def read_gcs_text(uri: str) -> str:
+    """The text of one gs:// object."""
+    from google.api_core import exceptions as gexc
+
+    bucket, name = split_gs(uri)
+    try:
+        text: str = storage_client().bucket(bucket).blob(name).download_as_text(encoding="utf-8", timeout=RUN_TIMEOUT_S)
+    except gexc.NotFound as exc:
+        raise TargetNotFound(f"expected an object at {uri}, found nothing") from exc
+    except storage_faults() as exc:
+        raise storage_error("reading", uri, exc, "roles/storage.objectViewer") from exc
+    return text
+
+
+def secret_value(version: str) -> str:
+    """Read a Secret Manager version (``projects/p/secrets/s/versions/latest``)."""
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient()
+    data: bytes = client.access_secret_version(name=version).payload.data
+    return data.decode("utf-8").strip()
+
+
+def fetch_id_token(audience: str) -> str:
+    """A Google ID token for a private Cloud Run service (metadata server or key file)."""
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    token: str = id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+    return token
+
+
+def resolve_secret(ref: str) -> str:
+    """``env:NAME`` from the environment, ``secret:projects/P/secrets/S/versions/V`` from Secret Manager."""
+    kind, _, name = ref.partition(":")
+    if kind == "env":
+        if name not in os.environ:
+            raise KeyError(f"expected environment variable {name} to be set, found nothing")
+        return os.environ[name]
+    if kind == "secret":
+        return secret_value(name)
+    raise ValueError(f"expected a reference 'env:NAME' or 'secret:projects/…/versions/V', found {ref!r}")
