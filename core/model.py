@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from core.signals import LogSource, MetricSource, RevisionScope
+if TYPE_CHECKING:  # at run time they load with the checks that read logs and metrics, off the ack path
+    from core.signals import LogSource, MetricSource, RevisionScope
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -170,6 +171,8 @@ class Target:
 
     def scope(self, revision: str | None = None) -> RevisionScope:
         """The target's revision, or another revision of its service, as a Logging or Monitoring query names it."""
+        from core.signals import RevisionScope
+
         return RevisionScope(self.service, self.revision if revision is None else revision, self.project, self.region)
 
 
