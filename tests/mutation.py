@@ -111,6 +111,14 @@ def mutant_glob(module: str, function: str = "") -> str:
     return f"{prefix}.x{'ǁ' + owner + 'ǁ' if owner else '_'}{name}__mutmut_*"
 
 
+def prune_stale_copies() -> None:
+    """Delete the copies in mutants/ of files the work tree no longer has: mutmut copies but never deletes, so a module or
+    test left there by a move would still be imported or collected, and break the run."""
+    base = ROOT / "mutants"
+    for stale in [c for c in base.rglob("*.py") if not (ROOT / c.relative_to(base)).exists()] if base.is_dir() else []:
+        stale.unlink()
+
+
 def run_mutmut(modules: list[str], workers: int, functions: dict[str, list[str]] | None = None) -> None:
     """`mutmut run` for every mutant of `modules` (only of the named functions where ``functions`` names some); its output
     goes to the log, with a progress line now and then."""
@@ -246,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     modules = list(functions) or mutated
     equivalents = load_equivalents(mutated)
     if not args.report_only:
+        prune_stale_copies()
         forget(modules)
         run_mutmut(modules, args.workers, functions)
     rows, left = [], []

@@ -18,7 +18,7 @@ from core.model import CheckResult, NotMeasured, Status, Target
 from core.signals import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, RevisionScope
 from sources.cloud_logging import MAX_ATTEMPTS, CloudLoggingSource
 from sources.log_entries import TRACEBACK_LINE_PATTERNS, FileLogSource, entry_from_parts
-from tests.checks.helpers import NEW, OLD, revision_target, run_check
+from tests.checks.helpers import FAST, NEW, OLD, TRACEBACK, log_line, revision_target, run_check
 from tests.servers.data import DATA, RECORDED
 from tests.servers.data import recorded_entry as entry
 from tests.servers.fake_logging import FakeLogging
@@ -27,7 +27,6 @@ from tests.servers.loopback import rfc3339
 # A Python traceback as Cloud Run stores plain stdout: one DEFAULT entry per line.
 SPLIT = json.loads((DATA / "logs" / "split_traceback.json").read_text(encoding="utf-8"))
 TRACEBACK_SELECTORS = " OR ".join(f"textPayload=~{json.dumps(p)}" for p in TRACEBACK_LINE_PATTERNS)
-FAST = {"settle_s": 0}
 
 
 def as_entry(name: str) -> LogEntry:
@@ -35,9 +34,6 @@ def as_entry(name: str) -> LogEntry:
     return entry_from_parts(timestamp=None, severity=data["severity"], payload=data.get("jsonPayload", data.get("textPayload")),
                             http_request=data.get("httpRequest"))
 
-
-def text(value: str, severity: str = "ERROR") -> LogEntry:
-    return LogEntry(None, severity=severity, text=value)
 
 
 def check(source: LogSource | None, tgt: Target, **settings: Any) -> CheckResult:
@@ -49,11 +45,6 @@ def fake(fake_logging: FakeLogging) -> FakeLogging:
     return fake_logging
 
 
-TRACEBACK = '''Traceback (most recent call last):
-  File "/app/orders/api.py", line 42, in handle_checkout
-    order = ORDERS[order_id]
-KeyError: 'ord_7Hq2xK9p'
-'''
 
 
 @pytest.mark.parametrize(("entry_", "title"), [
@@ -64,13 +55,13 @@ KeyError: 'ord_7Hq2xK9p'
     pytest.param(as_entry("deprecation"), "DeprecationWarning: datetime.datetime.utcnow() is deprecated and scheduled for "
                  "removal in a future version. Use timezone-aware objects to represent datetimes in UTC: datetime.date…",
                  id="deprecation-warning-capped"),
-    pytest.param(text("ERROR checkout failed for user 'bob' after 3 tries\n  at line two"),
+    pytest.param(log_line("ERROR checkout failed for user 'bob' after 3 tries\n  at line two"),
                  "ERROR checkout failed for user '<value>' after <n> tries", id="multi-line-text-first-line"),
-    pytest.param(text(f"handled request\n{TRACEBACK}\nDuring handling of the above exception, another exception occurred:\n\n"
+    pytest.param(log_line(f"handled request\n{TRACEBACK}\nDuring handling of the above exception, another exception occurred:\n\n"
                       'Traceback (most recent call last):\n  File "/app/orders/api.py", line 50, in handle_checkout\n'
                       "    raise NotFound(order_id)\norders.errors.NotFound: ord_7Hq2xK9p"),
                  "orders.errors.NotFound at orders/api.py:50 handle_checkout", id="chained-traceback-last-wins"),
-    pytest.param(text("Traceback (most recent call last):", "DEFAULT"), "exception (traceback without frames)",
+    pytest.param(log_line("Traceback (most recent call last):", "DEFAULT"), "exception (traceback without frames)",
                  id="traceback-header-alone"),
 ])
 def test_signature_titles(entry_: LogEntry, title: str) -> None:
@@ -79,9 +70,10 @@ def test_signature_titles(entry_: LogEntry, title: str) -> None:
 
 def test_same_error_with_different_ids_is_one_signature() -> None:
     entries = [
-        text("payment failed for order 8f14e45f-ceea-467f-a1f3-6a1a3b4c5d6e at 2026-11-25T10:04:01.5Z: 'card_declined' (hash deadbeef42)"),
-        text("payment failed for order 0b6d5e2c-1a77-4c1e-9a8f-4f1c9a2e7d3b at 2026-11-25T10:05:17Z: 'no_funds' (hash 9c0ffee1b)"),
-        text(TRACEBACK), text(TRACEBACK.replace("ord_7Hq2xK9p", "ord_Zz91aa0q").replace("line 42", "line 43")),
+        log_line("payment failed for order 8f14e45f-ceea-467f-a1f3-6a1a3b4c5d6e at 2026-11-25T10:04:01.5Z: 'card_declined' "
+                 "(hash deadbeef42)"),
+        log_line("payment failed for order 0b6d5e2c-1a77-4c1e-9a8f-4f1c9a2e7d3b at 2026-11-25T10:05:17Z: 'no_funds' (hash 9c0ffee1b)"),
+        log_line(TRACEBACK), log_line(TRACEBACK.replace("ord_7Hq2xK9p", "ord_Zz91aa0q").replace("line 42", "line 43")),
     ]
     grouped, _ = logs.group(entries)
     assert {k: s.count for k, s in grouped.items()} == {
@@ -91,26 +83,26 @@ def test_same_error_with_different_ids_is_one_signature() -> None:
 
 
 def test_classification_by_rate_new_gone_increased() -> None:
-    new, _ = logs.group([text("A")] * 10 + [text("B")] * 2 + [text("C")] * 1)
-    old, _ = logs.group([text("A")] * 10 + [text("B")] * 10 + [text("D")] * 3)
+    new, _ = logs.group([log_line("A")] * 10 + [log_line("B")] * 2 + [log_line("C")] * 1)
+    old, _ = logs.group([log_line("A")] * 10 + [log_line("B")] * 10 + [log_line("D")] * 3)
     # 5 minutes now vs 50 minutes before: A went from 0.2/min to 2/min, B stayed 0.2 → 0.4.
     result = {s.key: s for s in logs.classify(new, old, 5.0, 50.0, 2.0)}
     assert {k: s.status for k, s in result.items()} == {"A": "increased", "B": "increased", "C": "new", "D": "gone"}
     assert (result["A"].rate, result["A"].previous_rate) == (2.0, 0.2)
-    only_b = logs.group([text("B")] * 2)[0]  # 0.4/min now
-    assert logs.classify(only_b, logs.group([text("B")] * 15)[0], 5.0, 50.0, 2.0)[0].status == "same"  # was 0.3/min
-    assert logs.classify(only_b, logs.group([text("B")] * 30)[0], 5.0, 50.0, 2.0)[0].status == "fewer"  # was 0.6/min
+    only_b = logs.group([log_line("B")] * 2)[0]  # 0.4/min now
+    assert logs.classify(only_b, logs.group([log_line("B")] * 15)[0], 5.0, 50.0, 2.0)[0].status == "same"  # was 0.3/min
+    assert logs.classify(only_b, logs.group([log_line("B")] * 30)[0], 5.0, 50.0, 2.0)[0].status == "fewer"  # was 0.6/min
 
 
 def test_excerpts_are_redacted_and_capped() -> None:
-    secret = text('login failed: password=hunter2 api_key="AKIAIOSFODNN7EXAMPLE" Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.'
+    secret = log_line('login failed: password=hunter2 api_key="AKIAIOSFODNN7EXAMPLE" Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.'
                   'eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl url=https://bob:s3cret@db.internal/x ' + "x" * 900)
     cut = logs.excerpt(secret, 200)
     assert len(cut) == 200 and cut.endswith("…")
     for leaked in ("hunter2", "AKIAIOSFODNN7EXAMPLE", "eyJzdWIi", "s3cret"):
         assert leaked not in cut
     assert "password=[REDACTED]" in cut and "Bearer [REDACTED]" in cut
-    assert logs.excerpt(text(TRACEBACK + "y" * 0), 60).endswith("KeyError: 'ord_7Hq2xK9p'")
+    assert logs.excerpt(log_line(TRACEBACK + "y" * 0), 60).endswith("KeyError: 'ord_7Hq2xK9p'")
 
 
 def filters(fake: FakeLogging) -> dict[str, list[str]]:
@@ -186,9 +178,9 @@ def test_traceback_lines_outside_a_traceback_are_not_errors(fake: FakeLogging) -
 
 
 @pytest.mark.parametrize("line", [
-    pytest.param(text('  File "/app/x.py", line 3, in f', "DEFAULT"), id="frame-line-default"),
-    pytest.param(text("ValueError: boom", "DEFAULT"), id="exception-line-default"),
-    pytest.param(text("ValueError: boom", "INFO"), id="exception-line-info"),
+    pytest.param(log_line('  File "/app/x.py", line 3, in f', "DEFAULT"), id="frame-line-default"),
+    pytest.param(log_line("ValueError: boom", "DEFAULT"), id="exception-line-default"),
+    pytest.param(log_line("ValueError: boom", "INFO"), id="exception-line-info"),
 ])
 def test_a_lone_traceback_line_below_error_does_not_count(line: LogEntry) -> None:
     assert logs.group([line]) == ({}, 0)
@@ -320,14 +312,14 @@ def test_local_log_file(tmp_path: Any) -> None:
 
 
 def test_secrets_never_reach_a_signature_title() -> None:
-    key, title = logs.signature_of(text("login failed for admin password=hunter2 Authorization: Bearer sk-proj-abcdef123456"))
+    key, title = logs.signature_of(log_line("login failed for admin password=hunter2 Authorization: Bearer sk-proj-abcdef123456"))
     assert "hunter2" not in title + key and "sk-proj-abcdef123456" not in title + key
 
 
 def test_an_error_that_mentions_a_deprecation_is_still_an_error() -> None:
-    entry_ = text("payment failed; see FutureWarning in the gateway client", severity="ERROR")
+    entry_ = log_line("payment failed; see FutureWarning in the gateway client", severity="ERROR")
     assert not logs.is_deprecation(entry_)
-    assert logs.is_deprecation(text("FutureWarning: pandas will change the default", severity="WARNING"))
+    assert logs.is_deprecation(log_line("FutureWarning: pandas will change the default", severity="WARNING"))
 
 
 def test_a_read_cut_off_at_max_entries_cannot_pass(fake: FakeLogging) -> None:
@@ -511,267 +503,3 @@ def test_cloud_logging_failures_are_not_measured_and_name_the_fix(fake: FakeLogg
     assert (result.status, result.score, result.critical) == (Status.ERROR, None, False)  # no baseline: not critical
     assert result.not_measured == [NotMeasured("Cloud Logging", result.summary, fix)]
     assert len(fake.requests) == (1 if status == 403 else MAX_ATTEMPTS)  # only a transient answer is worth a retry
-
-
-# ---------------------------------------------------------------- the verdict on fixed entries and windows
-
-T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-WINDOWS = logs._Windows(T0, T0 + timedelta(minutes=5), T0 - timedelta(minutes=10), T0)  # 5 min now, 10 min before
-REFUND = "refund failed because the card issuer declined the reversal after the settlement window had already closed"
-UTCNOW = "DeprecationWarning: utcnow is deprecated"
-READ_AT_LIMIT = "only the first 16 matching entries of the new revision were read"
-
-
-def at(minutes: float, text_: str, severity: str = "ERROR") -> LogEntry:
-    return LogEntry(T0 + timedelta(minutes=minutes), severity=severity, text=text_)
-
-
-def many(text_: str, *minutes: float, severity: str = "ERROR") -> list[LogEntry]:
-    return [at(m, text_, severity) for m in minutes]
-
-
-# Since the deploy: two new signatures (one recurring), one increased, one the same, one fewer, a deprecation, an ignored line.
-NEW_ENTRIES = [*many("checkout failed", 1, 1.5, 2), at(4, REFUND), *many("db timeout", 2, 3), *many("cache miss", 0.5, 1, 1.5),
-               *many("slow query", 3, 3.5, 4, 4.5), *many(UTCNOW, 2, 2.5, severity="WARNING"), at(0.2, "healthcheck noise")]
-# Before it: the same known errors at other rates, one that is gone, an ignored line and deprecations.
-OLD_ENTRIES = [at(-5, "db timeout"), *many("cache miss", -9, -8, -7, -6, -5, -4), *many("slow query", *range(-9, 0)),
-               at(-3, "disk full"), at(-2, "healthcheck noise"), at(-1, UTCNOW, "WARNING"),
-               at(-1, "FutureWarning: pandas will change the default", "WARNING")]
-JUDGED = {"max_error_rate_per_min": 2.6, "excerpt_chars": 80, "max_entries": 16, "ignore": ["noise"], **FAST}
-
-
-def judge(settings: dict[str, Any], new: list[LogEntry], old: list[LogEntry] | None, *, new_truncated: bool = False,
-          old_truncated: bool = False, presence: list[LogEntry] | None = None) -> CheckResult:
-    """``logs._judge`` on fixed windows: `new` read in 3 calls (``fetched`` = max_entries when truncated), `old` in 2."""
-    config = logs.Config(**settings)
-    target = revision_target(T0, previous=OLD if old is not None else "")
-    new_batch = LogBatch(new, new_truncated, 3, fetched=config.max_entries if new_truncated else len(new))
-    old_batch = LogBatch(old, old_truncated, 2, fetched=len(old)) if old is not None else None
-    found = LogBatch(presence, calls=1) if presence is not None else None
-    return logs._judge(target, config, WINDOWS, new_batch, old_batch, found, {"new": 3, "previous": 2})
-
-
-def shown(result: CheckResult) -> list[tuple[Any, ...]]:
-    return [(e.what, e.measured, e.threshold, e.previous, e.ok) for e in result.evidence]
-
-
-def test_the_whole_verdict_on_known_entries() -> None:
-    result = judge({**JUDGED, "max_signatures_listed": 4}, NEW_ENTRIES, OLD_ENTRIES, new_truncated=True)
-    assert (result.status, result.score) == (Status.FAIL, 0.0)
-    assert result.summary == "new error since deploy: checkout failed (3×, 0.6/min) (+2 more)"
-    assert result.reasons == ["new error since deploy: checkout failed (3×, 0.6/min)",
-                              f"new error since deploy, seen 1× (fewer than fail_count 3): {REFUND} (1×, 0.2/min)",
-                              "error increased: db timeout (2×, 0.4/min), was 0.1/min", READ_AT_LIMIT]
-    assert result.next_steps == [f"read the logs of {NEW} around 2026-11-25 10:01:00Z",
-                                 "add a logs.ignore pattern if the error is expected"]
-    assert shown(result) == [
-        ("window", f"2026-11-25 10:00:00Z → 2026-11-25 10:05:00Z ({NEW})", None, f"2026-11-25 09:50:00Z → 2026-11-25 10:00:00Z ({OLD})",
-         None),
-        ("entries.list calls", f"3 for {NEW}, 2 for {OLD}", "≤ 2 per revision, more only when paged or retried", None, None),
-        ("error entries", "13 (2.6/min)", "≤ 2.6/min", "17 (1.7/min)", True),  # exactly at the rate limit: within it
-        ("new error signatures (≥ 3×)", "1 of 2 new", "≤ 0", None, False),
-        ("new signature: checkout failed", "3× (0.6/min), first seen 2026-11-25 10:01:00Z: checkout failed", None, "0× (0/min)", False),
-        (f"new signature: {REFUND}", f"1× (0.2/min), first seen 2026-11-25 10:04:00Z: {REFUND[:79]}…", None, "0× (0/min)", False),
-        ("increased signature: db timeout", "2× (0.4/min), first seen 2026-11-25 10:02:00Z: db timeout", None, "1× (0.1/min)", False),
-        ("same signature: cache miss", "3× (0.6/min), first seen 2026-11-25 10:00:30Z: cache miss", None, "6× (0.6/min)", True),
-        ("signatures not listed", 2, "max_signatures_listed 4", None, None),
-        (f"deprecation warning: {UTCNOW}", f"2×, first seen 2026-11-25 10:02:00Z: {UTCNOW}", None, "1×", None),
-        ("entries ignored (logs.ignore)", 1, None, None, None),
-        ("entries read (new revision)", "16 (limit reached)", "max_entries 16", None, False),
-    ]
-
-
-@pytest.mark.parametrize("listed", [6, 20], ids=["exactly-as-many-as-listed", "more-room"])
-def test_signatures_are_listed_new_first_then_by_count(listed: int) -> None:
-    result = judge({**JUDGED, "max_signatures_listed": listed}, NEW_ENTRIES, OLD_ENTRIES)
-    assert [row for row in shown(result) if "signature" in str(row[0]) and not row[0].startswith("new error")] == [
-        ("new signature: checkout failed", "3× (0.6/min), first seen 2026-11-25 10:01:00Z: checkout failed", None, "0× (0/min)", False),
-        (f"new signature: {REFUND}", f"1× (0.2/min), first seen 2026-11-25 10:04:00Z: {REFUND[:79]}…", None, "0× (0/min)", False),
-        ("increased signature: db timeout", "2× (0.4/min), first seen 2026-11-25 10:02:00Z: db timeout", None, "1× (0.1/min)", False),
-        ("same signature: cache miss", "3× (0.6/min), first seen 2026-11-25 10:00:30Z: cache miss", None, "6× (0.6/min)", True),
-        ("fewer signature: slow query", "4× (0.8/min), first seen 2026-11-25 10:03:00Z: slow query", None, "9× (0.9/min)", None),
-        ("gone signature: disk full", "0× since deploy", None, "1× (0.1/min)", None),
-    ]
-
-
-def test_without_a_previous_revision_every_signature_is_new_and_nothing_has_a_previous_value() -> None:
-    result = judge(JUDGED, NEW_ENTRIES, None, new_truncated=True)
-    assert result.summary == "new error since deploy: cache miss (3×, 0.6/min) (+4 more)"
-    assert result.reasons[-2:] == [READ_AT_LIMIT, "no previous revision to compare with: every error signature counts as new"]
-    assert [row[3] for row in shown(result)] == [None] * len(result.evidence)  # no `previous` anywhere
-    rows = {row[0]: row[1:] for row in shown(result)}
-    assert rows["entries.list calls"][0] == f"3 for {NEW}"
-    assert rows["new error signatures (≥ 3×)"] == ("3 of 5 new", "≤ 0", None, False)
-    assert rows[f"deprecation warning: {UTCNOW}"] == (f"2×, first seen 2026-11-25 10:02:00Z: {UTCNOW}", None, None, None)
-
-
-def test_known_errors_only_pass_and_say_how_many() -> None:
-    result = judge(FAST, many("cache miss", 0.5, 1, 1.5), [*many("cache miss", *range(-9, -3)), at(-3, "disk full")])
-    assert (result.status, result.score, result.reasons) == (Status.PASS, 1.0, [])
-    assert result.summary == f"no new error signature in {NEW} since 2026-11-25 10:00:00Z: 3 error entries in 1 known signatures"
-
-
-def test_no_errors_and_no_previous_revision_pass_with_a_note() -> None:
-    result = judge(FAST, [at(1, "listening on :8080", "INFO")], None)
-    assert (result.status, result.score, result.summary) == (Status.PASS, 1.0, f"no errors logged by {NEW} since 2026-11-25 10:00:00Z")
-    assert result.reasons == ["no previous revision to compare with: every error signature counts as new"]
-    assert ("error entries", "0 (0/min)", None, None, True) in shown(result)
-
-
-def test_an_incomplete_read_without_errors_warns_with_both_notes() -> None:
-    result = judge({**FAST, "max_entries": 16}, [at(1, "listening on :8080", "INFO")], [at(-1, "ready", "INFO")],
-                   new_truncated=True, old_truncated=True)
-    previous = "only the first 1 matching entries of the previous revision were read"
-    assert (result.status, result.score, result.reasons) == (Status.WARN, 0.5, [READ_AT_LIMIT, previous])
-    assert result.summary == f"{READ_AT_LIMIT}; no errors logged by {NEW} since 2026-11-25 10:00:00Z"
-    assert shown(result)[-2:] == [("entries read (new revision)", "16 (limit reached)", "max_entries 16", None, False),
-                                  ("entries read (previous revision)", "1 (pages left unread)", "max_entries 16", None, False)]
-
-
-def test_nothing_logged_at_all_is_skipped_with_its_window() -> None:
-    result = judge(FAST, [], [], presence=[])
-    why = (f"no log entries at all from {NEW} between 2026-11-25 10:00:00Z and 2026-11-25 10:05:00Z: Cloud Logging has not "
-           "ingested them yet (or the revision wrote none), so no errors is not a pass")
-    assert (result.status, result.summary, result.reasons) == (Status.SKIPPED, why, [why])
-    assert result.next_steps == ["validate again in a minute, or raise logs.settle_s"]
-    assert [row[0] for row in shown(result)] == ["window", "entries.list calls"]
-
-
-def test_one_failing_reason_beside_a_note_counts_no_more() -> None:
-    result = judge(FAST, many("boom", 1, 2, 3), None)
-    assert (result.status, result.summary) == (Status.FAIL, "new error since deploy: boom (3×, 0.6/min)")
-    assert result.reasons[-1] == "no previous revision to compare with: every error signature counts as new"
-
-
-def test_a_zero_error_rate_limit_fails_on_one_error() -> None:
-    result = judge({**FAST, "max_error_rate_per_min": 0}, [at(1, "boom")], [])
-    assert result.status is Status.FAIL
-    assert "expected at most 0 errors/min, found 0.2/min (1 in 5.0 min)" in result.reasons
-
-
-@pytest.mark.parametrize(("old", "status"), [([], Status.FAIL), (many("retrying upstream", *range(-9, -3), severity="WARNING"),
-                                                                   Status.PASS)],
-                         ids=["new-warning-counts", "known-warning-counts-on-both-sides"])
-def test_count_warnings_counts_them_in_both_revisions(old: list[LogEntry], status: Status) -> None:
-    result = judge({**FAST, "count_warnings": True}, many("retrying upstream", 1, 2, 3, severity="WARNING"), old)
-    assert result.status is status, result.summary
-    assert sum(1 for row in shown(result) if str(row[0]).endswith("signature: retrying upstream")) == 1
-
-
-# ---------------------------------------------------------------- the pieces, at their boundaries
-
-
-@pytest.mark.parametrize(("entry_", "count_warnings", "kind"), [
-    (LogEntry(None, "ERROR", "boom"), False, "error"),
-    (LogEntry(None, "INFO", "GET /x", http_status=500), False, "error"),
-    (LogEntry(None, "INFO", "GET /x", http_status=499), False, ""),
-    (LogEntry(None, "WARNING", "retrying"), False, ""),
-    (LogEntry(None, "WARNING", "retrying"), True, "error"),
-    (LogEntry(None, "INFO", "retrying"), True, ""),
-    (LogEntry(None, "DEFAULT", TRACEBACK), False, "error"),
-    (LogEntry(None, "WARNING", UTCNOW), True, "deprecation"),
-    (LogEntry(None, "WARNING", UTCNOW, http_status=500), False, "error"),
-    (LogEntry(None, "WARNING", UTCNOW, http_status=499), False, "deprecation"),
-], ids=["error", "request-500", "request-499", "warning", "warning-counted", "info-never", "traceback-any-severity",
-        "deprecation", "deprecation-in-a-500-is-an-error", "deprecation-in-a-499"])
-def test_what_counts_as_an_error(entry_: LogEntry, count_warnings: bool, kind: str) -> None:
-    assert logs._counts(entry_, count_warnings) == kind
-
-
-@pytest.mark.parametrize(("entry_", "title"), [
-    (LogEntry(None, "ERROR", "", http_status=503), "HTTP 503 request /"),
-    (LogEntry(None, "ERROR", "GET failed", http_status=500, http_method="GET", http_url="/orders/42?x=1?y"), "HTTP 500 GET /orders/{id}"),
-    (LogEntry(None, "ERROR", "bad gateway", http_status=502, http_method="GET", http_url="//orders/42"), "HTTP 502 GET //orders/{id}"),
-    (LogEntry(None, "ERROR", "upstream said 499", http_status=499, http_url="/a"), "upstream said <n>"),
-    (LogEntry(None, "ERROR", ""), "(empty ERROR entry)"),
-    (LogEntry(None, "ERROR", "\n  \nsecond line"), "second line"),
-    (LogEntry(None, "ERROR", "too   many \t spaces"), "too many spaces"),
-], ids=["5xx-without-text", "5xx-path-ids-and-query", "5xx-path-is-no-host", "4xx-is-text", "empty", "first-non-blank-line",
-        "whitespace-collapsed"])
-def test_signature_titles_at_the_edges(entry_: LogEntry, title: str) -> None:
-    assert logs.signature_of(entry_)[1] == title
-
-
-@pytest.mark.parametrize(("length", "title_length"), [(160, 160), (161, 160)], ids=["at-the-cap", "over-the-cap"])
-def test_titles_are_capped_at_160_characters(length: int, title_length: int) -> None:
-    title = logs.signature_of(text("x" * length))[1]
-    assert len(title) == title_length and title.endswith("…") is (length > 160)
-
-
-@pytest.mark.parametrize(("path", "short"), [
-    ("/usr/lib/python3/site-packages/httpx/_models.py", "httpx/_models.py"),
-    ("/usr/lib/python3/dist-packages/yaml/composer/reader.py", "yaml/composer/reader.py"),
-    ("/v/site-packages/vendored/site-packages/six.py", "six.py"),
-    ("C:\\app\\orders\\api.py", "orders/api.py"),
-    ("api.py", "api.py"),
-    ("/", "/"),
-], ids=["site-packages", "dist-packages", "innermost-site-packages", "windows", "bare-name", "no-name-at-all"])
-def test_frame_paths_are_shortened(path: str, short: str) -> None:
-    assert logs._short_path(path) == short
-
-
-def test_the_last_traceback_decides_even_without_frames() -> None:
-    chained = f"{TRACEBACK}\nDuring handling of the above exception, another exception occurred:\n\n" \
-              "Traceback (most recent call last):\nRuntimeError: gave up"
-    assert logs.signature_of(text(chained))[1] == "RuntimeError (traceback without frames)"
-
-
-def test_tab_indented_source_lines_are_not_the_exception() -> None:
-    tabbed = 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in f\n\tvalue = table[key]\nKeyError: \'k\''
-    assert logs.signature_of(text(tabbed))[1] == "KeyError at app/x.py:3 f"
-
-
-def test_frames_without_indentation_still_end_before_the_exception() -> None:
-    # Some log shippers trim every line, and an image without sources prints frames without their code.
-    flat = 'Traceback (most recent call last):\nFile "/app/x.py", line 3, in f\nKeyError: \'k\''
-    assert logs.signature_of(text(flat))[1] == "KeyError at app/x.py:3 f"
-
-
-@pytest.mark.parametrize(("limit", "expected"), [(9, "short one"), (8, "short o…")], ids=["at-the-limit", "over-it"])
-def test_excerpts_cut_at_the_limit(limit: int, expected: str) -> None:
-    assert logs.excerpt(text("short one"), limit) == expected
-
-
-def test_a_long_traceback_keeps_its_end() -> None:
-    cut = logs.excerpt(text("x" * 200 + "\n" + TRACEBACK.strip()), 60)
-    assert cut == "…" + TRACEBACK.strip()[-59:]
-
-
-def test_grouping_counts_in_time_order_from_the_first_occurrence() -> None:
-    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
-    entries = [LogEntry(t2, "ERROR", "boom"), LogEntry(t1, "INFO", "fine"), LogEntry(t2, "ERROR", "noise: a"),
-               LogEntry(t1, "ERROR", "noise: b"), LogEntry(t1, "ERROR", TRACEBACK), LogEntry(None, "ERROR", "boom"),
-               LogEntry(t1, "WARNING", "slow")]
-    grouped, ignored = logs.group(entries, ignore=[re.compile("ord_7Hq2xK9p|noise")])
-    assert ignored == 3  # two by their signature, the traceback by its text
-    assert {k: (s.count, s.first_seen) for k, s in grouped.items()} == {"boom": (2, None)}
-    assert logs.group([LogEntry(t1, "ERROR", "y" * 700)])[0]["y" * 159 + "…"].excerpt == "y" * 599 + "…"
-
-
-def test_classify_at_equal_rates_and_for_gone_signatures() -> None:
-    new, _ = logs.group([text("B")] * 2)
-    old, _ = logs.group([text("B")] * 4 + [text("D")] * 3)
-    result = {s.key: s for s in logs.classify(new, old, 5.0, 10.0, 2.0)}
-    assert result["B"].status == "same"  # 0.4/min then and now
-    gone = result["D"]
-    assert (gone.status, gone.count, gone.previous, gone.rate, gone.previous_rate, gone.excerpt) == ("gone", 0, 3, 0.0, 0.3, "D")
-    lone = {s.key: s for s in logs.classify(logs.group([text("B")])[0], old, 5.0, 0.0, 2.0)}
-    assert (lone["B"].previous_rate, lone["D"].previous_rate) == (0.0, 0.0)  # no previous window: no previous rate
-
-
-def test_when_and_rate_formats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TZ", "America/New_York")  # times are shown in UTC whatever the machine's zone
-    time.tzset()
-    try:
-        assert (logs._when(None), logs._when(T0.astimezone())) == ("?", "2026-11-25 10:00:00Z")
-    finally:
-        monkeypatch.undo()
-        time.tzset()
-    assert [logs._rate(v) for v in (0, 0.5, 2, 1 / 3)] == ["0", "0.5", "2", "0.33"]
-
-
-def test_without_a_creation_time_the_window_is_the_baseline_length() -> None:
-    now = T0 + timedelta(hours=1)
-    target = Target(service="orders", revision=NEW, previous_revision=OLD)
-    win = logs.windows(target, logs.Config(baseline_s=600), now)
-    assert (win.since, win.until) == (now - timedelta(seconds=600), now)
