@@ -7,6 +7,7 @@ from typing import Any
 
 import functions_framework
 
+from core.errors import Transient
 from entry.function import handle
 
 
@@ -17,6 +18,16 @@ def on_build(cloud_event: Any) -> None:
     Returning acks the Pub/Sub message; only a Transient fault raises (→ 500 → redelivery).
     """
     handle(cloud_event.data, str(cloud_event["id"]))
+
+
+def answer_transient(exc: Transient) -> tuple[str, int]:
+    """500 for a fault worth a redelivery, without Flask's traceback: handle() has logged one line saying why
+    (INFO for a duplicate delivery that found the validation in progress, WARNING for an outage)."""
+    return f"asking for redelivery: {exc}", 500
+
+
+# Serving, functions-framework has made this its Flask app's errorhandler; imported by the CLI, a no-op.
+functions_framework.errorhandler(Transient)(answer_transient)
 
 
 if __name__ == "__main__":

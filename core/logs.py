@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 LOGGER = logging.getLogger("postdeploy")
 _configured = False
+# The first log lines of a fresh instance may come from many request threads at once: one of them installs the
+# handler, and the others wait for it (importing google.cloud.logging_v2 from two threads at once can fail half-way).
+_setup_lock = threading.Lock()
 
 
 def use_structured() -> None:
-    """Send postdeploy's records to stdout as Cloud Logging JSON (idempotent)."""
+    """Send postdeploy's records to stdout as Cloud Logging JSON (idempotent, thread-safe)."""
     global _configured
     if _configured:
         return
-    from google.cloud.logging_v2.handlers import StructuredLogHandler
+    with _setup_lock:
+        if _configured:
+            return
+        from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-    handler = StructuredLogHandler(stream=sys.stdout)
-    LOGGER.handlers[:] = [handler]
-    LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False
-    _configured = True
+        handler = StructuredLogHandler(stream=sys.stdout)
+        LOGGER.handlers[:] = [handler]
+        LOGGER.setLevel(logging.INFO)
+        LOGGER.propagate = False
+        _configured = True
 
 
 def use_console(level: int = logging.WARNING) -> None:
@@ -33,10 +40,11 @@ def use_console(level: int = logging.WARNING) -> None:
     global _configured
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    LOGGER.handlers[:] = [handler]
-    LOGGER.setLevel(level)
-    LOGGER.propagate = False
-    _configured = True
+    with _setup_lock:
+        LOGGER.handlers[:] = [handler]
+        LOGGER.setLevel(level)
+        LOGGER.propagate = False
+        _configured = True
 
 
 def log(severity: str, message: str, *, build_id: str = "", service: str = "", **fields: Any) -> None:

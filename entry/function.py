@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import BadMessage, ConfigError, Transient
+from core.errors import BadMessage, Busy, ConfigError, Transient
 from trigger.detect import deploy_intents, is_candidate
 from trigger.events import decode
 
@@ -93,6 +93,9 @@ def _handle(payload: Any, event_id: str, config: Config | None, adapters: Adapte
         config = Config.default()
     try:
         return Handled("validated", validations=pipeline.run(build, intents, config, adapters or cached_adapters(), problem))
+    except Busy as exc:  # a duplicate delivery while the first is at work: expected, not a fault
+        log("INFO", f"busy, asking for redelivery: {exc}", build_id=build.id)
+        raise
     except Transient as exc:
         log("WARNING", f"transient fault, asking for redelivery: {exc}", build_id=build.id)
         raise

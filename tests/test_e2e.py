@@ -8,12 +8,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from sources.gcp import storage_client
 from tests.servers import processes
-from tests.servers.data import load_build
+from tests.servers.data import load_build, push_body
 from tests.servers.fake_logging import FakeLogging
 from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import FakeCloudRun
@@ -134,3 +137,35 @@ def test_cloud_run_api_outage_is_redelivered_then_reported_once(
     assert len(slack.messages) == 1
     assert "transient fault, asking for redelivery" in log
     assert statuses == [500, 200], statuses
+
+
+def post_event(url: str, body: dict[str, Any], event_id: str) -> int:
+    """One Pub/Sub push as Eventarc delivers it: a binary-mode CloudEvent whose data is the push body."""
+    headers = {"ce-id": event_id, "ce-source": "//pubsub.googleapis.com/projects/acme-prod/topics/cloud-builds",
+               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-specversion": "1.0"}
+    return httpx.post(url, json=body, headers=headers, timeout=60).status_code
+
+
+def test_a_duplicate_that_finds_the_validation_in_progress_gets_one_info_line_and_no_traceback(
+        fake_run: FakeCloudRun, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, slack: SlackReceiver,
+        tmp_path: Path, orders_build: dict[str, Any]) -> None:
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    reports = tmp_path / "reports"
+    # Another delivery claimed this (build, revision) a moment ago and is still validating it.
+    claim = reports / "orders" / orders_build["id"] / "claim-orders-00042-new.txt"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(f"{datetime.now(UTC).isoformat()} the-first-delivery", encoding="utf-8")
+    env = {"POSTDEPLOY_REPORTS": str(reports), "POSTDEPLOY_SLACK_WEBHOOK": slack.url, "POSTDEPLOY_CONFIG": str(config),
+           "PYTHONUNBUFFERED": "1"}
+    with processes.functions_framework(processes.free_port(), env, ROOT) as function:
+        statuses = [post_event(function.url, push_body(orders_build, f"m-{i}"), f"e-{i}") for i in range(3)]
+        time.sleep(0.5)
+        log = function.read_log()
+
+    assert statuses == [500, 500, 500]  # Pub/Sub redelivers each later, when the first delivery has finished
+    records = json_lines(log)
+    busy = [r for r in records if r.get("message", "").startswith("busy, asking for redelivery: another delivery has been")]
+    assert [r["severity"] for r in busy] == ["INFO"] * 3, log[-3000:]
+    assert "Traceback" not in log and "Exception on /" not in log and "ERROR" not in log, log[-3000:]
+    assert not slack.messages and sorted(p.name for p in claim.parent.iterdir()) == [claim.name]

@@ -15,7 +15,7 @@ MAX_LINES = 600
 # Lower layers never import higher ones (DESIGN: main → pipeline → checks/report → probes/sources → model).
 # A module may import its own layer and those below it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("model", ("core.model", "core.signals", "core.errors", "core.expect", "core.schema", "core.backoff", "core.logs")),
+    ("model", ("core.model", "core.signals", "core.errors", "core.expect", "core.schema", "core.backoff", "core.logs", "core.redact")),
     ("reaching the revision and Google", ("trigger", "probe", "sources")),
     ("judging and reporting", ("checks", "report", "core.config", "core.runner")),
     ("pipeline", ("core.pipeline",)),
