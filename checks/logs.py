@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from core.errors import PostdeployError, api_fix
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
+from core.redact import redact_text
 from core.schema import CheckSettings
 from core.signals import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, RevisionScope, severity_rank
 from sources.log_entries import TRACEBACK_BANNER as TRACEBACK
@@ -53,18 +54,6 @@ _NORMALISE = [
     (re.compile(r"(?<![A-Za-z<])\d+(?:\.\d+)?"), "<n>"),
 ]
 _PATH_ID = re.compile(r"^(?:\d+|[0-9a-fA-F-]{8,}|[A-Za-z]+[_-][A-Za-z0-9]*\d[A-Za-z0-9]*)$")
-_SECRET_KEYS = (r"(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
-                r"authorization|credentials?|session(?:id)?|cookie)")
-_REDACT = [
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), "[REDACTED PRIVATE KEY]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 [REDACTED]"),
-    (re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*"), "[REDACTED JWT]"),
-    (re.compile(r"(?i)([\"']?\b\w*" + _SECRET_KEYS + r"\w*[\"']?\s*[:=]\s*[\"']?)"
-                r"(?!\[REDACTED|Bearer\b|Basic\b)([^\s\"'&,;}]+)"), r"\1[REDACTED]"),
-    (re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+@"), r"\1[REDACTED]@"),
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}\b|\bxox[abposr]-[0-9A-Za-z-]{10,}\b"
-                r"|\bgh[pousr]_[0-9A-Za-z]{30,}\b|\bsk_(?:live|test)_[0-9A-Za-z]{16,}\b"), "[REDACTED]"),
-]
 
 
 class Config(CheckSettings):
@@ -168,7 +157,7 @@ def is_deprecation(entry: LogEntry) -> bool:
 def signature_of(entry: LogEntry) -> tuple[str, str]:
     """(key, title): exception type + innermost frame for tracebacks; status + route for 5xx request logs;
     otherwise the first line with numbers, ids, hashes, quoted values and timestamps normalised."""
-    entry = replace(entry, text=redact(entry.text))  # titles reach the report and Slack too
+    entry = replace(entry, text=redact_text(entry.text))  # titles reach the report and Slack too
     found = _traceback(entry.text)
     if found:
         return found
@@ -185,16 +174,9 @@ def signature_of(entry: LogEntry) -> tuple[str, str]:
     return title, title
 
 
-def redact(text: str) -> str:
-    """Tokens, keys, passwords and bearer values replaced by [REDACTED]."""
-    for pattern, replacement in _REDACT:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 def excerpt(entry: LogEntry, limit: int) -> str:
     """The entry's text, redacted and capped; a traceback keeps its end, where the exception is."""
-    text = redact(entry.text.strip())
+    text = redact_text(entry.text.strip())
     if len(text) <= limit:
         return text
     if TRACEBACK in text:

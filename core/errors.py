@@ -6,6 +6,7 @@
     ├── TargetNotFound      permanent: the service or revision is not there (INCONCLUSIVE report)
     ├── AccessDenied        permanent: a Google API answered 403; the message names the role to grant
     ├── NoCredentials       permanent: no Google credentials where postdeploy runs (``fix`` says how to give some)
+    ├── RequestRejected     permanent: a Google API (400) or its client refused the request as invalid
     └── Transient           retry by redelivery: raised only before anything user-visible was sent
         ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
         ├── StorageUnavailable    Cloud Storage 5xx / timeouts

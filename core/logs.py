@@ -11,6 +11,8 @@ import sys
 import threading
 from typing import Any
 
+from core.redact import redact
+
 LOGGER = logging.getLogger("postdeploy")
 _configured = False
 # The first log lines of a fresh instance may come from many request threads at once: one of them installs the
@@ -48,10 +50,11 @@ def use_console(level: int = logging.WARNING) -> None:
 
 
 def log(severity: str, message: str, *, build_id: str = "", service: str = "", **fields: Any) -> None:
-    """One log record; ``build_id`` and ``service`` become Cloud Logging labels."""
+    """One log record; ``build_id`` and ``service`` become Cloud Logging labels; the message and fields are redacted."""
     if not _configured:
         use_structured()
     labels = {k: v for k, v in (("build_id", build_id), ("service", service)) if v}
     level = logging.getLevelName(severity.upper())
+    message, fields = redact((message, fields))
     LOGGER.log(level if isinstance(level, int) else logging.INFO, message,
                extra={"labels": labels, "json_fields": fields})

@@ -207,8 +207,8 @@ async def validate_intent(build: Build, intent: DeployIntent, settings: Settings
     deadline = time.monotonic() + settings.deadline_s
     source = adapters.get("revisions")
     target = await asyncio.to_thread(resolve, intent, build, source, settings.region, revision)
-    if problem:
-        target = replace(target, problem=problem)
+    if problem:  # an invalid config; the target's own problem (a name that cannot be a service, …) is kept after it
+        target = replace(target, problem=f"{problem}; {target.problem}" if target.problem else problem)
     log("INFO", f"validating {target.service} revision {target.revision or '?'} ({target.match_rule or target.problem})",
         build_id=build.id, service=intent.service)
     return await validate_target(target, build, settings, adapters, deadline, started)

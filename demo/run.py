@@ -134,9 +134,6 @@ class StaticRevisionSource:
             raise TargetNotFound(f"service {name} not found")
         return self.services[name]
 
-    def list_services(self, project: str, region: str) -> list[str]:
-        return sorted(self.services)
-
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
         return list(self.revisions.get(service, []))
 

@@ -5,7 +5,9 @@ takes from stdout (``timestamp``, ``severity``, ``message``, ``httpRequest``, ``
 which ``sources.log_entries.FileLogSource`` reads. Modes (combine with ``+``, switch at run time):
 ``"broken"`` fails /health and order creation; ``"raising"`` keeps answering but logs a ``KeyError``
 traceback from ``orders/api.py`` on every HTTP request, the new exception a bad deploy starts throwing;
-``"hanging"`` accepts every HTTP request and never answers it (a deadlocked worker) until the service stops.
+``"hanging"`` accepts every HTTP request and never answers it (a deadlocked worker) until the service stops;
+``"leaky"`` echoes its ``leaks`` (planted secrets) in /health, the agent's last event and /garbled's status line,
+and logs each of them and every request's headers, as a service that quotes what it should not would.
 
 WebSocket upgrades are served on the same port as HTTP: the handler hands the upgraded connection to
 the sans-I/O ``websockets.server.ServerProtocol`` and pumps bytes between the socket and it.
@@ -19,6 +21,7 @@ import json
 import linecache
 import select
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -83,6 +86,11 @@ class _Server(ThreadingHTTPServer):
             self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request (probes time out on purpose) is no error of the service's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         """Cut every open connection so pooled clients see the service go down."""
         with self.connections_lock:
@@ -112,6 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.status = None
         if service.has_mode("raising") and self.headers.get("Upgrade", "").lower() != "websocket":
             service._log_exception(method, self.path)
+        if service.has_mode("leaky"):
+            service.log("ERROR", f"{method} {self.path} with headers " + ", ".join(f"{k}: {v}" for k, v in self.headers.items()))
+            for leak in service.leaks:
+                service.log("ERROR", f"leaked {leak}")
         if service.has_mode("hanging"):
             service._stopping.wait(HANG_S)
             self.close_connection = True
@@ -153,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             if service.has_mode("broken"):
                 self._send(503, json.dumps(BROKEN_BODY), "application/json")
             else:
-                self._send(200, json.dumps(HEALTHY_BODY), "application/json")
+                leaks = {"leaks": service.leaks} if service.has_mode("leaky") else {}
+                self._send(200, json.dumps({**HEALTHY_BODY, **leaks}), "application/json")
         elif path == "/":
             self._send(200, "sample service")
         elif path == "/ok":
@@ -177,6 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, "slow")
         elif path == "/drop":
             self.close_connection = True
+        elif path == "/garbled":  # a status line no client can parse, which clients quote in their error
+            self.close_connection = True
+            quoted = " | ".join(leak for leak in service.leaks if "\n" not in leak) if service.has_mode("leaky") else "garbled"
+            self.wfile.write(f"HTTP/1.1 OK {quoted}\r\n\r\n".encode())
         elif path == "/huge":
             self._send_huge(_int(query.get("bytes"), DEFAULT_HUGE_BYTES))
         elif path == "/redirect":
@@ -378,8 +395,9 @@ class SampleService:
     """The bundled sample service, served on 127.0.0.1 from a daemon thread."""
 
     def __init__(self, mode: str = "healthy", token: str | None = None, log_path: str | Path | None = None,
-                 revision: str = "") -> None:
+                 revision: str = "", leaks: Sequence[str] = ()) -> None:
         self.mode = mode
+        self.leaks = list(leaks)  # what mode "leaky" quotes
         self.token = token
         self.log_path = Path(log_path) if log_path is not None else None
         self.revision = revision  # the Cloud Run revision label of every line this service logs
@@ -510,7 +528,7 @@ class SampleService:
             prompt = prompt_message.decode(errors="replace")
         started = {"type": "agent_started"}
         thinking = {"type": "agent_thinking", "step": 1}
-        completed = {"type": "agent_completed", "answer": f"echo: {prompt}"}
+        completed = {"type": "agent_completed", "answer": f"echo: {prompt}", **({"leaks": self.leaks} if self.has_mode("leaky") else {})}
         if mode == "close-early":
             ws.send_json(started)
             ws.close(1001, "going away")

@@ -18,8 +18,15 @@ readonly ENTRY_POINT=on_build
 readonly TIMEOUT=540s
 readonly MEMORY=256Mi
 readonly MASK='****'
-# The function's own APIs, plus iam and cloudresourcemanager, which this script needs to create the
-# service account and edit the project's IAM policy (often on already, but not in every project).
+readonly DEFAULT_MAX_INSTANCES=10
+readonly DEFAULT_MAX_DELIVERY_ATTEMPTS=10
+# Pub/Sub backs off between these after a failed delivery (its own limits are 0-600 s).
+readonly MIN_RETRY_DELAY=10s
+readonly MAX_RETRY_DELAY=600s
+# How long dead-lettered messages are kept for a look (Pub/Sub's maximum without topic retention).
+readonly DEAD_LETTER_RETENTION=7d
+# The function's APIs, plus iam and cloudresourcemanager, which this script needs to create the
+# service account, the custom roles and edit the project's IAM policy.
 readonly APIS=(
   cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com
   eventarc.googleapis.com pubsub.googleapis.com logging.googleapis.com
@@ -30,6 +37,27 @@ readonly APIS=(
 readonly SOURCE_FILES=(main.py requirements.txt)
 readonly SOURCE_PACKAGES=(entry trigger core checks probe sources report)
 
+# Custom roles, created in the project. Each holds exactly what one place in the code calls; see the
+# permission table in deploy/README.md.
+readonly ROLE_FUNCTION=postdeployFunction # bound on the project: reads only
+readonly ROLE_PROBE_JOB=postdeployProbeJob # bound on each postdeploy-probe-SERVICE job only
+readonly ROLE_REPORTS=postdeployReports    # bound on the report bucket only
+# sources/cloud_run.py: services.get, revisions.list; probe/runners.py: revisions.get. (Nothing lists
+# services any more; add run.services.list back if the resolver ever names other services again.)
+readonly PERMS_RUN_READ=(run.services.get run.revisions.get run.revisions.list)
+readonly PERMS_LOGS=(logging.logEntries.list)      # checks/logs.py and the probe's result line
+readonly PERMS_METRICS=(monitoring.timeSeries.list) # checks/metrics.py
+readonly PERMS_PROBE_PROJECT=(run.operations.get)  # waiting on the job update's long-running operation
+# probe/runners.py on its own job: get, update, run with an args override, watch and cancel its execution.
+readonly PERMS_PROBE_JOB=(run.jobs.get run.jobs.update run.jobs.run run.jobs.runWithOverrides
+  run.executions.get run.executions.cancel)
+# report/store.py: create-only claims, overwrites (which need delete), reads, releasing a claim.
+readonly PERMS_REPORTS=(storage.objects.create storage.objects.get storage.objects.delete)
+# Project-wide roles that earlier versions of this script granted; a run removes them when found.
+readonly LEGACY_PROJECT_ROLES=(roles/run.developer roles/iam.serviceAccountUser roles/run.invoker
+  roles/logging.viewer roles/monitoring.viewer)
+readonly LEGACY_BUCKET_ROLE=roles/storage.objectAdmin
+
 PROJECT=""
 REGION=""
 BUCKET=""
@@ -38,17 +66,32 @@ CONFIG="$REPO_ROOT/deploy/postdeploy.example.yaml"
 SLACK_SECRET=""
 WEBHOOK=""
 WEBHOOK_GIVEN=0 # 1: --slack-webhook was on the command line (a URL or "-")
-RUNTIME_SAS=()  # --runtime-sa: the service accounts the validated services run as
+NO_SLACK=0
+SERVICES=()         # --service, as REGION/NAME
+RUNTIME_SAS=()      # --runtime-sa: accounts the probe job may run as, given by hand
+ARTIFACT_BUCKETS=() # --artifacts-bucket
+INVOKER_ALL=0       # --invoker-all-services
+MAX_INSTANCES=$DEFAULT_MAX_INSTANCES
+MAX_DELIVERY_ATTEMPTS=$DEFAULT_MAX_DELIVERY_ATTEMPTS
 DRY_RUN=0
 SEEN=" "
+
+# What the config asks for (read_features): which permissions the function role holds, and per
+# service name whether the imports probe runs (PROBE) and copies the revision's identity (COPY).
+NEED_LOGS=1
+NEED_METRICS=1
+declare -A PROBE=() COPY=() JOB=()
+ACTED_AS=" " # accounts already given roles/iam.serviceAccountUser in this run
 
 usage() {
   cat <<EOF
 Usage: deploy/deploy.sh --project PROJECT_ID --region REGION --bucket BUCKET [options]
 
 Deploys postdeploy as a 2nd-gen Cloud Function triggered by Cloud Build's "$TOPIC" topic,
-with everything it needs: APIs, the topic, the report bucket, a least-privilege service account,
-the Slack webhook in Secret Manager. Safe to run again: it only creates what is missing.
+with everything it needs: APIs, the topic, the report bucket, a service account holding custom
+roles with only the permissions the enabled checks use, the Slack webhook in Secret Manager, and a
+dead-letter topic for deliveries that keep failing. Safe to run again: it only creates what is
+missing, and it removes the broad project-wide roles that earlier versions granted.
 
 Required:
   --project PROJECT_ID     Google Cloud project to deploy into (the builds' project)
@@ -56,21 +99,39 @@ Required:
   --bucket BUCKET          Cloud Storage bucket for reports (created if missing); reports go
                            under gs://BUCKET/reports/
 
-Slack (one of these; without either, the webhook is read from stdin or a hidden prompt, and an
-empty answer keeps the webhook already stored in secret $DEFAULT_SECRET):
+Services (what the function may touch beyond reading Cloud Run, logs and metrics):
+  --service NAME           a Cloud Run service postdeploy validates, in --region; REGION/NAME for
+                           another region. Repeat it for each. The function gets roles/run.invoker
+                           on it (ID tokens for a private service), and when the config runs its
+                           imports probe with copy_env, the job postdeploy-probe-NAME (rights on
+                           that job only) and the right to act as the service's own runtime
+                           account. Services not named here are still validated, as far as
+                           reading allows.
+  --runtime-sa EMAIL       also let the probe job run as this account (repeat per account). Needed
+                           only for the Compute Engine default account, which is never taken on
+                           automatically. Used only when a named service runs the probe with copy_env.
+  --invoker-all-services   grant roles/run.servicesInvoker on the whole project instead of
+                           roles/run.invoker per --service: the function may call every service
+                           in the project (it still cannot run jobs)
+  --artifacts-bucket BUCKET  grant roles/storage.objectViewer on BUCKET, where builds upload the
+                           JUnit results checks.tests reads (repeat per bucket)
+
+Slack (one of these; without any, the webhook is read from stdin or a hidden prompt, and an empty
+answer keeps the webhook already stored in secret $DEFAULT_SECRET):
   --slack-webhook URL      store URL in Secret Manager secret $DEFAULT_SECRET (a new version
                            only when it changed). "-" reads it from stdin, which keeps it out of
                            your shell history and the process list.
   --slack-secret NAME      use an existing secret instead: NAME, projects/P/secrets/NAME or
                            projects/P/secrets/NAME/versions/V (nothing is written to it)
+  --no-slack               no Slack message: no secret, no access to one
 
 Options:
   --function NAME          function name (default: postdeploy)
   --config FILE            postdeploy config, shipped beside main.py as postdeploy.yaml
                            (default: deploy/postdeploy.example.yaml)
-  --runtime-sa EMAIL       a service account the validated Cloud Run services run as; repeat it
-                           for each. The imports probe job runs as that account, so the function
-                           may act as these accounts only. Without it: every account in the project.
+  --max-instances N        most function instances at once, 1-1000 (default: $DEFAULT_MAX_INSTANCES)
+  --max-delivery-attempts N  deliveries of one message before it goes to the dead-letter topic
+                           NAME-dead-letter instead, 5-100 (default: $DEFAULT_MAX_DELIVERY_ATTEMPTS)
   --dry-run                print every command, one per line prefixed with "+ ", and run none;
                            needs neither gcloud credentials nor network; the webhook is masked
   -h, --help               show this help
@@ -101,12 +162,14 @@ metavar() {
   case $1 in
     --project) echo PROJECT_ID ;;
     --region) echo REGION ;;
-    --bucket) echo BUCKET ;;
+    --bucket | --artifacts-bucket) echo BUCKET ;;
     --function) echo NAME ;;
     --config) echo FILE ;;
     --slack-webhook) echo URL ;;
     --slack-secret) echo NAME ;;
     --runtime-sa) echo EMAIL ;;
+    --service) echo 'NAME or REGION/NAME' ;;
+    --max-instances | --max-delivery-attempts) echo N ;;
   esac
 }
 
@@ -128,12 +191,20 @@ parse_args() {
         usage
         exit 0
         ;;
-      --dry-run)
-        ((inline == 0)) || die "--dry-run takes no value"
-        DRY_RUN=1
+      --dry-run | --no-slack | --invoker-all-services)
+        ((inline == 0)) || die "$flag takes no value, got '$value'"
+        case $flag in
+          --dry-run) DRY_RUN=1 ;;
+          --no-slack) NO_SLACK=1 ;;
+          --invoker-all-services) INVOKER_ALL=1 ;;
+        esac
         ;;
-      --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret | --runtime-sa)
-        [[ $flag == --runtime-sa || $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once"
+      --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret | \
+        --runtime-sa | --service | --artifacts-bucket | --max-instances | --max-delivery-attempts)
+        case $flag in
+          --runtime-sa | --service | --artifacts-bucket) ;; # repeatable
+          *) [[ $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once" ;;
+        esac
         SEEN+="$flag "
         if ((inline == 0)); then
           if (($# == 0)); then
@@ -159,6 +230,10 @@ parse_args() {
             ;;
           --slack-secret) SLACK_SECRET=$value ;;
           --runtime-sa) RUNTIME_SAS+=("$value") ;;
+          --service) SERVICES+=("$value") ;;
+          --artifacts-bucket) ARTIFACT_BUCKETS+=("$value") ;;
+          --max-instances) MAX_INSTANCES=$value ;;
+          --max-delivery-attempts) MAX_DELIVERY_ATTEMPTS=$value ;;
         esac
         ;;
       *)
@@ -171,6 +246,26 @@ parse_args() {
   done
 }
 
+readonly REGION_RE='^[a-z]+-[a-z]+[0-9]+$'
+readonly BUCKET_RE='^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$'
+readonly SERVICE_RE='^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$'
+
+# bucket_name FLAG VALUE: sets BUCKET_NAME to the bucket without gs:// or a trailing slash, or is a
+# usage error.
+bucket_name() {
+  BUCKET_NAME=${2#gs://}
+  BUCKET_NAME=${BUCKET_NAME%/}
+  [[ $BUCKET_NAME =~ $BUCKET_RE && $BUCKET_NAME != goog* ]] ||
+    die "expected $1 to be a bucket name (3-222 lowercase letters, digits, - _ .; no path), got '$2'"
+}
+
+# whole_number FLAG VALUE MIN MAX: a usage error unless VALUE is an integer in [MIN, MAX].
+whole_number() {
+  local number_re='^[1-9][0-9]{0,3}$'
+  [[ $2 =~ $number_re ]] && (($2 >= $3 && $2 <= $4)) ||
+    die "expected $1 to be a whole number from $3 to $4, got '$2'"
+}
+
 validate_args() {
   [[ -n $PROJECT ]] || die "expected --project PROJECT_ID, got nothing"
   [[ -n $REGION ]] || die "expected --region REGION, got nothing"
@@ -179,14 +274,10 @@ validate_args() {
   local project_re='^[a-z][a-z0-9-]{4,28}[a-z0-9]$'
   [[ $PROJECT =~ $project_re ]] ||
     die "expected --project to be a project ID (6-30 lowercase letters, digits, hyphens; not the project number or display name), got '$PROJECT'"
-  local region_re='^[a-z]+-[a-z]+[0-9]+$'
-  [[ $REGION =~ $region_re ]] || die "expected --region to be a region such as us-central1, got '$REGION'"
+  [[ $REGION =~ $REGION_RE ]] || die "expected --region to be a region such as us-central1, got '$REGION'"
 
-  local bucket_arg=$BUCKET bucket_re='^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$'
-  BUCKET=${BUCKET#gs://}
-  BUCKET=${BUCKET%/}
-  [[ $BUCKET =~ $bucket_re && $BUCKET != goog* ]] ||
-    die "expected --bucket to be a bucket name (3-222 lowercase letters, digits, - _ .; no path), got '$bucket_arg'"
+  bucket_name --bucket "$BUCKET"
+  BUCKET=$BUCKET_NAME
 
   local function_re='^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$'
   [[ $FUNCTION =~ $function_re ]] ||
@@ -198,22 +289,51 @@ validate_args() {
   CONFIG="$(cd -- "$(dirname -- "$CONFIG")" && pwd)/$(basename -- "$CONFIG")"
 
   local sa sa_re='^[a-z0-9-]+@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[0-9]+-compute@developer\.gserviceaccount\.com$'
-  for sa in "${RUNTIME_SAS[@]}"; do
+  for sa in ${RUNTIME_SAS[@]+"${RUNTIME_SAS[@]}"}; do
     [[ $sa =~ $sa_re ]] ||
       die "expected --runtime-sa to be a service account email (NAME@PROJECT.iam.gserviceaccount.com or PROJECT_NUMBER-compute@developer.gserviceaccount.com), got '$sa'"
   done
 
+  local given region name normalized=() seen=" "
+  for given in ${SERVICES[@]+"${SERVICES[@]}"}; do
+    region=$REGION
+    name=$given
+    if [[ $given == */* ]]; then
+      region=${given%%/*}
+      name=${given#*/}
+      [[ $region =~ $REGION_RE ]] ||
+        die "expected --service REGION/NAME to start with a region such as us-central1, got '$given'"
+    fi
+    [[ $name =~ $SERVICE_RE ]] ||
+      die "expected --service to be a Cloud Run service name (lowercase letters, digits, hyphens; starting with a letter) or REGION/NAME, got '$given'"
+    [[ $seen != *" $region/$name "* ]] || die "--service $region/$name given twice; expected each service once"
+    seen+="$region/$name "
+    normalized+=("$region/$name")
+  done
+  SERVICES=(${normalized[@]+"${normalized[@]}"})
+
+  local i
+  for i in "${!ARTIFACT_BUCKETS[@]}"; do
+    bucket_name --artifacts-bucket "${ARTIFACT_BUCKETS[i]}"
+    ARTIFACT_BUCKETS[i]=$BUCKET_NAME
+  done
+
+  whole_number --max-instances "$MAX_INSTANCES" 1 1000
+  whole_number --max-delivery-attempts "$MAX_DELIVERY_ATTEMPTS" 5 100
+
   if [[ -n $SLACK_SECRET && $WEBHOOK_GIVEN == 1 ]]; then
     die "expected one of --slack-webhook and --slack-secret, got both"
+  fi
+  if ((NO_SLACK)) && [[ -n $SLACK_SECRET || $WEBHOOK_GIVEN == 1 ]]; then
+    die "expected --no-slack on its own, got it with --slack-webhook or --slack-secret"
   fi
 }
 
 # --- printing and running commands ---------------------------------------------------------------
 
-# Values only known while running (the staging folder, the project number) are printed in dry-run
-# as shell variables, so the printed plan still reads as runnable shell.
-readonly PLACEHOLDER_STAGING='@STAGING@'
-readonly PLACEHOLDER_PROJECT_NUMBER='@PROJECT_NUMBER@'
+# Values only known while running (the staging folder, the project number, what a describe returns)
+# are kept as @NAME@ in dry-run and printed as "$NAME", so the printed plan still reads as shell.
+CAPTURED=()
 
 quote_arg() {
   local a=$1 safe='^[A-Za-z0-9_@%+=:,./-]+$'
@@ -228,14 +348,13 @@ quote_arg() {
 }
 
 render() {
-  local out="" a
+  local out="" a name
   for a in "$@"; do
     out+="${out:+ }$(quote_arg "$a")"
   done
-  # shellcheck disable=SC2016 # literal "$VAR" text, expanded by whoever runs the printed plan
-  local staging='"$STAGING"' number='"$PROJECT_NUMBER"'
-  out=${out//"$PLACEHOLDER_STAGING"/$staging}
-  out=${out//"$PLACEHOLDER_PROJECT_NUMBER"/$number}
+  for name in ${CAPTURED[@]+"${CAPTURED[@]}"}; do
+    out=${out//"@$name@"/\"\$$name\"}
+  done
   printf '%s' "$out"
 }
 
@@ -258,11 +377,22 @@ probe() {
   "$@" >/dev/null 2>&1
 }
 
+# A read-only existence check of something this script does not create. Dry-run assumes "there",
+# so the plan shows what is done with it.
+found() {
+  if ((DRY_RUN)); then
+    printf '+ %s\n' "$(render "$@")"
+    return 0
+  fi
+  "$@" >/dev/null 2>&1
+}
+
 # capture VAR command...: VAR=$(command). Dry-run sets VAR to a placeholder.
 # shellcheck disable=SC2016 # the printed "$(...)" is meant literally
 capture() {
   local var=$1 value
   shift
+  CAPTURED+=("$var")
   if ((DRY_RUN)); then
     printf '+ %s=$(%s)\n' "$var" "$(render "$@")"
     printf -v "$var" '@%s@' "$var"
@@ -286,8 +416,8 @@ run_with_webhook() {
   printf '%s' "$WEBHOOK" | "$@"
 }
 
-# IAM is eventually consistent: a service account created seconds ago can still be "not found" by
-# set-iam-policy calls, so bindings are retried with backoff.
+# IAM is eventually consistent: a service account or custom role created seconds ago can still be
+# "not found" by set-iam-policy calls, so bindings are retried with backoff.
 run_retry() {
   local attempt=1 delay=3
   if ((DRY_RUN)); then
@@ -303,6 +433,11 @@ run_retry() {
   done
 }
 
+joined() {
+  local IFS=,
+  printf '%s' "$*"
+}
+
 # --- inputs ----------------------------------------------------------------------------------------
 
 trim() {
@@ -314,7 +449,7 @@ trim() {
 }
 
 read_webhook() {
-  if [[ -n $SLACK_SECRET ]]; then
+  if [[ -n $SLACK_SECRET ]] || ((NO_SLACK)); then
     return 0
   fi
   if [[ $WEBHOOK_GIVEN == 1 && $WEBHOOK != - ]]; then
@@ -329,7 +464,7 @@ read_webhook() {
     fi
     [[ -n $(trim "$WEBHOOK") ]] || die "expected a Slack webhook URL on stdin (--slack-webhook -), got nothing"
   elif ((DRY_RUN)); then
-    note "no --slack-webhook/--slack-secret: a real run reads the webhook from stdin or a hidden prompt"
+    note "no --slack-webhook/--slack-secret/--no-slack: a real run reads the webhook from stdin or a hidden prompt"
     return 0
   elif [[ -t 0 ]]; then
     IFS= read -r -s -p "Slack webhook URL (input hidden; empty keeps the stored one): " WEBHOOK || true
@@ -375,6 +510,17 @@ check_gcloud() {
   export CLOUDSDK_CORE_DISABLE_PROMPTS=1
 }
 
+# A Python with the function's dependencies (the repo's .venv when present), or nothing.
+find_python() {
+  if [[ -x $REPO_ROOT/.venv/bin/python ]]; then
+    printf '%s' "$REPO_ROOT/.venv/bin/python"
+  elif command -v python3 >/dev/null 2>&1; then
+    printf '%s' python3
+  else
+    return 1
+  fi
+}
+
 # --- steps -----------------------------------------------------------------------------------------
 
 stage_sources() {
@@ -396,12 +542,8 @@ stage_sources() {
 # Catch a bad config here rather than in every function invocation. Best effort: it needs a Python
 # with the runtime dependencies (the repo's .venv when present).
 check_config() {
-  local python="" rc=0
-  if [[ -x $REPO_ROOT/.venv/bin/python ]]; then
-    python=$REPO_ROOT/.venv/bin/python
-  elif command -v python3 >/dev/null 2>&1; then
-    python=python3
-  else
+  local python rc=0
+  if ! python=$(find_python); then
     warn "no python3 found: skipping the offline config check"
     return 0
   fi
@@ -412,6 +554,79 @@ check_config() {
     4) die "the config $CONFIG is invalid (errors above); nothing was deployed" ;;
     *) warn "could not run the offline config check (exit $rc); continuing" ;;
   esac
+}
+
+# Reads, from the config that ships, what the permissions depend on: whether any service's logs or
+# metrics check is on, and for each --service whether the imports probe runs (modules or commands
+# configured) and copies the revision's identity (copy_env), and the name of its job. Local and
+# read-only, so a dry run does it too. Without a usable Python no probe job is prepared.
+read_features() {
+  local python names=() entry out rc=0 kind name probe copy job
+  for entry in ${SERVICES[@]+"${SERVICES[@]}"}; do
+    names+=("${entry#*/}")
+  done
+  if ! python=$(find_python); then
+    warn "no python3 found to read the config: no imports probe job is prepared; install requirements.txt and run again"
+    return 0
+  fi
+  out=$("$python" - "$REPO_ROOT" "$CONFIG" ${names[@]+"${names[@]}"} <<'PY'
+import sys
+
+root, path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, root)
+try:
+    from core.config import load
+    from core.errors import ConfigError
+    from probe.runners import job_id_for
+except ImportError as exc:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(3)
+try:
+    config = load(path)
+except ConfigError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(4)
+every = [config.defaults, *(config.for_service(section) for section in config.file.services)]
+print("logs", int(any(s.check("logs").enabled for s in every)))
+print("metrics", int(any(s.check("metrics").enabled for s in every)))
+for name in names:
+    imports = config.for_service(name).check("imports")
+    runs = imports.enabled and bool(imports.modules or imports.commands)
+    print("service", name, int(runs), int(runs and imports.copy_env), job_id_for(name))
+PY
+  ) || rc=$?
+  case $rc in
+    0) ;;
+    4) die "the config $CONFIG is invalid (errors above); nothing was deployed" ;;
+    *)
+      warn "could not read the config with $python (exit $rc): no imports probe job is prepared; install requirements.txt and run again"
+      return 0
+      ;;
+  esac
+  while read -r kind name probe copy job; do
+    case $kind in
+      logs) NEED_LOGS=$name ;;
+      metrics) NEED_METRICS=$name ;;
+      service)
+        PROBE[$name]=$probe
+        COPY[$name]=$copy
+        JOB[$name]=$job
+        ;;
+    esac
+  done <<<"$out"
+}
+
+# Whether any named service gets a probe job: the config runs its imports probe with copy_env (without
+# it no job is prepared, see grant_services).
+any_probe_job() {
+  local entry name
+  for entry in ${SERVICES[@]+"${SERVICES[@]}"}; do
+    name=${entry#*/}
+    if [[ ${PROBE[$name]:-0} == 1 && ${COPY[$name]:-0} == 1 ]]; then
+      return 0
+    fi
+  done
+  return 1
 }
 
 enable_apis() {
@@ -441,59 +656,195 @@ ensure_service_account() {
       --display-name="postdeploy function" \
       --description="Runs the postdeploy Cloud Function: validates Cloud Run revisions after each build"
   fi
+  capture PROJECT_NUMBER gcloud projects describe "$PROJECT" --format='value(projectNumber)'
 }
 
-bind_project_role() {
-  run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
-    --role="$1" --condition=None --format=none
+# ensure_role ID TITLE DESCRIPTION PERMISSION...: a custom role in the project with exactly these
+# permissions (created, or brought back and updated in place).
+ensure_role() {
+  local id=$1 title=$2 description=$3 state
+  shift 3
+  local permissions
+  permissions=$(joined "$@")
+  if ((DRY_RUN)); then
+    probe gcloud iam roles describe "$id" --project="$PROJECT" || true
+    run gcloud iam roles create "$id" --project="$PROJECT" --title="$title" --description="$description" \
+      --permissions="$permissions" --stage=GA
+    return 0
+  fi
+  if state=$(gcloud iam roles describe "$id" --project="$PROJECT" --format='value(deleted)' 2>/dev/null); then
+    # A deleted custom role keeps its ID for a while; it must be undeleted before it can be used.
+    [[ $state != True ]] || run gcloud iam roles undelete "$id" --project="$PROJECT" --format=none
+    run gcloud iam roles update "$id" --project="$PROJECT" --title="$title" --description="$description" \
+      --permissions="$permissions" --stage=GA --format=none
+  else
+    run gcloud iam roles create "$id" --project="$PROJECT" --title="$title" --description="$description" \
+      --permissions="$permissions" --stage=GA --format=none
+  fi
+}
+
+ensure_roles() {
+  local function_perms=("${PERMS_RUN_READ[@]}")
+  if ((NEED_LOGS)) || any_probe_job; then function_perms+=("${PERMS_LOGS[@]}"); fi
+  if ((NEED_METRICS)); then function_perms+=("${PERMS_METRICS[@]}"); fi
+  if any_probe_job; then function_perms+=("${PERMS_PROBE_PROJECT[@]}"); fi
+  note "custom roles: what the enabled checks call, nothing more"
+  ensure_role "$ROLE_FUNCTION" "postdeploy function" \
+    "Read Cloud Run services and revisions, log entries and metrics (postdeploy)" "${function_perms[@]}"
+  ensure_role "$ROLE_REPORTS" "postdeploy reports" \
+    "Create, read and replace report objects; bound on the report bucket only (postdeploy)" "${PERMS_REPORTS[@]}"
+  if any_probe_job; then
+    ensure_role "$ROLE_PROBE_JOB" "postdeploy probe job" \
+      "Update and run one postdeploy-probe job; bound on that job only (postdeploy)" "${PERMS_PROBE_JOB[@]}"
+  fi
 }
 
 grant_roles() {
   note "granting $SA only what it uses"
-  # Resolve the build's service and revision (services.get, revisions.list) in any region, and run the
-  # imports probe as a Cloud Run job in the revision's image (jobs.create/update/run with overrides).
-  bind_project_role roles/run.developer
-  # The probe job runs as the revision's own service account, which the function must be allowed to act as:
-  # on the accounts given with --runtime-sa only, else on every account of the project.
-  if ((${#RUNTIME_SAS[@]} > 0)); then
-    local runtime_sa
-    for runtime_sa in "${RUNTIME_SAS[@]}"; do
-      run_retry gcloud iam service-accounts add-iam-policy-binding "$runtime_sa" --project="$PROJECT" \
-        --member="serviceAccount:$SA" --role=roles/iam.serviceAccountUser --condition=None --format=none
-    done
-  else
-    note "roles/iam.serviceAccountUser on the whole project: pass --runtime-sa EMAIL (once per account your services run as) to narrow it"
-    bind_project_role roles/iam.serviceAccountUser
-  fi
-  # Read the new revision's error logs and compare them with the previous revision's.
-  bind_project_role roles/logging.viewer
-  # Read Cloud Run request/latency/memory metrics per revision.
-  bind_project_role roles/monitoring.viewer
-  # Mint ID tokens accepted by private services (health and smoke probes); it also lets the
-  # Eventarc trigger, which runs as this same account, invoke the function itself.
-  bind_project_role roles/run.invoker
-  # Write reports, the create-only claim object and latest.json/index (overwrites need delete),
-  # and read earlier reports - on the report bucket only, not project-wide.
+  run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
+    --role="projects/$PROJECT/roles/$ROLE_FUNCTION" --condition=None --format=none
+  # Reports, the create-only claim object, latest.json and the index: on the report bucket only.
   run_retry gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --member="serviceAccount:$SA" \
-    --role=roles/storage.objectAdmin --condition=None --format=none
+    --role="projects/$PROJECT/roles/$ROLE_REPORTS" --condition=None --format=none
+  local artifacts
+  for artifacts in ${ARTIFACT_BUCKETS[@]+"${ARTIFACT_BUCKETS[@]}"}; do
+    # List and read the JUnit files builds upload there (checks.tests).
+    run_retry gcloud storage buckets add-iam-policy-binding "gs://$artifacts" --member="serviceAccount:$SA" \
+      --role=roles/storage.objectViewer --condition=None --format=none
+  done
+  if ((INVOKER_ALL)); then
+    warn "--invoker-all-services: $SA may call every Cloud Run service in $PROJECT (roles/run.servicesInvoker; it cannot run jobs)"
+    run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
+      --role=roles/run.servicesInvoker --condition=None --format=none
+  fi
 }
 
-# Eventarc delivers Pub/Sub messages with an OIDC token minted by the Pub/Sub service agent for the
-# trigger's service account. Projects that enabled Pub/Sub before 2021-04-08 must grant this
-# explicitly; later ones have it already. Granted on our service account only, not project-wide.
-grant_pubsub_agent() {
-  capture PROJECT_NUMBER gcloud projects describe "$PROJECT" --format='value(projectNumber)'
-  local agent="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
-  note "letting the Pub/Sub service agent sign push requests as $SA"
-  if ! run_retry gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
-    --member="serviceAccount:$agent" --role=roles/iam.serviceAccountTokenCreator \
-    --condition=None --format=none; then
-    warn "could not grant roles/iam.serviceAccountTokenCreator to $agent; only projects that enabled Pub/Sub before 2021-04-08 need it"
+# act_as EMAIL: the function may attach EMAIL to its probe job (roles/iam.serviceAccountUser on
+# that one account). Never on the project.
+act_as() {
+  [[ $ACTED_AS != *" $1 "* ]] || return 0
+  ACTED_AS+="$1 "
+  run_retry gcloud iam service-accounts add-iam-policy-binding "$1" --project="$PROJECT" \
+    --member="serviceAccount:$SA" --role=roles/iam.serviceAccountUser --condition=None --format=none
+}
+
+given_runtime_sa() {
+  local sa
+  for sa in ${RUNTIME_SAS[@]+"${RUNTIME_SAS[@]}"}; do
+    [[ $sa != "$1" ]] || return 0
+  done
+  return 1
+}
+
+grant_runtime_accounts() {
+  ((${#RUNTIME_SAS[@]} > 0)) || return 0
+  if ! any_probe_job; then
+    warn "--runtime-sa not granted: no --service runs the imports probe with copy_env, so nothing runs as another account"
+    return 0
+  fi
+  local sa
+  for sa in "${RUNTIME_SAS[@]}"; do
+    act_as "$sa"
+  done
+}
+
+# Per --service: invoker on it, and when the config runs the imports probe for it, its probe job
+# (created here, so the function never needs to create jobs) and the one runtime account it runs as.
+grant_services() {
+  if ((${#SERVICES[@]} == 0)); then
+    note "no --service given: private services' health and smoke checks and every imports probe will be reported as not measured"
+    return 0
+  fi
+  local i=0 entry region name job runtime granted compute_re='^[0-9]+-compute@developer\.gserviceaccount\.com$'
+  for entry in "${SERVICES[@]}"; do
+    i=$((i + 1))
+    region=${entry%%/*}
+    name=${entry#*/}
+    if ((INVOKER_ALL)); then granted="no own invoker binding (--invoker-all-services)"; else granted="roles/run.invoker on it"; fi
+    if [[ ${PROBE[$name]:-0} == 0 ]]; then
+      granted+="; no imports probe configured"
+    elif [[ ${COPY[$name]} == 1 ]]; then
+      granted+="; its imports probe job ${JOB[$name]}, running as the service's own account"
+    else
+      granted+="; no probe job (copy_env: false)"
+    fi
+    note "service $name in $region: $granted"
+    if ! found gcloud run services describe "$name" --region="$region" --project="$PROJECT" --format=none; then
+      warn "service $name not found in $region: nothing granted for it; deploy it, then run this script again"
+      continue
+    fi
+    if ((INVOKER_ALL == 0)); then
+      run_retry gcloud run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT" \
+        --member="serviceAccount:$SA" --role=roles/run.invoker --condition=None --format=none
+    fi
+    [[ ${PROBE[$name]:-0} == 1 ]] || continue
+    if [[ ${COPY[$name]} == 0 ]]; then
+      # probe/runners.py leaves the job's identity unset then, so Cloud Run runs it as the project's
+      # default compute account: acting as that one is the escalation this script avoids.
+      warn "service $name: checks.imports.copy_env is false, so the probe job would run as the Compute Engine default account; no job is prepared and its imports check will be reported as not measured (set copy_env: true to run it as the service's own account)"
+      continue
+    fi
+    capture "RUNTIME_SA_$i" gcloud run services describe "$name" --region="$region" --project="$PROJECT" \
+      --format='value(spec.template.spec.serviceAccountName)'
+    local runtime_var="RUNTIME_SA_$i" image_var="IMAGE_$i"
+    runtime=${!runtime_var}
+    if ((DRY_RUN == 0)); then
+      [[ -n $runtime ]] || runtime="$PROJECT_NUMBER-compute@developer.gserviceaccount.com"
+      if [[ $runtime =~ $compute_re ]] && ! given_runtime_sa "$runtime"; then
+        warn "service $name runs as the Compute Engine default account $runtime (often Editor): postdeploy is not allowed to act as it, so no probe job is prepared. Give $name its own service account, or accept this one with --runtime-sa $runtime"
+        continue
+      fi
+    fi
+    act_as "$runtime"
+    job=${JOB[$name]}
+    capture "$image_var" gcloud run services describe "$name" --region="$region" --project="$PROJECT" \
+      --format='value(spec.template.spec.containers[0].image)'
+    if probe gcloud run jobs describe "$job" --region="$region" --project="$PROJECT"; then
+      # An existing job may run as another account; the function must only ever run it as this one.
+      run gcloud run jobs update "$job" --region="$region" --project="$PROJECT" --service-account="$runtime" \
+        --format=none
+    else
+      # A placeholder: the function replaces image, command and environment before each run.
+      run gcloud run jobs create "$job" --region="$region" --project="$PROJECT" --image="${!image_var}" \
+        --service-account="$runtime" --labels=managed-by=postdeploy --tasks=1 --max-retries=0 --format=none
+    fi
+    run_retry gcloud run jobs add-iam-policy-binding "$job" --region="$region" --project="$PROJECT" \
+      --member="serviceAccount:$SA" --role="projects/$PROJECT/roles/$ROLE_PROBE_JOB" --format=none
+  done
+}
+
+# Earlier versions of this script granted broad roles on the project and objectAdmin on the bucket.
+# They are revoked last, once the narrow ones are in place (the trigger, too, relied on the
+# project-wide run.invoker until deploy_function granted it on the function alone).
+revoke_legacy_roles() {
+  note "removing broad roles an earlier deploy.sh granted, if any"
+  capture GRANTED_ROLES gcloud projects get-iam-policy "$PROJECT" --flatten='bindings[].members' \
+    --filter="bindings.members=serviceAccount:$SA" --format='value(bindings.role)'
+  capture BUCKET_BINDINGS gcloud storage buckets get-iam-policy "gs://$BUCKET" --flatten='bindings[].members' \
+    --format='csv[no-heading](bindings.role,bindings.members)'
+  if ((DRY_RUN)); then
+    note "a real run revokes those of ${LEGACY_PROJECT_ROLES[*]} found in \$GRANTED_ROLES, and $LEGACY_BUCKET_ROLE on gs://$BUCKET"
+    return 0
+  fi
+  local role
+  for role in "${LEGACY_PROJECT_ROLES[@]}"; do
+    if grep -qxF -- "$role" <<<"$GRANTED_ROLES"; then
+      run gcloud projects remove-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" --role="$role" \
+        --condition=None --format=none
+    fi
+  done
+  if grep -qxF -- "$LEGACY_BUCKET_ROLE,serviceAccount:$SA" <<<"$BUCKET_BINDINGS"; then
+    run gcloud storage buckets remove-iam-policy-binding "gs://$BUCKET" --member="serviceAccount:$SA" \
+      --role="$LEGACY_BUCKET_ROLE" --format=none
   fi
 }
 
 ensure_secret() {
   local secret_project secret_id version
+  if ((NO_SLACK)); then
+    note "--no-slack: no webhook secret and no access to one"
+    return 0
+  fi
   if [[ -n $SLACK_SECRET ]]; then
     local full_re='^projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/secrets/([A-Za-z0-9_-]{1,255})(/versions/([A-Za-z0-9_-]+))?$'
     local short_re='^[A-Za-z0-9_-]{1,255}$'
@@ -529,7 +880,7 @@ ensure_secret() {
       fi
     else
       if [[ -z $WEBHOOK ]] && ((DRY_RUN == 0)); then
-        fail "expected a Slack webhook to create secret $secret_id, got nothing (pass --slack-webhook URL, --slack-webhook - or --slack-secret NAME)"
+        fail "expected a Slack webhook to create secret $secret_id, got nothing (pass --slack-webhook URL, --slack-webhook -, --slack-secret NAME or --no-slack)"
       fi
       run gcloud secrets create "$secret_id" --project="$secret_project" --replication-policy=automatic
       run_with_webhook gcloud secrets versions add "$secret_id" --project="$secret_project" --data-file=-
@@ -541,15 +892,63 @@ ensure_secret() {
   SECRET_VERSION="projects/$secret_project/secrets/$secret_id/versions/$version"
 }
 
+# Eventarc delivers Pub/Sub messages with an OIDC token minted by the Pub/Sub service agent for the
+# trigger's service account. Projects that enabled Pub/Sub before 2021-04-08 must grant this
+# explicitly; later ones have it already. Granted on our service account only, not project-wide.
+grant_pubsub_agent() {
+  note "letting the Pub/Sub service agent sign push requests as $SA"
+  if ! run_retry gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator \
+    --condition=None --format=none; then
+    warn "could not grant roles/iam.serviceAccountTokenCreator to $PUBSUB_AGENT; only projects that enabled Pub/Sub before 2021-04-08 need it"
+  fi
+}
+
 deploy_function() {
   note "deploying $FUNCTION (build and rollout take a few minutes)"
+  local env_vars="POSTDEPLOY_REPORTS=gs://$BUCKET/reports"
+  [[ -z $SECRET_VERSION ]] || env_vars+=",POSTDEPLOY_SLACK_WEBHOOK_SECRET=$SECRET_VERSION"
   # internal-only ingress: Eventarc/Pub/Sub deliveries from the same project count as internal,
-  # so nothing else on the internet can reach the function.
+  # so nothing else on the internet can reach the function. --max-instances bounds what a flood of
+  # builds (or of redeliveries) can cost.
   run gcloud functions deploy "$FUNCTION" --gen2 --project="$PROJECT" --region="$REGION" \
     --runtime="$RUNTIME" --source="$STAGING" --entry-point="$ENTRY_POINT" \
     --trigger-topic="$TOPIC" --trigger-service-account="$SA" --retry \
-    --timeout="$TIMEOUT" --memory="$MEMORY" --service-account="$SA" --ingress-settings=internal-only \
-    --set-env-vars="POSTDEPLOY_REPORTS=gs://$BUCKET/reports,POSTDEPLOY_SLACK_WEBHOOK_SECRET=$SECRET_VERSION"
+    --timeout="$TIMEOUT" --memory="$MEMORY" --max-instances="$MAX_INSTANCES" \
+    --service-account="$SA" --ingress-settings=internal-only --set-env-vars="$env_vars"
+  # The trigger runs as $SA: it may invoke this function (its Cloud Run service), nothing else.
+  run_retry gcloud functions add-invoker-policy-binding "$FUNCTION" --region="$REGION" --project="$PROJECT" \
+    --member="serviceAccount:$SA" --format=none
+}
+
+# The trigger's subscription retries a failing delivery with backoff; after MAX_DELIVERY_ATTEMPTS it
+# hands the message to a dead-letter topic instead of redelivering it for up to a day.
+configure_delivery() {
+  local dead_letter="$FUNCTION-dead-letter"
+  note "dead-lettering: after $MAX_DELIVERY_ATTEMPTS deliveries a message goes to topic $dead_letter, kept $DEAD_LETTER_RETENTION in subscription $dead_letter"
+  capture TRIGGER gcloud functions describe "$FUNCTION" --v2 --region="$REGION" --project="$PROJECT" \
+    --format='value(eventTrigger.trigger)'
+  capture SUBSCRIPTION gcloud eventarc triggers describe "$TRIGGER" --format='value(transport.pubsub.subscription)'
+  if ((DRY_RUN == 0)) && [[ -z $SUBSCRIPTION ]]; then
+    fail "expected the Eventarc trigger of $FUNCTION to name its Pub/Sub subscription, got nothing"
+  fi
+  if ! probe gcloud pubsub topics describe "$dead_letter" --project="$PROJECT"; then
+    run gcloud pubsub topics create "$dead_letter" --project="$PROJECT"
+  fi
+  # Messages published to a topic without a subscription are lost; this one never expires.
+  if ! probe gcloud pubsub subscriptions describe "$dead_letter" --project="$PROJECT"; then
+    run gcloud pubsub subscriptions create "$dead_letter" --project="$PROJECT" --topic="$dead_letter" \
+      --message-retention-duration="$DEAD_LETTER_RETENTION" --expiration-period=never
+  fi
+  # Pub/Sub forwards as its service agent: publish to the dead-letter topic, acknowledge on the
+  # trigger's subscription.
+  run_retry gcloud pubsub topics add-iam-policy-binding "$dead_letter" --project="$PROJECT" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+  run_retry gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+  run gcloud pubsub subscriptions update "$SUBSCRIPTION" \
+    --dead-letter-topic="projects/$PROJECT/topics/$dead_letter" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
+    --min-retry-delay="$MIN_RETRY_DELAY" --max-retry-delay="$MAX_RETRY_DELAY" --format=none
 }
 
 summary() {
@@ -560,6 +959,7 @@ summary() {
   note "done: $FUNCTION validates every Cloud Run deploy built in $PROJECT"
   note "reports: gs://$BUCKET/reports/SERVICE/BUILD_ID/report.html"
   note "logs:    gcloud functions logs read $FUNCTION --gen2 --region=$REGION --project=$PROJECT"
+  note "failed deliveries: gcloud pubsub subscriptions pull $FUNCTION-dead-letter --project=$PROJECT"
 }
 
 main() {
@@ -569,6 +969,7 @@ main() {
   read_webhook
   check_sources
   ((DRY_RUN == 0)) || note "dry run: printing the commands instead of running them"
+  read_features
   stage_sources
   check_config
   check_gcloud
@@ -576,10 +977,16 @@ main() {
   ensure_topic
   ensure_bucket
   ensure_service_account
+  PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+  ensure_roles
   grant_roles
+  grant_runtime_accounts
+  grant_services
   ensure_secret
   grant_pubsub_agent
   deploy_function
+  configure_delivery
+  revoke_legacy_roles
   summary
 }
 
@@ -587,4 +994,6 @@ STAGING=""
 SA=""
 SECRET_VERSION=""
 PROJECT_NUMBER=""
+PUBSUB_AGENT=""
+BUCKET_NAME=""
 main "$@"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError, PostdeployError
+from core.redact import redact_text
 
 if TYPE_CHECKING:
     from core.config import Config
@@ -26,6 +28,9 @@ LOG_FILE_EXPECTED = "a readable JSON-lines or text log file"
 CONFIG_EXPECTED = "a readable YAML config file"
 PYTHON_EXPECTED = "an executable Python interpreter (a path, or a name on PATH)"
 PATTERN_EXPECTED = "a glob matching at least one readable file"
+# A host name or an IPv4 address as urlsplit gives it (lower case) files a --url report under itself; anything else
+# (an IPv6 address, "..") under "url".
+_HOST = re.compile(r"[a-z0-9][a-z0-9.-]{0,252}")
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
@@ -89,7 +94,7 @@ def _worst(verdicts: list[str]) -> int:
 
 def _usage(flag: str, expected: str, found: str) -> int:
     """One line on stderr naming the flag, what it takes and what it was given; the usage exit code."""
-    print(f"{flag}: expected {expected}, found {found}", file=sys.stderr)
+    print(redact_text(f"{flag}: expected {expected}, found {found}"), file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -185,7 +190,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {redact_text(problem)}", file=sys.stderr)
         return EXIT_USAGE
     from checks import REGISTRY
 
@@ -201,7 +206,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for v in handled.validations:
         _print_validation(v.report, v.links)
     if handled.kind != "validated":
-        print(f"demo did not validate: {handled.reason}", file=sys.stderr)
+        print(f"demo did not validate: {redact_text(handled.reason)}", file=sys.stderr)
         return 1
     return 0
 
@@ -219,13 +224,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         validate_intent,
         validate_target,
     )
+    from trigger.resolve import SERVICE_NAME_EXPECTED, is_service_name, quoted
 
+    if args.service and not is_service_name(args.service):  # reports are filed under it: never a path of its own
+        return _usage("--service", f"a Cloud Run service name ({SERVICE_NAME_EXPECTED})", quoted(args.service))
     if args.url:
         parts = urlsplit(args.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            print(f"expected --url http(s)://host[/path], found {args.url!r}", file=sys.stderr)
+            print(redact_text(f"expected --url http(s)://host[/path], found {args.url!r}"), file=sys.stderr)
             return EXIT_USAGE
-        name = args.service or parts.hostname or "url"
+        host = parts.hostname or ""
+        name = args.service or (host if _HOST.fullmatch(host) else "url")
     else:
         missing = [f"--{n}" for n in ("project", "region", "service") if not getattr(args, n)]
         if missing:
@@ -269,7 +278,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}", file=sys.stderr)
+        print(redact_text(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}"), file=sys.stderr)
+        return EXIT_USAGE
+    except RecursionError:
+        print(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found JSON nested deeper than Python's "
+              "recursion limit", file=sys.stderr)
         return EXIT_USAGE
     if (problem := _config_problem(args.config)) is not None:
         return _usage("--config", CONFIG_EXPECTED, problem)
@@ -277,7 +290,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = load(args.config) if args.config else None
     handled = handle(payload, config=config, adapters=Adapters.from_env(args.out))
     if handled.kind != "validated":
-        print(f"{handled.kind}: {handled.reason}")
+        print(f"{handled.kind}: {redact_text(handled.reason)}")
         return {"bad": EXIT_USAGE, "error": EXIT["INCONCLUSIVE"]}.get(handled.kind, 0)
     for v in handled.validations:
         _print_validation(v.report, v.links)
@@ -298,8 +311,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"{exc.source}: invalid config", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {redact_text(problem)}", file=sys.stderr)
         return EXIT_USAGE
     except PostdeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT["INCONCLUSIVE"]

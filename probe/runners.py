@@ -49,8 +49,9 @@ FIX_IMAGE_PYTHON = "set checks.imports.python to the interpreter's path inside t
 FIX_TIMEOUT = "raise checks.imports.timeout_s, or lower import_timeout_s so that one hanging import cannot use up the budget"
 FIX_NO_REVISION = "validate a Cloud Run revision, or pass --python to probe with an interpreter on this machine"
 FIX_TOO_BIG = f"configure fewer checks.imports modules or commands (the probe script must stay under {MAX_SCRIPT_BYTES} bytes)"
-FIX_RUN_ROLES = ("grant the function's service account roles/run.developer, and roles/iam.serviceAccountUser on the "
-                 "revision's service account")
+FIX_RUN_ROLES = ("run deploy/deploy.sh again with --service SERVICE: it prepares the job postdeploy-probe-SERVICE, grants the "
+                 "function a role on that job only and lets it act as the service's own account (a service that runs as the "
+                 "Compute Engine default account also needs --runtime-sa with that account)")
 FIX_LOGS_ROLE = "grant the function's service account roles/logging.viewer"
 FIX_RUN_API = "validate again: the Cloud Run Admin API was unavailable"
 FIX_LOGS_API = "validate again: Cloud Logging was unavailable"
@@ -153,8 +154,9 @@ class CloudRunJobRunner:
     ``copy_env`` is off, its env vars, secret references, volumes, VPC access and service account.
     The interpreter is the container command (a run can override args, never the command); the
     script travels as the args override. The result line is read back from Cloud Logging.
-    The function's service account needs roles/run.developer, roles/iam.serviceAccountUser on the
-    revision's service account, and roles/logging.viewer.
+    The function's service account needs, on that job only, to get, update, run (with overrides) and cancel its
+    executions; actAs on the revision's service account when ``copy_env`` copies it; and logging.logEntries.list.
+    deploy/deploy.sh --service SERVICE grants exactly that, and nothing project-wide.
     """
 
     copy_env: bool = True
@@ -201,8 +203,8 @@ class CloudRunJobRunner:
         except passthrough:
             raise
         except gexc.Forbidden as exc:
-            raise AccessDenied(f"permission denied on {what}; grant the function's service account roles/run.developer "
-                               f"and roles/iam.serviceAccountUser on the revision's service account ({exc.message})",
+            raise AccessDenied(f"permission denied on {what}; the function's service account needs a role on the job "
+                               f"postdeploy-probe-SERVICE and actAs on the revision's service account ({exc.message})",
                                fix=FIX_RUN_ROLES) from exc
         except (gexc.ServerError, gexc.TooManyRequests, gexc.RetryError) as exc:
             raise RunApiUnavailable(f"Cloud Run Admin API failed on {what}: {exc}", fix=FIX_RUN_API) from exc

@@ -244,7 +244,7 @@ def redact(value, secrets):
     """Strings with the values of the environment (the revision's secrets among them) blanked out."""
     if isinstance(value, str):
         for secret in secrets:
-            value = value.replace(secret, "<redacted>")
+            value = value.replace(secret, "[REDACTED]")
         return value
     if isinstance(value, list):
         return [redact(v, secrets) for v in value]

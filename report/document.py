@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from core.model import Build, Outcome, Target
+from core.model import Build, Evidence, Outcome, Target
+from core.redact import names_secret, redact, secret_value
 from report.score import Scored, check_score
 
 SCHEMA = "postdeploy.report/v1"
 VERSION = "0.1.0"
+# The field an evidence item shows the value of: "JSON password", "smoke/login: JSON token of POST /login", "message key".
+_FIELD = re.compile(r"(?:JSON|message) ([\w.\-]+)")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -24,6 +28,17 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     return str(value)
+
+
+def _evidence(e: Evidence) -> dict[str, Any]:
+    measured = _json_safe(e.measured)
+    field = _FIELD.search(e.what)
+    if isinstance(measured, str) and field and names_secret(field.group(1).rsplit(".", 1)[-1]):
+        # The value of a field named like a secret, as found (quoted, when the check showed it as JSON).
+        quoted = len(measured) > 1 and measured[0] == measured[-1] == '"'
+        measured = f'"{secret_value(measured[1:-1])}"' if quoted else secret_value(measured)
+    return {"what": e.what, "measured": measured, "threshold": _json_safe(e.threshold), "previous": _json_safe(e.previous),
+            "ok": e.ok}
 
 
 def next_steps(target: Target, scored: Scored, outcomes: list[Outcome]) -> list[str]:
@@ -42,8 +57,9 @@ def next_steps(target: Target, scored: Scored, outcomes: list[Outcome]) -> list[
 
 def make_report(target: Target, build: Build | None, scored: Scored, outcomes: list[Outcome],
                 started_at: datetime, finished_at: datetime) -> dict[str, Any]:
-    """Everything the renderers, the store and Slack need, as plain JSON data."""
-    return {
+    """Everything the renderers, the store and Slack need, as plain JSON data, redacted (core.redact): every
+    rendering, stored object, Slack message and table printed is made from this dict."""
+    return redact({
         "schema": SCHEMA,
         "score": scored.score,
         "verdict": scored.verdict.value,
@@ -79,11 +95,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
                 "name": o.name, "category": o.category, "status": o.result.status.value,
                 "score": check_score(o.result), "critical": o.critical, "summary": o.result.summary,
                 "assessed": o.result.assessed,
-                "evidence": [
-                    {"what": e.what, "measured": _json_safe(e.measured), "threshold": _json_safe(e.threshold),
-                     "previous": _json_safe(e.previous), "ok": e.ok}
-                    for e in o.result.evidence
-                ],
+                "evidence": [_evidence(e) for e in o.result.evidence],
                 "reasons": o.result.reasons,
                 "not_measured": [{"what": n.what, "why": n.why, "fix": n.fix} for n in o.result.not_measured],
                 "duration_ms": o.duration_ms,
@@ -93,4 +105,4 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         "started_at": _iso(started_at),
         "finished_at": _iso(finished_at),
         "generator": {"name": "postdeploy", "version": VERSION},
-    }
+    })

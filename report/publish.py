@@ -8,6 +8,7 @@ from typing import Any
 from core.errors import StorageUnavailable
 from core.logs import log
 from core.model import Build, Target
+from core.redact import redact, register
 from report import slack
 from report.render import render_html, render_json, render_markdown
 from report.store import ReportStore
@@ -46,7 +47,11 @@ def not_stored(reason: str) -> dict[str, str]:
 
 
 def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
-    """Write the ``REPORT_FILES``; return their links. Storage faults propagate (an index not updated is only logged)."""
+    """Write the ``REPORT_FILES``; return their links. Storage faults propagate (an index not updated is only logged).
+
+    Every object is written from the redacted report (make_report redacts it already; a report from anywhere
+    else is redacted here, and a redacted one comes out the same)."""
+    report = redact(report)
     base = folder(report["target"]["service"], report["build"]["id"])
     as_json = render_json(report)
     links = {
@@ -91,6 +96,7 @@ async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: flo
         return f"webhook unavailable: {type(exc).__name__}"
     if not url:
         return "not configured"
+    register(url)  # whatever quotes the webhook from now on (an error, a log line) shows [REDACTED]
     delivery = await slack.post(url, slack.message(report, link), deadline)
     if not delivery.ok:
         log("ERROR", f"Slack message not delivered: {delivery.detail}", build_id=build_id, service=service)

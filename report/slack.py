@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from core.redact import redact
 from report.render import icon
 
 MAX_REASONS = 3
@@ -80,7 +81,10 @@ def webhook_url() -> str:
 
 
 async def post(url: str, body: dict[str, Any], deadline: float) -> Delivery:
-    """POST once; on 429 wait Retry-After and on 5xx back off, both only while the deadline allows."""
+    """POST once; on 429 wait Retry-After and on 5xx back off, both only while the deadline allows.
+
+    The body is redacted first (core.redact), the webhook URL with it: nothing a report quoted reaches the channel."""
+    body = redact(body, also=(url,))
     attempts = 0
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         while True:

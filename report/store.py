@@ -6,6 +6,7 @@ import os
 import random
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +18,9 @@ DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0
 UPDATE_ATTEMPTS = 8  # read-change-write rounds before a contended object counts as unavailable
 UPDATE_PAUSE_S = 0.025
-WRITER_GRANT = "roles/storage.objectAdmin on the bucket to the function's service account"
+WRITER_GRANT = ("storage.objects.create, get and delete on the bucket to the function's service account "
+                "(deploy/deploy.sh grants them on the report bucket only)")
+NAME_EXPECTED = "relative, of non-empty segments that are not '.' or '..', without '\\' or control characters"
 CONTENT_TYPES = {
     ".json": "application/json; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",
@@ -53,6 +56,20 @@ class ReportStore(Protocol):
         """
 
 
+def plain_name(name: str) -> bool:
+    """True for a relative object name of non-empty segments, none of them "." or "..", with no backslash, control
+    character or lone surrogate: one that stays inside any folder or prefix it is put under."""
+    return (bool(name) and all(part not in ("", ".", "..") for part in name.split("/"))
+            and not any(c == "\\" or unicodedata.category(c) in ("Cc", "Cs") for c in name))
+
+
+def checked_name(name: str, where: str) -> str:
+    """``name`` when it is a plain name, else ValueError: callers make safe names; this is the last line of defence."""
+    if not plain_name(name):
+        raise ValueError(f"expected a name inside {where}: {NAME_EXPECTED}; found {name!r}")
+    return name
+
+
 def content_type(name: str) -> str:
     """Content type with charset for a report object."""
     return CONTENT_TYPES.get(Path(name).suffix, "text/plain; charset=utf-8")
@@ -66,9 +83,9 @@ class LocalStore:
         self._update_lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
-        path = (self.root / name).resolve()
-        if self.root not in path.parents:
-            raise ValueError(f"expected a name inside {self.root}, found {name!r}")
+        path = (self.root / checked_name(name, str(self.root))).resolve()
+        if self.root not in path.parents:  # a symbolic link on the way that leads out
+            raise ValueError(f"expected a name inside {self.root}, found {name!r}, which leads to {path}")
         return path
 
     def write(self, name: str, text: str) -> str:
@@ -121,9 +138,13 @@ class GcsStore:
         self._retry = storage_retry(retry_deadline_s)
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
+        if self.prefix and not plain_name(self.prefix):
+            raise ValueError(f"expected a report prefix in gs://{bucket}/ of non-empty segments that are not '.' or '..', "
+                             f"without '\\' or control characters; found {prefix!r}")
         self._bucket = storage_client().bucket(bucket)
 
     def _object(self, name: str) -> str:
+        checked_name(name, f"gs://{self.bucket_name}/{self.prefix}".rstrip("/"))
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _wrap(self, action: str, name: str, exc: Exception) -> Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import AccessDenied, RunApiUnavailable, TargetNotFound
+from core.errors import AccessDenied, RequestRejected, RunApiUnavailable, TargetNotFound
 from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
 from sources.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, short
 
@@ -35,6 +35,13 @@ class RunRevisionSource:
         try:
             result = fn(timeout=RUN_TIMEOUT_S, **kwargs)
             return list(result) if hasattr(result, "pages") else result
+        except ValueError as exc:
+            # The client matches the name against the API's path template before sending anything: a "/" in a
+            # segment, an empty one, or one that is "." or ".." is refused here, and a retry cannot change that.
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise RequestRejected(f"{what}: the Cloud Run client refused the resource name ({reason})") from exc
+        except gexc.BadRequest as exc:  # 400 INVALID_ARGUMENT: the same request would be refused again
+            raise RequestRejected(f"Cloud Run Admin API refused {what} as invalid ({exc.message})") from exc
         except gexc.NotFound as exc:
             raise TargetNotFound(f"{what}: not found ({exc.message})") from exc
         except gexc.Forbidden as exc:  # REST answers Forbidden; gRPC its subclass PermissionDenied
@@ -61,12 +68,6 @@ class RunRevisionSource:
             latest_created_revision=short(svc.latest_created_revision),
             latest_ready_revision=short(svc.latest_ready_revision), traffic=traffic,
         )
-
-    def list_services(self, project: str, region: str) -> list[str]:
-        """Short names of the services in a region (for 'not found, found instead: …')."""
-        parent = f"projects/{project}/locations/{region}"
-        pager = self._call(f"list services in {parent}", self._services.list_services, parent=parent)
-        return [short(s.name) for s in pager]
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
         """Every revision of the service (the API has no server-side filter)."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from core.logs import use_console
+from core.redact import forget
 from demo.sample_service import SampleService
 from sources.gcp import LOGGING_ENDPOINT_ENV, MONITORING_ENDPOINT_ENV
 from tests.servers import processes
@@ -34,11 +35,12 @@ ENV_VARS = (
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's cloud settings; logs go to the console handler."""
+    """No test sees the developer's cloud settings, nor a secret an earlier test registered; logs go to the console handler."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
     use_console()
+    forget()
 
 
 @pytest.fixture

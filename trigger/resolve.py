@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from core.errors import AccessDenied, TargetNotFound
+from core.errors import AccessDenied, RequestRejected, TargetNotFound
 from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
 from trigger.detect import built_images
 
@@ -16,8 +18,23 @@ BUILD_LABEL = "gcb-build-id"
 WINDOW_SLACK = timedelta(seconds=30)
 # A SUCCESS build carries its finish time; when it is missing or unreadable the window closes this long after the start.
 OPEN_BUILD_WINDOW = timedelta(hours=24)
-MAX_NAMES = 10  # services or revisions named in a "not found" problem
+MAX_NAMES = 10  # revisions named in a "no revision matches" problem
 _NEVER = datetime.min.replace(tzinfo=UTC)
+# A Cloud Run service name begins with a letter, does not end with a hyphen and holds only lowercase letters, digits and
+# hyphens. The v2 Admin API creates names of fewer than 50 characters, but the v1 API allowed 63 (an RFC 1035 label) and
+# such services still exist: anything up to 63 is looked up. Nothing else can be.
+SERVICE_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+SERVICE_NAME_EXPECTED = "1 to 63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
+# A region and a project go into the API's resource path: looser than Google's own rules (a project id has 6 to 30
+# characters), strict enough that each stays one path segment the client accepts.
+REGION = re.compile(r"[a-z][a-z0-9-]{0,62}")
+REGION_EXPECTED = "lowercase letters, digits and hyphens, starting with a letter, such as us-central1"
+PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+PROJECT_EXPECTED = ("a project id or number (lowercase letters, digits and hyphens, after 'domain:' for a "
+                    "domain-scoped one)")
+MAX_QUOTED = 64  # characters of a name that cannot be one quoted in a problem
+FILING_CHARS = 40  # characters of such a name kept, made safe, in the name its reports are filed under
+_UNSAFE = re.compile(r"[^a-z0-9]+")
 
 
 class RevisionSource(Protocol):
@@ -25,9 +42,38 @@ class RevisionSource(Protocol):
 
     def get_service(self, project: str, region: str, name: str) -> ServiceInfo: ...
 
-    def list_services(self, project: str, region: str) -> list[str]: ...
-
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]: ...
+
+
+def is_service_name(name: str) -> bool:
+    """True when ``name`` can be a Cloud Run service's name (SERVICE_NAME)."""
+    return SERVICE_NAME.fullmatch(name) is not None
+
+
+def filing_name(service: str) -> str:
+    """The name a service's reports are filed under: its own when it can be a Cloud Run service's; else its letters
+    and digits, lower-cased and joined by hyphens, then ``_`` and a hash of the whole name. An object name never holds
+    ``/``, ``.`` or a control character, two different names never share a folder, and since no service name holds
+    ``_``, none shares a real service's folder either."""
+    if is_service_name(service):
+        return service
+    readable = _UNSAFE.sub("-", service.lower()).strip("-")[:FILING_CHARS] or "invalid"
+    return f"{readable}_{hashlib.sha256(service.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def quoted(name: str) -> str:
+    """``name`` quoted for a problem: control characters escaped, at most MAX_QUOTED characters."""
+    if len(name) > MAX_QUOTED:
+        return f"{name[:MAX_QUOTED]!r}… ({len(name)} characters)"
+    return repr(name)
+
+
+def _name_problem(name: str) -> str:
+    """Why ``name`` was not looked up."""
+    if "$" in name:
+        return (f"the build names its service with a shell variable ({quoted(name)}) that postdeploy cannot expand; "
+                "name it literally in the deploy step or set _SERVICE_NAME")
+    return f"service name {quoted(name)} cannot be a Cloud Run service: expected {SERVICE_NAME_EXPECTED}"
 
 
 def _created(revision: RevisionInfo) -> datetime:
@@ -126,16 +172,21 @@ def resolve(intent: DeployIntent, build: Build, source: RevisionSource, default_
     project = intent.project or build.project_id
     region = intent.region or default_region
     base = Target(service=intent.service, project=project, region=region, intent=intent)
-    if "$" in intent.service:
-        return replace(base, problem=f"the build names its service with a shell variable ('{intent.service}') that postdeploy "
-                       "cannot expand; name it literally in the deploy step or set _SERVICE_NAME")
+    if not is_service_name(intent.service):  # never looked up; filed under a name that is safe for an object
+        return replace(base, service=filing_name(intent.service), problem=_name_problem(intent.service))
     if not project or not region:
         missing = "region" if project else "project"
         return replace(base, problem=f"could not tell the {missing} of service '{intent.service}' from build {build.id}; "
                        "set defaults.region in postdeploy.yaml or deploy with --region")
+    if not REGION.fullmatch(region):
+        return replace(base, problem=f"region {quoted(region)} of service '{intent.service}' cannot be a Cloud Run region: "
+                       f"expected {REGION_EXPECTED}")
+    if not PROJECT.fullmatch(project):
+        return replace(base, problem=f"project {quoted(project)} of service '{intent.service}' cannot be a Google Cloud "
+                       f"project: expected {PROJECT_EXPECTED}")
     try:
         return _resolve(base, intent, build, source, revision)
-    except AccessDenied as exc:
+    except (AccessDenied, RequestRejected) as exc:
         return replace(base, problem=str(exc))
 
 
@@ -144,12 +195,8 @@ def _resolve(base: Target, intent: DeployIntent, build: Build, source: RevisionS
     try:
         service = source.get_service(project, region, intent.service)
     except TargetNotFound:
-        try:
-            others = source.list_services(project, region)
-        except TargetNotFound:
-            others = []
-        found = ", ".join(others[:MAX_NAMES]) or "no services"
-        return replace(base, problem=f"service '{intent.service}' not found in {region} of {project} (found: {found})")
+        # Only the service asked for is named: the report must not list what else runs in the region.
+        return replace(base, problem=f"service '{intent.service}' not found in {region} of {project}")
     revisions = source.list_revisions(project, region, intent.service)
     if revision:
         new = next((r for r in revisions if r.name == revision), None)

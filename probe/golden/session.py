@@ -10,12 +10,12 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from core.expect import MISSING, lookup
-from core.model import CheckContext, CheckResult, Evidence, Target
+from core.model import CheckContext, CheckResult, Evidence, NotMeasured, Target
+from core.redact import MARKER, redact, register
 from probe.golden.paths import REFERENCE, SENSITIVE_HEADER, BaseStep, PathConfig, Ref, refs_in
 from probe.web import audience, fetch_token, token_may_help
 
-MIN_SCRUBBED_CHARS = 4
-REDACTED = "<redacted>"
+REDACTED = MARKER
 
 
 # ---------------------------------------------------------------- results of one run
@@ -99,7 +99,12 @@ class SessionSettings(Protocol):
 
 
 class Session:
-    """State shared by the paths of one run: ID token, resolved secrets, values to scrub from the result."""
+    """State shared by the paths of one run: ID token, resolved secrets, values to scrub from the result.
+
+    Every secret it resolves is also registered with the shared redactor, so reports, Slack and log lines hide it
+    wherever the service echoes it (its logs included); the session scrubs its own results with the same redactor,
+    its ID token included.
+    """
 
     def __init__(self, target: Target, config: SessionSettings, ctx: CheckContext) -> None:
         self.config = config
@@ -107,7 +112,7 @@ class Session:
         self.base = target.url.rstrip("/")
         self.audience = audience(target)
         self.tokens_help = token_may_help(target.url, target)  # `auth: auto` asks for an ID token only where one can work
-        self.scrubbed: set[str] = set()
+        self.scrubbed: list[str] = []  # the secrets this run holds
         self._secrets: dict[str, str] = {}
         self._token: tuple[str | None, str] | None = None
         self._token_lock = asyncio.Lock()
@@ -119,7 +124,7 @@ class Session:
             if self._token is None:
                 self._token = await fetch_token(self.ctx, self.audience)
                 if self._token[0]:
-                    self._remember(self._token[0])
+                    self.scrubbed.append(self._token[0])  # a JWT: hidden everywhere by its shape; one per run, not registered
             return self._token
 
     async def secret(self, ref: Ref) -> str:
@@ -150,32 +155,22 @@ class Session:
         return value
 
     def _remember(self, value: str) -> None:
-        if len(value) >= MIN_SCRUBBED_CHARS:
-            # Also the escaped spellings a repr or a JSON dump of an echoed value would show.
-            self.scrubbed.update({value, json.dumps(value)[1:-1], repr(value)[1:-1]})
-            if value.startswith(("Bearer ", "Basic ")):
-                self.scrubbed.add(value.split(" ", 1)[1])
+        register(value)
+        self.scrubbed.append(value)
 
     def scrub(self, value: Any) -> Any:
-        """The value with every secret replaced by REDACTED (belt and braces: a server may echo one)."""
-        if isinstance(value, str):
-            for secret in sorted(self.scrubbed, key=len, reverse=True):
-                value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, list):
-            return [self.scrub(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.scrub(v) for k, v in value.items()}
-        return value
+        """The value with every secret replaced (belt and braces: a server may echo one)."""
+        return redact(value, also=self.scrubbed)
 
     def scrubbed_result(self, result: CheckResult) -> CheckResult:
-        if not self.scrubbed:
-            return result
-        result.summary = self.scrub(result.summary)
-        result.reasons = self.scrub(result.reasons)
-        result.next_steps = self.scrub(result.next_steps)
-        result.evidence = [Evidence(self.scrub(e.what), self.scrub(e.measured), self.scrub(e.threshold), self.scrub(e.previous), e.ok)
-                           for e in result.evidence]
+        """The result with every text scrubbed."""
+        result.summary, result.reasons, result.next_steps, evidence, not_measured = self.scrub((
+            result.summary, result.reasons, result.next_steps,
+            [(e.what, e.measured, e.threshold, e.previous) for e in result.evidence],
+            [(n.what, n.why, n.fix) for n in result.not_measured]))
+        result.evidence = [Evidence(what, measured, threshold, previous, e.ok)
+                           for (what, measured, threshold, previous), e in zip(evidence, result.evidence, strict=True)]
+        result.not_measured = [NotMeasured(what, why, fix) for what, why, fix in not_measured]
         return result
 
     async def render(self, text: str, outputs: dict[str, StepOutput], in_path: bool = False) -> str:

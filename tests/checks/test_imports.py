@@ -430,7 +430,7 @@ def through_a_job(settings: dict[str, Any]) -> CheckResult:
          "failed to load /opt/venv/bin/python: no such file or directory (no /opt/venv/bin/python in the image)",
          "set checks.imports.python to the interpreter's path inside the image"),
         (lambda fake: fake.fail_next(1, 403), "permission denied on get revision",
-         "grant the function's service account roles/run.developer, and roles/iam.serviceAccountUser on the revision's service account"),
+         runners.FIX_RUN_ROLES),
         (lambda fake: setattr(fake, "next_execution", {"outcome": "failed", "message": f"Image '{IMAGE}' not found."}),
          "(the image could not be pulled)", runners.FIX_IMAGE),
         (lambda fake: setattr(fake, "next_execution", {"outcome": "timed_out"}), "timed out after", runners.FIX_TIMEOUT),

@@ -105,6 +105,23 @@ def test_excerpts_are_redacted_and_capped() -> None:
     assert logs.excerpt(log_line(TRACEBACK + "y" * 0), 60).endswith("KeyError: 'ord_7Hq2xK9p'")
 
 
+@pytest.mark.parametrize(("secret", "hidden", "marker"), [
+    ("https://hooks.slack.com/services/T0123ABCD/B0456EFGH/abcdefghijklmnopqrstuvwx", "T0123ABCD/B0456EFGH",
+     "https://hooks.slack.com/services/[REDACTED]"),
+    ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", "16C7e42F292c", "[REDACTED]"),
+    ("xoxb-1234567890-1234567890123-AbCdEfGhIjKl", "AbCdEfGhIjKl", "[REDACTED]"),
+    ("AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI", "SyDdI0hCZtE6", "[REDACTED]"),
+    ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWD", "[REDACTED]"),
+    ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----", "MIIEvQIBADAN",
+     "[REDACTED PRIVATE KEY]"),
+], ids=["slack-webhook", "github-token", "slack-token", "gcp-api-key", "stripe-key", "pem-private-key"])
+def test_titles_and_excerpts_use_the_shared_redactor(secret: str, hidden: str, marker: str) -> None:
+    entry = log_line(f"upstream call failed with {secret} (attempt 3)")
+    title, excerpt = logs.signature_of(entry)[1], logs.excerpt(entry, 600)
+    assert hidden not in title and hidden not in excerpt
+    assert excerpt == f"upstream call failed with {marker} (attempt 3)"
+
+
 def filters(fake: FakeLogging) -> dict[str, list[str]]:
     by_revision: dict[str, list[str]] = {}
     for body in fake.requests:

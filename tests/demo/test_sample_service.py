@@ -199,3 +199,31 @@ def test_modes_combine(tmp_path: Path, mode: str, health: int, create: int, trac
         statuses = (http.get("/health").status_code, http.post("/orders", json={"item": "x"}).status_code)
     assert statuses == (health, create)
     assert sum("Traceback" in e.text for e in FileLogSource(log).read()) == tracebacks
+
+
+LEAKS = ["one password=p4ss-w0rd", "two\nlines"]
+
+
+def test_leaky_mode_quotes_its_leaks_in_health_garbled_the_agent_and_its_log(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    log = tmp_path / "service.log"
+    with SampleService(mode="leaky", log_path=log, leaks=LEAKS) as running, httpx.Client(base_url=running.url, timeout=5) as http:
+        health = http.get("/health", headers={"X-Echo": "sent-value"})
+        with pytest.raises(httpx.RemoteProtocolError) as garbled:
+            http.get("/garbled")
+        with connect(running.url.replace("http", "ws") + "/ws/agent", open_timeout=5) as ws:
+            ws.send(json.dumps({"prompt": "hi"}))
+            events = [json.loads(ws.recv(timeout=5)) for _ in range(3)]
+    assert (health.status_code, health.json()) == (200, {**HEALTHY_BODY, "leaks": LEAKS})
+    assert "HTTP/1.1 OK one password=p4ss-w0rd')" in str(garbled.value)  # one-line leaks only: a status line is one line
+    assert events[-1] == {"type": "agent_completed", "answer": "echo: hi", "leaks": LEAKS}
+    texts = [e.text for e in FileLogSource(log).read()]
+    assert any(t.startswith("GET /health with headers ") and "X-Echo: sent-value" in t for t in texts)
+    assert [t for t in texts if t.startswith("leaked ")] == [f"leaked {leak}" for leak in LEAKS] * 3  # per HTTP request
+
+
+def test_other_modes_leak_nothing(client: httpx.Client) -> None:
+    assert "leaks" not in client.get("/health").json()
+    with pytest.raises(httpx.RemoteProtocolError, match=r"HTTP/1\.1 OK garbled"):
+        client.get("/garbled")

@@ -167,6 +167,18 @@ def test_usage_errors_exit_4(args: list[str], message: str) -> None:
     assert message in done.stderr
 
 
+def test_what_the_cli_prints_about_bad_input_is_redacted(tmp_path: Path) -> None:
+    done = cli("validate", "--url", "ftp://bob:S3cret-pw-9@host.example")
+    assert done.returncode == 4
+    assert "bob:[REDACTED]@host.example" in done.stderr and "S3cret-pw-9" not in done.stderr
+    token = "ghp_" + "A1b2C3d4" * 5  # a GitHub token as a build id: the reason quotes what it found
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"id": f"leak {token}", "status": "SUCCESS"}), encoding="utf-8")
+    done = cli("replay", str(path))
+    assert done.returncode == 4 and "[REDACTED]" in done.stdout + done.stderr
+    assert token not in done.stdout + done.stderr
+
+
 def test_replay_of_garbage_exits_4(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text('{"message": {"data": "@@@", "messageId": "7"}}', encoding="utf-8")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from pydantic import ValidationError
 
 from checks import smoke
 from core.model import NotMeasured, Status
+from core.redact import forget, redact_text
 from demo.sample_service import SampleService
 from tests.probe.helpers import PROMPT, TOKEN, evidence, http, path, run_smoke, ws
 
@@ -232,10 +234,10 @@ def test_secret_header_from_env_is_sent_but_never_shown(sample: SampleService, m
                                     path("echo", http("/headers", headers=auth, expect_json=['headers.authorization == "wrong"']))])
     assert result.status is Status.FAIL
     assert result.summary == ('2/3 golden paths pass; echo: expected headers.authorization == "wrong" in GET /headers, '
-                              'found "Bearer <redacted>"')
+                              'found "Bearer [REDACTED]"')
     assert TOKEN not in repr(result)
     shown = {e.measured for e in evidence(result, "request headers")}
-    assert shown == {"Authorization: <redacted> (from env:AGENT_TOKEN), X-Client: smoke"}
+    assert shown == {"Authorization: [REDACTED] (from env:AGENT_TOKEN), X-Client: smoke"}
 
 
 def test_secret_manager_reference_goes_through_the_secret_source(sample: SampleService) -> None:
@@ -293,6 +295,28 @@ def test_a_secret_that_cannot_be_a_header_is_an_error_that_never_shows_it(sample
     assert (result.status, result.critical) == (Status.ERROR, True)  # a critical path left unmeasured
     assert "resolves to a value that cannot be sent in a header" in result.summary
     assert "s3cr3t" not in repr(result)
+
+
+def test_a_resolved_secret_is_hidden_wherever_it_is_quoted_later(sample: SampleService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_HEADER", "resolved-upstream-value")  # a name that says nothing: secret as configured
+    try:
+        run_smoke(sample.url, [path("api", http("/headers", headers={"X-Upstream": "${env:UPSTREAM_HEADER}"}))])
+        # The service may log what it was sent: the logs check's excerpts, the report and Slack hide it too.
+        assert redact_text("GET /headers X-Upstream: resolved-upstream-value") == "GET /headers X-Upstream: [REDACTED]"
+    finally:
+        forget()
+
+
+def test_what_a_service_echoes_is_scrubbed_by_the_shared_redactor(sample: SampleService) -> None:
+    body = {"debug": "retry with password=hunter2-xyz", "access_token": "opaque-abc-123"}
+    result = run_smoke(sample.url, [path("echo", http(f"/json?body={quote(json.dumps(body))}",
+                                                      expect_json=['debug == "x"', 'access_token == "x"']))])
+    # The path too: it carries them percent-encoded.
+    label = "GET /json?body=%7B%22debug%22%3A%20%22retry%20with%20password%3D[REDACTED]%22%2C%20%22access_token%22%3A%20%22[REDACTED]%22%7D"
+    assert result.summary == f'0/1 golden paths pass; echo: expected debug == "x" in {label}, found "retry with password=[REDACTED]"'
+    assert f'echo: expected access_token == "x" in {label}, found "[REDACTED]"' in result.reasons
+    # (The evidence item "JSON access_token" shows the value found; the report hides it by the field's name.)
+    assert "hunter2-xyz" not in repr(result) and "opaque-abc-123" not in repr((result.summary, result.reasons))
 
 
 def test_a_websocket_step_must_wait_for_something() -> None:
@@ -355,11 +379,11 @@ def test_id_token_moves_aside_when_the_app_uses_authorization(sample: SampleServ
     monkeypatch.setenv("APP_TOKEN", "app-level-token")
     result = run_smoke(sample.url, [path("echo", http(
         "/headers", headers={"Authorization": "Bearer ${env:APP_TOKEN}"},
-        expect_json=['headers.authorization == "Bearer <redacted>"', "headers.x-serverless-authorization exists"]))],
+        expect_json=['headers.authorization == "Bearer [REDACTED]"', "headers.x-serverless-authorization exists"]))],
         token_source=lambda audience: TOKEN, auth="id_token")
     # The first expectation fails because the server saw the real value, which the report then hides.
-    assert result.summary == ('0/1 golden paths pass; echo: expected headers.authorization == "Bearer <redacted>" in GET /headers, '
-                              'found "Bearer <redacted>"')
+    assert result.summary == ('0/1 golden paths pass; echo: expected headers.authorization == "Bearer [REDACTED]" in GET /headers, '
+                              'found "Bearer [REDACTED]"')
     assert [e.ok for e in evidence(result, "JSON headers.x-serverless-authorization")] == [True]
     assert "app-level-token" not in repr(result) and TOKEN not in repr(result)
 

@@ -310,7 +310,7 @@ def test_logging_permission_denied_names_the_role(cloud: FakeCloudRun, fake_logg
 
 
 @pytest.mark.parametrize(("status", "error", "match", "fix"), [
-    (403, AccessDenied, "grant the function's service account roles/run.developer and roles/iam.serviceAccountUser",
+    (403, AccessDenied, "the function's service account needs a role on the job postdeploy-probe-SERVICE and actAs",
      runners.FIX_RUN_ROLES),
     (500, RunApiUnavailable, "Cloud Run Admin API failed on get revision", runners.FIX_RUN_API),
 ], ids=["forbidden", "server-error"])

@@ -246,7 +246,7 @@ def test_environment_values_never_reach_the_result(venv_python: str) -> None:
     runner = LocalRunner(python=venv_python, env={"DB_URL": "postgres://app:hunter2-very-secret@db/orders"})
     run = asyncio.run(runner.run(Target(service="s"), "python", script, 30))
     assert "hunter2" not in run.stdout
-    assert "<redacted>" in parse_result(run.stdout)["commands"][0]["stdout"]
+    assert "[REDACTED]" in parse_result(run.stdout)["commands"][0]["stdout"]
 
 
 def test_a_dependency_deprecation_is_recorded_but_not_the_module_s_own(probed: tuple[ProbeRun, dict[str, Any]]) -> None:

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from core.model import Build, CheckResult, Evidence, NotMeasured, Outcome, Status, Target, Verdict
 from report import slack
 from report.document import make_report
-from report.render import render_html, render_json, render_markdown, render_table
+from report.render import markdown_code, markdown_link, markdown_text, render_html, render_json, render_markdown, render_table
 from report.score import CategoryScore, Scored, Unmeasured
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden"
@@ -167,6 +169,176 @@ def test_table_has_the_verdict_and_every_check() -> None:
     for name in ("deployment", "health", "smoke", "imports"):
         assert re.search(rf"^\s+\S+ {name}\s", table, re.MULTILINE), name
     assert "not assessed: Stability, Testing" in table
+
+
+# --- Markdown built from message fields stays text -----------------------------------------------------------------
+
+HOSTILE = "x`y``[click](javascript:alert(1))<img src=x onerror=alert(1)>|*a*_b_ $c$ &lt;\n# h\r\n- i\r1. j"
+FLAT = HOSTILE.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")  # what a viewer must show
+LOG_URL = "https://ci.example/log?id=1) [evil](javascript:alert(5)"
+# CommonMark with GFM tables and raw HTML on, as GitHub, GitLab and most viewers parse it; and, unlike them, a link to
+# anything is accepted (markdown-it drops javascript: links itself; a laxer viewer would not), so a smuggled one shows.
+MARKDOWN = MarkdownIt("commonmark").enable("table")
+MARKDOWN.validateLink = lambda url: True  # type: ignore[method-assign]
+
+
+def hostile_report() -> dict[str, Any]:
+    """The representative report with every field that comes from a message or a service made hostile."""
+    report = representative_report()
+    report["target"].update(service=HOSTILE, revision=HOSTILE, previous_revision=HOSTILE, image=HOSTILE, url=HOSTILE,
+                            match_rule=HOSTILE, project=HOSTILE, region=HOSTILE)
+    report["build"].update(id=HOSTILE, status=HOSTILE, trigger=HOSTILE, branch=HOSTILE, commit=HOSTILE, log_url=LOG_URL)
+    report["summary"] = HOSTILE
+    report["reasons"].append(HOSTILE)
+    report["next_steps"].append(HOSTILE)
+    report["not_measured"][0].update(what=HOSTILE, why=HOSTILE, fix=HOSTILE)
+    check = report["checks"][1]
+    check["summary"] = HOSTILE
+    check["evidence"][0].update(what=HOSTILE, measured=HOSTILE, threshold=HOSTILE, previous=HOSTILE)
+    return report
+
+
+def _tokens(tokens: list[Token]) -> list[Token]:
+    """Every token, inline children included."""
+    return [t for token in tokens for t in [token, *_tokens(token.children or [])]]
+
+
+def _text(inline: Token) -> str:
+    """The text a viewer shows for an inline token: what is left once escapes and entities are read."""
+    return "".join(c.content for c in inline.children or [] if c.type in ("text", "text_special", "code_inline"))
+
+
+def test_markdown_keeps_every_message_field_as_text() -> None:
+    tokens = MARKDOWN.parse(render_markdown(hostile_report()))
+    every = _tokens(tokens)
+
+    assert [t.attrGet("href") for t in every if t.type == "link_open"] == [
+        "https://ci.example/log?id=1%29%20%5Bevil%5D%28javascript:alert%285%29"]
+    assert [t.type for t in every if t.type in ("image", "html_inline", "html_block", "fence", "code_block")] == []
+    assert [t.tag for t in every if t.type == "heading_open"] == ["h1", "h2", "h2", "h2", "h2", "h3", "h3", "h3", "h3", "h2"]
+    assert [t.type for t in tokens if t.type.endswith("list_open")] == ["bullet_list_open", "ordered_list_open"]
+    inlines = [t for t in tokens if t.type == "inline"]
+    assert _text(inlines[0]) == f"⚠️ WARN · {FLAT} · {FLAT} · 81.5/100"
+    assert _text(inlines[1]) == FLAT  # the summary paragraph
+    codes = [t.content for t in every if t.type == "code_inline"]
+    assert codes.count(FLAT) == 5 and set(codes) == {FLAT, FLAT[:12]}  # service, revision, previous, image, build; commit
+    cells = [_text(t) for t in inlines]
+    assert f"{FLAT} in {FLAT} ({FLAT})" in cells  # service, region, project
+    assert f"{FLAT} (previous: {FLAT}) — matched by {FLAT}" in cells
+    assert f"{FLAT} {FLAT} · trigger {FLAT} · branch {FLAT} · commit {FLAT[:12]} · build log" in cells
+    assert cells.count(FLAT) >= 8  # url, the check's summary, evidence and the not-measured row, a reason, a next step
+
+
+def test_markdown_tables_keep_their_columns_whatever_the_fields_hold() -> None:
+    tokens = MARKDOWN.parse(render_markdown(hostile_report()))
+
+    rows: list[int] = []
+    widths: list[list[int]] = []
+    for token in tokens:
+        if token.type == "table_open":
+            widths.append([])
+        elif token.type == "tr_open":
+            rows.append(0)
+        elif token.type in ("td_open", "th_open"):
+            rows[-1] += 1
+        elif token.type == "tr_close":
+            widths[-1].append(rows.pop())
+    assert [sorted(set(w)) for w in widths] == [[2], [4], [4], [4], [4], [4]]
+    assert [len(w) for w in widths] == [7, 4, 2, 3, 4, 2]
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "JAVASCRIPT:alert(1)", "data:text/html,<script>alert(1)</script>",
+                                 "http://ci.example/log", " https://ci.example/log", "https://", "//ci.example/log", ""],
+                         ids=["javascript", "javascript-upper", "data", "plain-http", "leading-space", "no-host",
+                              "scheme-relative", "empty"])
+def test_a_log_url_that_is_not_https_is_not_a_link(url: str) -> None:
+    report = representative_report()
+    report["build"]["log_url"] = url
+
+    markdown, html = render_markdown(report), render_html(report)
+
+    assert [t for t in _tokens(MARKDOWN.parse(markdown)) if t.type == "link_open"] == []
+    assert "build log" not in markdown and "build log" not in html
+    assert "href" not in html
+
+
+def test_html_keeps_every_message_field_as_text() -> None:
+    html = render_html(hostile_report())
+
+    assert re.findall(r"<(a|img|script)\b[^>]*>", html) == [
+        "a"]  # the build log link only
+    assert re.findall(r'href="([^"]*)"', html) == ["https://ci.example/log?id=1) [evil](javascript:alert(5)"]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param("orders-00042-new", "orders-00042-new", id="plain-stays-plain"),
+        pytest.param("[x](javascript:alert(1))", r"\[x\]\(javascript:alert\(1\)\)", id="link"),
+        pytest.param("![i](https://x/i.png)", r"!\[i\]\(https://x/i.png\)", id="image"),
+        pytest.param("<script>&amp;", "&lt;script&gt;&amp;amp;", id="html-and-entity"),
+        pytest.param("a|b", r"a\|b", id="pipe"),
+        pytest.param("`code`", r"\`code\`", id="backtick"),
+        pytest.param("*a* _b_ ~c~ $d$", r"\*a\* \_b\_ \~c\~ \$d\$", id="emphasis-strike-math"),
+        pytest.param("\\[x]", r"\\\[x\]", id="backslash-cannot-undo-an-escape"),
+        pytest.param("a\nb\r\nc\rd", "a b c d", id="line-breaks-become-spaces"),
+        pytest.param("a\x00b\x1bc\x7f", "a b c", id="control-characters-become-spaces"),
+        pytest.param("# h", r"\# h", id="heading-at-the-start"),
+        pytest.param("- item", r"\- item", id="bullet-at-the-start"),
+        pytest.param("+ item", r"\+ item", id="plus-at-the-start"),
+        pytest.param("= x", r"\= x", id="setext-at-the-start"),
+        pytest.param("12. item", r"12\. item", id="ordered-at-the-start"),
+        pytest.param("  # h  ", r"\# h", id="trimmed-then-escaped"),
+        pytest.param("a # b - c 1. d", "a # b - c 1. d", id="block-marks-inside-stay"),
+        pytest.param(None, "", id="none"),
+        pytest.param({"k": "[x](y)"}, r'{"k": "\[x\]\(y\)"}', id="structured-as-json"),
+        pytest.param(3, "3", id="number"),
+    ],
+)
+def test_markdown_text(value: Any, text: str) -> None:
+    assert markdown_text(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "span"),
+    [
+        pytest.param("orders-00042-new", "`orders-00042-new`", id="plain"),
+        pytest.param("a`b", "``a`b``", id="one-backtick-inside"),
+        pytest.param("a``b`c", "```a``b`c```", id="longest-run-plus-one"),
+        pytest.param("`a", "`` `a ``", id="backtick-first-padded"),
+        pytest.param("a`", "`` a` ``", id="backtick-last-padded"),
+        pytest.param(" a", "`  a `", id="space-first-padded"),
+        pytest.param("a|b", r"`a\|b`", id="pipe-escaped-for-the-table"),
+        pytest.param("a\nb\r\nc", "`a b c`", id="line-breaks-become-spaces"),
+        pytest.param("<b>[x](y)*_", "`<b>[x](y)*_`", id="literal-inside-a-code-span"),
+        pytest.param("", "", id="empty-is-no-span"),
+    ],
+)
+def test_markdown_code(value: str, span: str) -> None:
+    assert markdown_code(value) == span
+    if span:  # what a viewer shows is the value, line breaks as spaces
+        cell = _tokens(MARKDOWN.parse(f"| c |\n|---|\n| {span} |\n"))
+        assert [t.content for t in cell if t.type == "code_inline"] == [" ".join(value.splitlines())]
+
+
+@pytest.mark.parametrize(
+    ("url", "link"),
+    [
+        pytest.param("https://ci.example/b/1?project=12&x=y#frag", "[log](https://ci.example/b/1?project=12&x=y#frag)",
+                     id="plain"),
+        pytest.param("https://ci.example/a b)(<>[]|`\"\\{}^", "[log](https://ci.example/a%20b%29%28%3C%3E%5B%5D%7C%60%22%5C%7B%7D%5E)",
+                     id="breaking-characters-encoded"),
+        pytest.param("https://ci.example/\n[x](javascript:1)", "[log](https://ci.example/%0A%5Bx%5D%28javascript:1%29)",
+                     id="newline-encoded"),
+        pytest.param("https://ci.example/café", "[log](https://ci.example/caf%C3%A9)", id="non-ascii-encoded"),
+        pytest.param("javascript:alert(1)", "", id="javascript-is-no-link"),
+        pytest.param("http://ci.example/", "", id="http-is-no-link"),
+        pytest.param("https://", "", id="no-host-is-no-link"),
+    ],
+)
+def test_markdown_link(url: str, link: str) -> None:
+    assert markdown_link(url, "log") == link
 
 
 WEBHOOK = "https://hooks.slack.com/services/T0SECRET1/B0SECRET2/xoxbSECRETTOKEN3"

@@ -51,3 +51,17 @@ def test_server_errors_are_retried_a_bounded_number_of_times(slack: SlackReceive
     delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 30))
     assert not delivery.ok and delivery.attempts == MAX_ATTEMPTS
     assert len(slack.messages) == MAX_ATTEMPTS
+
+
+def test_the_body_is_redacted_before_it_is_posted(slack: SlackReceiver) -> None:
+    body = {"text": f"FAIL orders — posted via {slack.url}", "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "• health: found password=hunter2-xyz and xoxb-1234567890-abcdefghij"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "hook https://hooks.slack.com/services/T01/B02/abcdefghijklmnop"}]},
+    ]}
+    delivery = asyncio.run(post(slack.url, body, time.monotonic() + 10))
+    assert delivery.ok
+    assert slack.messages == [{"text": "FAIL orders — posted via [REDACTED]", "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "• health: found password=[REDACTED] and [REDACTED]"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "hook https://hooks.slack.com/services/[REDACTED]"}]},
+    ]}]
+    assert b"hunter2-xyz" not in slack.bodies[0] and slack.url.encode() not in slack.bodies[0]

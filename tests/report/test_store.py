@@ -149,3 +149,69 @@ def test_gcs_take_over_loses_to_a_rewrite_in_between(gcs: tuple[PreconditionProx
     monkeypatch.setattr(proxy, "_handle", rewrite_after_first_download)
     assert store.take_over("o/b/claim.txt", "stale-run", "my-run") is False
     assert rewritten.is_set() and store.read("o/b/claim.txt") == "rival-run"
+
+
+# --- no caller can make a store write outside its prefix ----------------------------------------------------------
+
+HOSTILE_NAMES = ["../escape.txt", "a/../../escape.txt", "a/../b.txt", "..", ".", "a/./b.txt", "/etc/passwd", "a//b.txt",
+                 "a/", "", "a\\..\\b.txt", "a/b\n.txt", "a/\x00.txt", "a/\x7f.txt", "a/b\r.txt", "a/\ud800.txt"]
+HOSTILE_IDS = ["dot-dot-first", "dot-dot-climbing", "dot-dot-inside", "only-dot-dot", "only-dot", "dot-segment",
+               "absolute", "empty-segment", "trailing-slash", "empty", "backslash", "newline", "nul", "delete", "cr",
+               "lone-surrogate"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=HOSTILE_IDS)
+def test_local_store_refuses_every_name_that_is_not_a_plain_relative_path(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "reports"
+    store = LocalStore(str(root))
+    for action in (lambda: store.write(name, "x"), lambda: store.read(name), lambda: store.claim(name, "x"),
+                   lambda: store.release(name), lambda: store.update(name, lambda current: "x"),
+                   lambda: store.take_over(name, "", "x")):
+        with pytest.raises(ValueError) as caught:
+            action()
+        assert str(caught.value).startswith(f"expected a name inside {root}: relative, of non-empty segments "
+                                            "that are not '.' or '..', without '\\' or control characters; found "), caught.value
+        assert str(caught.value).endswith(repr(name))
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_local_store_refuses_a_symlink_out_of_its_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "reports", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "svc").symlink_to(outside)
+    with pytest.raises(ValueError, match="expected a name inside"):
+        LocalStore(str(root)).write("svc/report.md", "x")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=HOSTILE_IDS)
+def test_gcs_store_refuses_every_name_that_is_not_a_plain_relative_path(gcs: tuple[PreconditionProxy, str], name: str) -> None:
+    proxy, bucket = gcs
+    store = GcsStore(bucket, "reports")
+    sent = len(proxy.statuses)
+    for action in (lambda: store.write(name, "x"), lambda: store.read(name), lambda: store.claim(name, "x"),
+                   lambda: store.release(name), lambda: store.update(name, lambda current: "x"),
+                   lambda: store.take_over(name, "", "x")):
+        with pytest.raises(ValueError) as caught:
+            action()
+        assert str(caught.value).startswith(f"expected a name inside gs://{bucket}/reports: relative, of non-empty "
+                                            "segments that are not '.' or '..', without '\\' or control characters; "
+                                            "found "), caught.value
+    assert len(proxy.statuses) == sent  # refused before any request
+
+
+@pytest.mark.parametrize("prefix", ["../x", "a/../b", "a//b", "a/./b", "a\nb"])
+def test_gcs_store_refuses_a_prefix_that_is_not_a_plain_path(gcs: tuple[PreconditionProxy, str], prefix: str) -> None:
+    _, bucket = gcs
+    with pytest.raises(ValueError, match=rf"^expected a report prefix in gs://{bucket}/ of non-empty segments"):
+        GcsStore(bucket, prefix)
+
+
+@pytest.mark.parametrize("name", ["orders/b1/report.md", "café-orders/5f1c2a9e/report.html", "a-b_0123456789ab/latest.json",
+                                  "svc/b.1/claim-svc-00001-abc.txt", "x..y/z"])
+def test_plain_names_are_accepted(tmp_path: Path, gcs: tuple[PreconditionProxy, str], name: str) -> None:
+    _, bucket = gcs
+    for store in (LocalStore(str(tmp_path)), GcsStore(bucket, "reports")):
+        store.write(name, "ok")
+        assert store.read(name) == "ok"

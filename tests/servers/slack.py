@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -14,8 +15,8 @@ WEBHOOK_PATH = "/services/T000/B000/XXXX"
 
 class _Handler(LoopbackHandler["SlackReceiver"]):
     def do_POST(self) -> None:
-        """Record the posted JSON and answer with the next scripted response."""
-        status, headers, body = self.owner._record(self.read_json())
+        """Record the posted body and answer with the next scripted response."""
+        status, headers, body = self.owner._record(self.read_body())
         self.send_text(status, body, headers)
 
 
@@ -25,6 +26,7 @@ class SlackReceiver(LoopbackServer):
     def __init__(self) -> None:
         super().__init__(_Handler, "slack receiver")
         self.messages: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []  # as they came on the wire, for tests that grep them
         self.responses: list[ScriptedResponse] = []
         self._cond = threading.Condition()
 
@@ -43,8 +45,13 @@ class SlackReceiver(LoopbackServer):
         with self._cond:
             return self._cond.wait_for(lambda: len(self.messages) >= n, timeout)
 
-    def _record(self, message: dict[str, Any]) -> ScriptedResponse:
+    def _record(self, raw: bytes) -> ScriptedResponse:
+        try:
+            message = json.loads(raw) if raw else {}
+        except ValueError:
+            message = {"_raw": raw.decode(errors="replace")}
         with self._cond:
+            self.bodies.append(raw)
             self.messages.append(message)
             self._cond.notify_all()
             return self.responses.pop(0) if self.responses else DEFAULT_RESPONSE

@@ -235,3 +235,107 @@ def test_bad_messages_say_what_was_expected_and_found(payload: Any, event_id: st
 def test_odd_shapes_inside_a_build_are_ignored_not_fatal() -> None:
     build = decode({"id": "b1", "status": "SUCCESS", "results": {"images": 5}, "substitutions": ["x"], "steps": "nope"})
     assert (build.id, build.image_digests, build.substitutions, build.steps) == ("b1", {}, {}, ())
+
+
+# --- hostile shapes: each must be acked as a bad message, never crash the decoder -------------------------------
+
+DEEP = 3000  # far past Python's recursion limit: json.loads alone raises RecursionError on it
+
+
+def deep_json(levels: int = DEEP) -> str:
+    return "[" * levels + "]" * levels
+
+
+def deep_dict(levels: int = DEEP) -> dict[str, Any]:
+    """A build whose ``artifacts`` nest ``levels`` deep, built without recursion."""
+    inner: dict[str, Any] = {}
+    node = inner
+    for _ in range(levels):
+        node["x"] = {}
+        node = node["x"]
+    return {"id": "b-1", "status": "SUCCESS", "artifacts": inner}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message_id", "found"),
+    [
+        pytest.param(deep_json(), "ce-1", "JSON nested deeper than", id="deep-json-text"),
+        pytest.param(deep_json().encode(), "ce-1", "JSON nested deeper than", id="deep-json-bytes"),
+        pytest.param(_in_message(base64.b64encode(deep_json().encode()).decode()), "m-bad", "JSON nested deeper than",
+                     id="deep-json-in-push-body-data"),
+        pytest.param({"specversion": "1.0", "id": "ce-9", "data_base64": base64.b64encode(deep_json().encode()).decode()},
+                     "ce-1", "JSON nested deeper than", id="deep-json-in-cloudevent-data_base64"),
+        pytest.param({"specversion": "1.0", "id": "ce-9", "data": deep_json()}, "ce-1", "JSON nested deeper than",
+                     id="deep-json-text-as-cloudevent-data"),
+        pytest.param(_in_message(b64(deep_dict(100))), "m-bad", "nested 65 levels deep or more",
+                     id="build-nested-past-the-limit-in-data"),
+        pytest.param(deep_dict(), "ce-1", "nested 65 levels deep or more", id="deep-dict-given-directly"),
+        pytest.param({"message": {"data": b64({"id": "b-1"}), "attributes": deep_dict()["artifacts"]}}, "ce-1",
+                     "nested 65 levels deep or more", id="deep-attributes-of-a-push-body"),
+    ],
+)
+def test_deeply_nested_json_is_a_bad_message(payload: Any, message_id: str, found: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        decode(payload, "ce-1")  # the event id from functions-framework wins over the CloudEvent's own
+
+    assert caught.value.reason.startswith("expected JSON nested at most 64 levels deep"), caught.value.reason
+    assert found in caught.value.reason
+    assert caught.value.message_id == message_id
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    at_limit, past_limit = deep_dict(62), deep_dict(63)  # the build, its artifacts, then 62 or 63 levels: 64 and 65
+
+    for wrap in (lambda b: b, lambda b: {"message": {"data": b64(b), "messageId": "m"}},
+                 lambda b: {"specversion": "1.0", "id": "ce-1", "data": {"message": {"data": b64(b), "messageId": "m"}}}):
+        assert decode(wrap(at_limit)).id == "b-1"
+        with pytest.raises(BadMessage, match="nested 65 levels deep or more"):
+            decode(wrap(past_limit))
+
+
+def test_cloudevents_nested_inside_cloudevents_are_bad() -> None:
+    # Each level is a JSON string inside the one around it: shallow objects, but one decode call per level.
+    event: Any = {"message": {"data": b64({"id": "b-1", "status": "SUCCESS"}), "messageId": "m"}}
+    for _ in range(3):
+        event = {"specversion": "1.0", "id": "ce-1", "data": json.dumps(event)}
+
+    with pytest.raises(BadMessage, match=r"expected one CloudEvent around the Pub/Sub message, found CloudEvents nested"):
+        decode(event)
+
+
+@pytest.mark.parametrize(
+    "build_id",
+    ["..", ".", "../../etc", "a/b", "a\\b", "a\nb", " b-1", "-b", "_b", "x" * 129, "b\u00e9", "b\x00"],
+    ids=["dot-dot", "dot", "traversal", "slash", "backslash", "newline", "leading-space", "leading-hyphen",
+         "leading-underscore", "too-long", "non-ascii", "nul"],
+)
+def test_a_build_id_that_cannot_name_a_folder_is_a_bad_message(build_id: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        decode(_in_message(b64({"id": build_id, "status": "SUCCESS"})))
+
+    reason = caught.value.reason
+    assert reason.startswith("expected a Build id of 1 to 128 ASCII letters, digits, '.', '_' or '-', starting with a "
+                             "letter or digit, found "), reason
+    assert repr(build_id[:64]) in reason
+    assert "\n" not in reason and "\x00" not in reason
+
+
+@pytest.mark.parametrize("build_id", ["b", "5f1c2a9e-7d41-4b8e-9c3a-0e6b2d8f1a77", "demo-20261201T161314Z", "B.1_x",
+                                      "x" * 128])
+def test_build_ids_of_every_real_shape_are_read(build_id: str) -> None:
+    assert decode(_in_message(b64({"id": build_id, "status": "SUCCESS"}))).id == build_id
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    # Valid JSON, not valid Unicode: written into a UTF-8 report as is, it would raise UnicodeEncodeError.
+    text = '{"id": "b-1", "status": "SUCCESS", "substitutions": {"BRANCH_NAME": "main\\ud800", "\\udfff": "x"}, ' \
+           '"steps": [{"name": "gcloud", "args": ["run", "deploy", "svc\\udc80"]}], "logUrl": "https://x/\\ud83d"}'
+
+    build = decode(_in_message(base64.b64encode(text.encode()).decode()))
+
+    assert build.substitutions == {"BRANCH_NAME": "main\ufffd", "\ufffd": "x"}
+    assert build.steps[0].args == ("run", "deploy", "svc\ufffd")
+    assert build.log_url == "https://x/\ufffd"
+    assert "\ud83d\ude00" not in build.log_url  # a proper pair would be kept as the one character it is
+    assert decode(_in_message(base64.b64encode(text.replace("\\ud800", "\\ud83d\\ude00").encode()).decode())
+                  ).substitutions["BRANCH_NAME"] == "main\U0001F600"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.errors import AccessDenied, RunApiUnavailable, TargetNotFound
+from core.errors import AccessDenied, RequestRejected, RunApiUnavailable, TargetNotFound
 from core.model import Build, Condition, DeployIntent, RevisionInfo, ServiceInfo, TrafficInfo
 from probe.web import NO_URL_FIX
 from sources.cloud_run import RunRevisionSource
 from tests.conftest import add_orders_service, load_build
 from tests.servers.fake_run import FakeCloudRun
 from trigger.events import build_from_dict
-from trigger.resolve import pick_revision, previous_revision, resolve, url_for
+from trigger.resolve import filing_name, is_service_name, pick_revision, previous_revision, resolve, url_for
 
 IMAGE = "us-central1-docker.pkg.dev/acme-prod/cloud-run-source-deploy/orders/orders:9d2b1c0e4f"
 P, R, S = "acme-prod", "us-central1", "orders"
@@ -85,11 +87,41 @@ def test_no_traffic_revision_is_reached_by_its_tag_url(fake_run: FakeCloudRun, b
     assert target.previous_revision == "orders-00041-old"
 
 
-def test_missing_service_names_what_was_found(fake_run: FakeCloudRun, build: Build) -> None:
+def test_missing_service_names_only_the_one_asked_for(fake_run: FakeCloudRun, build: Build) -> None:
     for name in ("api", "web"):
         fake_run.add_service(P, R, name, uri=f"https://{name}.example", latest_created=f"{name}-1", latest_ready=f"{name}-1", traffic=[])
     target = resolve(intent(), build, RunRevisionSource())
-    assert target.problem == "service 'orders' not found in us-central1 of acme-prod (found: api, web)"
+    assert target.problem == "service 'orders' not found in us-central1 of acme-prod"
+    # The other services of the region are neither listed nor named: a report shows only what was asked for.
+    assert [path.split("?")[0] for _, path in fake_run.requests] == [f"/v2/projects/{P}/locations/{R}/services/{S}"]
+
+
+@pytest.mark.parametrize(
+    ("project", "region", "service", "expected"),
+    [
+        pytest.param(P, R, "a/b", "get projects/acme-prod/locations/us-central1/services/a/b: the Cloud Run client "
+                     "refused the resource name (Invalid request.)", id="slash-in-service"),
+        pytest.param(P, "..", S, "get projects/acme-prod/locations/../services/orders: the Cloud Run client refused the "
+                     "resource name (Value for name must not contain segments that are exactly . or .. .)", id="dot-dot-region"),
+        pytest.param("", R, S, "get projects//locations/us-central1/services/orders: the Cloud Run client refused the "
+                     "resource name (Invalid request.)", id="empty-project"),
+    ],
+)
+def test_a_resource_name_the_client_refuses_is_request_rejected(fake_run: FakeCloudRun, project: str, region: str,
+                                                                service: str, expected: str) -> None:
+    with pytest.raises(RequestRejected) as caught:
+        RunRevisionSource().get_service(project, region, service)
+    assert str(caught.value) == expected
+    with pytest.raises(RequestRejected, match="the Cloud Run client refused the resource name"):
+        RunRevisionSource().list_revisions(project, region, service)
+    assert fake_run.requests == []
+
+
+def test_a_bad_request_from_the_api_is_request_rejected(fake_run: FakeCloudRun) -> None:
+    fake_run.fail_next(1, status=400)
+    with pytest.raises(RequestRejected, match=r"^Cloud Run Admin API refused get projects/acme-prod/locations/us-central1/"
+                                              r"services/orders as invalid \("):
+        RunRevisionSource().get_service(P, R, S)
 
 
 def test_missing_region_is_a_clear_problem(fake_run: FakeCloudRun, build: Build) -> None:
@@ -300,7 +332,6 @@ class MemorySource:
     services: dict[str, ServiceInfo] = field(default_factory=dict)
     revisions: list[RevisionInfo] = field(default_factory=list)
     error: Exception | None = None
-    region_exists: bool = True
     calls: list[str] = field(default_factory=list)
 
     def get_service(self, project: str, region: str, name: str) -> ServiceInfo:
@@ -310,12 +341,6 @@ class MemorySource:
         if name not in self.services:
             raise TargetNotFound(name)
         return self.services[name]
-
-    def list_services(self, project: str, region: str) -> list[str]:
-        self.calls.append(f"list services {project}/{region}")
-        if not self.region_exists:
-            raise TargetNotFound(region)
-        return list(self.services)
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
         self.calls.append(f"list revisions {project}/{region}/{service}")
@@ -339,11 +364,20 @@ def orders_source(*traffic: TrafficInfo) -> MemorySource:
                      "from build build-7; set defaults.region in postdeploy.yaml or deploy with --region", id="no-project"),
         pytest.param({}, {}, MemorySource(error=AccessDenied("permission denied on get orders; grant roles/run.viewer")),
                      "permission denied on get orders; grant roles/run.viewer", id="access-denied"),
-        pytest.param({}, {}, MemorySource(region_exists=False),
-                     "service 'orders' not found in us-central1 of acme-prod (found: no services)", id="region-has-nothing"),
         pytest.param({}, {}, MemorySource(services={f"svc-{n:02}": service() for n in range(11)}),
-                     "service 'orders' not found in us-central1 of acme-prod (found: "
-                     + ", ".join(f"svc-{n:02}" for n in range(10)) + ")", id="ten-other-services-named"),
+                     "service 'orders' not found in us-central1 of acme-prod", id="missing-service-others-not-named"),
+        pytest.param({}, {}, MemorySource(error=RequestRejected("get orders: the Cloud Run client refused the resource name")),
+                     "get orders: the Cloud Run client refused the resource name", id="request-rejected"),
+        pytest.param({"region": "us central1"}, {}, orders_source(),
+                     "region 'us central1' of service 'orders' cannot be a Cloud Run region: expected lowercase letters, "
+                     "digits and hyphens, starting with a letter, such as us-central1", id="region-with-a-space"),
+        pytest.param({"region": "../x"}, {}, orders_source(),
+                     "region '../x' of service 'orders' cannot be a Cloud Run region: expected lowercase letters, "
+                     "digits and hyphens, starting with a letter, such as us-central1", id="region-traversal"),
+        pytest.param({"project": "acme/prod"}, {}, orders_source(),
+                     "project 'acme/prod' of service 'orders' cannot be a Google Cloud project: expected a project id or "
+                     "number (lowercase letters, digits and hyphens, after 'domain:' for a domain-scoped one)",
+                     id="project-with-a-slash"),
         pytest.param({}, {}, MemorySource(services={S: service(latest_created="orders-99")}),
                      "no revision of 'orders' matches build build-7 (revisions: none)", id="no-revisions"),
         pytest.param({}, {}, MemorySource(services={S: service(latest_created="orders-99")},
@@ -358,7 +392,7 @@ def test_unresolvable_targets_say_why(intent_changes: dict[str, object], build_c
 
     target = resolve(wanted, replace(BUILD, **build_changes), source)  # type: ignore[arg-type]
 
-    assert (target.problem, target.revision, target.service, target.intent) == (problem, "", wanted.service, wanted)
+    assert (target.problem, target.revision, target.service, target.intent) == (problem, "", filing_name(wanted.service), wanted)
     # A service that exists but has no matching revision is still described.
     assert (target.service_info is not None) == problem.startswith("no revision")
 
@@ -368,7 +402,99 @@ def test_unresolvable_target_asks_nothing_of_the_api() -> None:
 
     resolve(intent(service="$_SERVICE"), BUILD, source)
     resolve(intent(region=""), BUILD, source)
+    resolve(intent(service="../orders"), BUILD, source)
+    resolve(intent(region="us-central1/x"), BUILD, source)
+    resolve(intent(project="a b"), BUILD, source)
 
+    assert source.calls == []
+
+
+# --- names that cannot be a Cloud Run service ---------------------------------------------------------------------
+
+RULE = "1 to 63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
+
+
+def digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        pytest.param("a", True, id="one-letter"),
+        pytest.param("orders", True, id="word"),
+        pytest.param("orders-api-2", True, id="hyphens-and-digits"),
+        pytest.param("a" + "b" * 62, True, id="63-characters"),
+        pytest.param("a" + "b" * 63, False, id="64-characters"),
+        pytest.param("a1", True, id="ends-with-a-digit"),
+        pytest.param("a-", False, id="ends-with-a-hyphen"),
+        pytest.param("1a", False, id="starts-with-a-digit"),
+        pytest.param("-a", False, id="starts-with-a-hyphen"),
+        pytest.param("Orders", False, id="upper-case"),
+        pytest.param("a_b", False, id="underscore"),
+        pytest.param("a.b", False, id="dot"),
+        pytest.param("a/b", False, id="slash"),
+        pytest.param("..", False, id="dot-dot"),
+        pytest.param("", False, id="empty"),
+        pytest.param("a\n", False, id="trailing-newline"),
+        pytest.param("é", False, id="non-ascii"),
+    ],
+)
+def test_is_service_name(name: str, valid: bool) -> None:
+    assert is_service_name(name) is valid
+
+
+@pytest.mark.parametrize(
+    ("name", "filed_as"),
+    [
+        pytest.param("orders", "orders", id="a-service-name-is-its-own"),
+        pytest.param("..", "invalid_" + digest(".."), id="dot-dot"),
+        pytest.param("a/b", "a-b_" + digest("a/b"), id="slash"),
+        pytest.param("a_b", "a-b_" + digest("a_b"), id="underscore-differs-from-slash-by-its-hash"),
+        pytest.param("Orders", "orders_" + digest("Orders"), id="upper-case"),
+        pytest.param("-x-", "x_" + digest("-x-"), id="edge-hyphens-dropped"),
+        pytest.param("../../etc/passwd", "etc-passwd_" + digest("../../etc/passwd"), id="traversal"),
+        pytest.param("a\n\x00b", "a-b_" + digest("a\n\x00b"), id="control-characters"),
+        pytest.param("", "invalid_" + digest(""), id="empty"),
+        pytest.param("\ud800", "invalid_" + digest("\ud800"), id="lone-surrogate"),
+        pytest.param("x" * 100, "x" * 40 + "_" + digest("x" * 100), id="long-name-cut"),
+    ],
+)
+def test_filing_name(name: str, filed_as: str) -> None:
+    assert filing_name(name) == filed_as
+
+
+def test_filing_names_of_bad_names_are_safe_distinct_and_never_a_service_name() -> None:
+    names = ["..", ".", "a/b", "a_b", "a-b-", "A/B", "a\\b", "a b", "a\nb", "", "$_SERVICE", "x" * 3000, "é"]
+
+    filed = [filing_name(n) for n in names]
+
+    assert len(set(filed)) == len(names)
+    for name in filed:
+        assert re.fullmatch(r"[a-z0-9-]{1,40}_[0-9a-f]{12}", name), name
+        assert not is_service_name(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [
+        pytest.param("..", "'..'", id="dot-dot"),
+        pytest.param("a/b", "'a/b'", id="slash"),
+        pytest.param("Orders", "'Orders'", id="upper-case"),
+        pytest.param("a\nb`[x](javascript:alert(1))", "'a\\nb`[x](javascript:alert(1))'", id="newline-and-markdown"),
+        pytest.param("", "''", id="empty"),
+        pytest.param("x" * 65, "'" + "x" * 64 + "'… (65 characters)", id="long-name-cut"),
+        pytest.param("x" * 64, "'" + "x" * 64 + "'", id="64-characters-whole"),
+    ],
+)
+def test_a_name_that_cannot_be_a_service_is_reported_without_asking_the_api(name: str, quoted: str) -> None:
+    source, wanted = orders_source(), intent(service=name)
+
+    target = resolve(wanted, BUILD, source)
+
+    assert target.problem == f"service name {quoted} cannot be a Cloud Run service: expected {RULE}"
+    assert (target.service, target.intent, target.revision, target.service_info) == (filing_name(name), wanted, "", None)
+    assert (target.project, target.region) == (P, R)
     assert source.calls == []
 
 
@@ -394,6 +520,33 @@ def test_resolved_target(intent_changes: dict[str, object], revision: str, expec
     chosen = next(r for r in source.revisions if r.name == target.revision)
     assert (target.image, target.revision_info, target.service_info) == (chosen.image, chosen, source.services[S])
     assert source.calls[0] == f"get {P}/{R}/{S}"
+
+
+@pytest.mark.parametrize(("project", "region"), [("example.com:acme-prod", R), ("123456789012", R), (P, "europe-west1"),
+                                                 (P, "northamerica-northeast1"), ("a" * 63, "a" + "b" * 62)],
+                         ids=["domain-scoped-project", "project-number", "region-europe", "long-region", "longest"])
+def test_every_real_shape_of_project_and_region_is_looked_up(project: str, region: str) -> None:
+    source = orders_source()
+
+    target = resolve(intent(project=project, region=region), BUILD, source)
+
+    assert (target.problem, target.revision) == ("", "orders-5")
+    assert source.calls[0] == f"get {project}/{region}/{S}"
+
+
+@pytest.mark.parametrize(("project", "region", "problem"), [
+    ("Acme", R, "project 'Acme' of service"), ("acme-", R, "project 'acme-' of service"),
+    (":acme", R, "project ':acme' of service"), ("a" * 64, R, "project 'aaaa"),
+    (P, "US-CENTRAL1", "region 'US-CENTRAL1' of service"), (P, "1us", "region '1us' of service"),
+    (P, "a" + "b" * 63, "region 'abbb"), (P, "us-central1\n", "region 'us-central1\\n' of service"),
+], ids=["upper-case-project", "project-ending-in-a-hyphen", "empty-domain", "project-too-long", "upper-case-region",
+        "region-starting-with-a-digit", "region-too-long", "region-with-a-newline"])
+def test_a_project_or_region_that_cannot_be_one_is_not_looked_up(project: str, region: str, problem: str) -> None:
+    source = orders_source()
+
+    target = resolve(intent(project=project, region=region), BUILD, source)
+
+    assert target.problem.startswith(problem) and source.calls == []
 
 
 def test_revision_given_but_absent_is_a_problem() -> None:
