@@ -11,33 +11,20 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from core.config import Config
-from core.pipeline import Adapters
 from demo.sample_service import SampleService
 from entry.cli import main as cli_main
 from entry.function import handle
 from report.store import GcsStore, LocalStore
-from sources.cloud_run import RunRevisionSource
 from sources.gcp import storage_client
+from tests.core.helpers import CONFIG, adapters
 from tests.servers.data import push_body
 from tests.servers.fake_run import FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
 from trigger.resolve import filing_name
 
-CONFIG = Config.parse("""
-version: 1
-defaults:
-  checks:
-    health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0}
-    window: {window_s: 0}
-""", "test")
 DEEP = "[" * 3000 + "]" * 3000
 RULE = "1 to 63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
-
-
-def adapters(store: Any, slack: SlackReceiver | None = None) -> Adapters:
-    return Adapters(revisions=RunRevisionSource, store=lambda: store, webhook=lambda: slack.url if slack else "")
 
 
 def deploying(*services: str, build_id: str = "b-hostile", **fields: Any) -> dict[str, Any]:

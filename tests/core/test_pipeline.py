@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from core.config import Config
 from core.errors import StorageUnavailable
 from core.pipeline import Adapters, token_per_audience
 from demo.sample_service import SampleService
@@ -16,21 +15,10 @@ from entry.function import handle
 from report.store import LocalStore
 from sources.cloud_run import RunRevisionSource
 from tests.conftest import add_orders_service
+from tests.core.helpers import CONFIG, adapters
 from tests.servers.data import load_build, push_body
 from tests.servers.fake_run import TRAFFIC_LATEST, TRAFFIC_REVISION, FakeCloudRun
 from tests.servers.slack import SlackReceiver
-
-CONFIG = Config.parse("""
-version: 1
-defaults:
-  checks:
-    health: {path: /health, expect_json: ['status == "healthy"'], tries: 2, interval_s: 0}
-    window: {window_s: 0}
-""", "test")
-
-
-def adapters(store: Any, slack: SlackReceiver | None) -> Adapters:
-    return Adapters(revisions=RunRevisionSource, store=lambda: store, webhook=lambda: slack.url if slack else "")
 
 
 def test_deploy_build_gives_one_report_and_one_message(slack: SlackReceiver, tmp_path: Path,
