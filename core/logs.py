@@ -6,6 +6,7 @@ filtered message never pays for importing it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -20,17 +21,38 @@ _configured = False
 _setup_lock = threading.Lock()
 
 
+class _JsonLines(logging.Formatter):
+    """The same JSON line shape, for when google-cloud-logging's handler cannot be had: a log line is never lost."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"severity": record.levelname, "message": record.getMessage(),
+                "logging.googleapis.com/labels": getattr(record, "labels", {}), **getattr(record, "json_fields", {})}
+        return json.dumps(line, default=str)
+
+
+def _fallback(problem: Exception) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonLines())
+    print(json.dumps({"severity": "WARNING", "message": f"structured logging unavailable, writing plain JSON lines: "
+                      f"{type(problem).__name__}: {problem}"}), flush=True)
+    return handler
+
+
 def use_structured() -> None:
-    """Send postdeploy's records to stdout as Cloud Logging JSON (idempotent, thread-safe)."""
+    """Send postdeploy's records to stdout as Cloud Logging JSON (idempotent, thread-safe, never raises)."""
     global _configured
     if _configured:
         return
     with _setup_lock:
         if _configured:
             return
-        from google.cloud.logging_v2.handlers import StructuredLogHandler
+        handler: logging.Handler
+        try:
+            from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-        handler = StructuredLogHandler(stream=sys.stdout)
+            handler = StructuredLogHandler(stream=sys.stdout)
+        except Exception as exc:  # an import that failed half-way must not take the message's ack with it
+            handler = _fallback(exc)
         LOGGER.handlers[:] = [handler]
         LOGGER.setLevel(logging.INFO)
         LOGGER.propagate = False

@@ -51,6 +51,15 @@ def installed():
 """
 
 
+# The handler's module fails to import, as a half-initialised google.cloud.logging_v2 does under a thread race.
+BROKEN_HANDLER = """
+import sys
+sys.modules["google.cloud.logging_v2.handlers"] = None  # the next import of it raises ImportError
+def installed():
+    return None
+"""
+
+
 def first_lines(hook: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(what the threads saw, the JSON lines on stdout but google-cloud-logging's own diagnostic one) of one fresh interpreter."""
     done = subprocess.run([sys.executable, "-c", FIRST_LINES.format(hook=hook, threads=THREADS)], cwd=ROOT,
@@ -75,3 +84,14 @@ def test_the_structured_handler_is_installed_once_however_many_threads_log_first
     assert outcome["installed"] == 1
     assert outcome["errors"] == [] and outcome["kinds"] == {"bad": THREADS}
     assert len(lines) == THREADS  # one handler: each line once
+
+
+def test_when_the_structured_handler_cannot_be_imported_every_message_is_still_acked_and_logged() -> None:
+    outcome, lines = first_lines(BROKEN_HANDLER)
+    assert outcome["errors"] == [] and outcome["kinds"] == {"bad": THREADS}  # handle() never raised
+    notes = [line for line in lines if line["message"].startswith("structured logging unavailable")]
+    assert len(notes) == 1 and "import of google.cloud.logging_v2.handlers halted" in notes[0]["message"]
+    acked = [line for line in lines if line not in notes]
+    assert len(acked) == THREADS and {line["severity"] for line in acked} == {"WARNING"}
+    assert sorted(line["message_id"] for line in acked) == sorted(f"m-{i}" for i in range(THREADS))
+    assert all(line["message"].startswith("acked undecodable message") for line in acked)
