@@ -133,7 +133,10 @@ class PreconditionProxy(Faults, LoopbackServer):
             if found is not None and "ifGenerationMatch" in query:
                 session = (*found, query["ifGenerationMatch"])
         if session is None:
-            return self._forward(method, target, headers, body)
+            # One request at a time, as GCS replaces an object atomically: the emulator writes an object's data and then
+            # its metadata (the generation), and nothing may read or write in between.
+            with self._upload_lock:
+                return self._forward(method, target, headers, body)
         with self._upload_lock:
             if not self._holds(*session):
                 with self._lock:
