@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,8 @@ DEFAULT_WARN = 75.0
 DEFAULT_DEADLINE_S = 480.0
 DEADLINE_MARGIN_S = 30.0
 SENSITIVE_KEYS = frozenset({"headers", "token", "password", "secret"})
+# A Pub/Sub topic's full name; the topic id: a letter, then 2 to 254 letters, digits or - _ . ~ + %.
+TOPIC = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
 
 
@@ -73,6 +76,14 @@ class Settings(Strict):
     deadline_s: float = Field(DEFAULT_DEADLINE_S, gt=0, le=FUNCTION_TIMEOUT_S - DEADLINE_MARGIN_S)
     rubric: Rubric = Field(default_factory=Rubric)
     checks: Checks = Field(default_factory=Checks)  # type: ignore[valid-type]
+    verdict_topic: str = ""  # projects/P/topics/T: one postdeploy.verdict/v1 message per validation
+
+    @field_validator("verdict_topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if value and not TOPIC.fullmatch(value):
+            raise ValueError(f"expected a topic name projects/PROJECT/topics/TOPIC, found {value!r}")
+        return value
 
     def check(self, name: str) -> CheckSettings:
         """The settings of one check by its registry name."""

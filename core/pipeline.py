@@ -26,6 +26,7 @@ from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
 from report.publish import claim_name, done_name, not_stored, notify, store_report
 from report.score import score
+from report.verdict_event import publish as publish_verdict
 from trigger.resolve import RevisionSource, resolve
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class Validation:
     report: dict[str, Any]
     links: dict[str, str]
     slack: str = ""
+    event: str = ""  # what became of the verdict event: "published ID", "not configured", or why not
 
 
 def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,
@@ -237,14 +239,16 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
     slack = await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
+    event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S)
     if not storage_problem:
         try:
-            await asyncio.to_thread(store.write, done_name(target, build), f"{datetime.now(UTC).isoformat()} slack: {slack}")
+            await asyncio.to_thread(store.write, done_name(target, build),
+                                    f"{datetime.now(UTC).isoformat()} slack: {slack}; verdict event: {event}")
         except PostdeployError as exc:  # the report and the message are out; a later duplicate may repeat them
             log("ERROR", f"could not mark {claim} done: {exc}", build_id=build.id, service=target.service)
     log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {links['report.md']}",
         build_id=build.id, service=target.service, verdict=report["verdict"], score=report["score"])
-    return Validation(report, links, slack)
+    return Validation(report, links, slack, event)
 
 
 def _claim(store: Any, claim: str, done: str, now: datetime) -> bool:

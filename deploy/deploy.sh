@@ -81,6 +81,7 @@ SEEN=" "
 NEED_LOGS=1
 NEED_METRICS=1
 declare -A PROBE=() COPY=() JOB=()
+VERDICT_TOPICS=() # the configured verdict_topic values: the function may publish there, and nowhere else
 ACTED_AS=" " # accounts already given roles/iam.serviceAccountUser in this run
 
 usage() {
@@ -589,6 +590,8 @@ except ConfigError as exc:
 every = [config.defaults, *(config.for_service(section) for section in config.file.services)]
 print("logs", int(any(s.check("logs").enabled for s in every)))
 print("metrics", int(any(s.check("metrics").enabled for s in every)))
+for topic in sorted({s.verdict_topic for s in every if s.verdict_topic}):
+    print("topic", topic)
 for name in names:
     imports = config.for_service(name).check("imports")
     runs = imports.enabled and bool(imports.modules or imports.commands)
@@ -607,6 +610,7 @@ PY
     case $kind in
       logs) NEED_LOGS=$name ;;
       metrics) NEED_METRICS=$name ;;
+      topic) VERDICT_TOPICS+=("$name") ;;
       service)
         PROBE[$name]=$probe
         COPY[$name]=$copy
@@ -895,6 +899,23 @@ ensure_secret() {
 # Eventarc delivers Pub/Sub messages with an OIDC token minted by the Pub/Sub service agent for the
 # trigger's service account. Projects that enabled Pub/Sub before 2021-04-08 must grant this
 # explicitly; later ones have it already. Granted on our service account only, not project-wide.
+# verdict_topic: the topic is created when it is in this project and missing, and the function may publish to it
+# (roles/pubsub.publisher on that topic only); without one configured, nothing.
+grant_verdict_topics() {
+  local topic project id
+  for topic in ${VERDICT_TOPICS[@]+"${VERDICT_TOPICS[@]}"}; do
+    project=${topic#projects/}
+    project=${project%%/*}
+    id=${topic##*/}
+    note "verdict events: roles/pubsub.publisher on $topic only"
+    if [[ $project == "$PROJECT" ]] && ! probe gcloud pubsub topics describe "$id" --project="$project"; then
+      run gcloud pubsub topics create "$id" --project="$project"
+    fi
+    run_retry gcloud pubsub topics add-iam-policy-binding "$id" --project="$project" \
+      --member="serviceAccount:$SA" --role=roles/pubsub.publisher --format=none
+  done
+}
+
 grant_pubsub_agent() {
   note "letting the Pub/Sub service agent sign push requests as $SA"
   if ! run_retry gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
@@ -983,6 +1004,7 @@ main() {
   grant_runtime_accounts
   grant_services
   ensure_secret
+  grant_verdict_topics
   grant_pubsub_agent
   deploy_function
   configure_delivery

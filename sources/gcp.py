@@ -99,6 +99,14 @@ def storage_client() -> Any:
     return storage.Client()
 
 
+def publisher_client() -> Any:
+    """A google-cloud-pubsub publisher that keeps the order of messages with the same ordering key (one per service);
+    PUBSUB_EMULATOR_HOST is honoured by the client itself."""
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient(publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
+
+
 def split_gs(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` → (``bucket``, ``a/b``)."""
     bucket, _, path = uri.removeprefix("gs://").partition("/")

@@ -35,6 +35,8 @@ CONFIGS = {
     "no probe": "version: 1\n",
     "no logs, no metrics": ("version: 1\ndefaults:\n  checks:\n    logs: {enabled: false}\n"
                             "    metrics: {enabled: false}\n"),
+    "verdict topics": ("version: 1\ndefaults:\n  verdict_topic: projects/acme-prod/topics/postdeploy-verdicts\n"
+                       "services:\n  orders:\n    verdict_topic: projects/ci-hub/topics/verdicts\n"),
 }
 SLACK = {"secret": ["--slack-secret", "slack-webhook"], "none": ["--no-slack"]}
 INVOKER = {"services named": ["--service", "orders", "--service", "europe-west1/api"],
@@ -424,3 +426,17 @@ def test_a_real_run_acts_as_the_compute_default_account_when_given_with_runtime_
     assert [c.split()[3] for c in calls if "roles/iam.serviceAccountUser" in c] == [compute]
     assert any(c.startswith("run jobs create postdeploy-probe-orders ") and f"--service-account={compute} " in c
                for c in calls)
+
+
+def test_the_function_may_publish_to_the_configured_verdict_topics_only(tmp_path: Path) -> None:
+    cmds = plan(tmp_path, "verdict topics", "--no-slack")
+    publishing = [(on, what) for on, what, role in bindings(cmds) if role == "roles/pubsub.publisher" and MEMBER in
+                  next(c for c in cmds if f"add-iam-policy-binding {what} " in c)]
+    assert publishing == [("pubsub topics", "postdeploy-verdicts"), ("pubsub topics", "verdicts")]
+    assert f"gcloud pubsub topics add-iam-policy-binding verdicts --project=ci-hub {MEMBER} --role=roles/pubsub.publisher " \
+           "--format=none" in cmds
+    # created only in the deploy's own project, and only when missing
+    assert "gcloud pubsub topics create postdeploy-verdicts --project=acme-prod" in cmds
+    assert not any(c.startswith("gcloud pubsub topics create verdicts") for c in cmds)
+    without = plan(tmp_path, "no probe", "--no-slack")
+    assert not any(MEMBER in c and "roles/pubsub.publisher" in c for c in without)

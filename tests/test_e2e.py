@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import time
@@ -169,3 +170,43 @@ def test_a_duplicate_that_finds_the_validation_in_progress_gets_one_info_line_an
     assert [r["severity"] for r in busy] == ["INFO"] * 3, log[-3000:]
     assert "Traceback" not in log and "Exception on /" not in log and "ERROR" not in log, log[-3000:]
     assert not slack.messages and sorted(p.name for p in claim.parent.iterdir()) == [claim.name]
+
+
+def test_twenty_concurrent_deliveries_give_one_verdict_event_one_report_and_one_message(
+        pubsub_emulator: str, fake_logging: FakeLogging, fake_monitoring: FakeMonitoring, slack: SlackReceiver, bucket: str,
+        tmp_path: Path, orders_build: dict[str, Any]) -> None:
+    fake_logging.add_request("orders", "orders-00042-new", project="acme-prod")
+    project = f"verdicts-{uuid.uuid4().hex[:8]}"
+    processes.create_topic(pubsub_emulator, project, "postdeploy-verdicts")
+    processes.create_pull_subscription(pubsub_emulator, project, "pipeline", "postdeploy-verdicts")
+    config = tmp_path / "postdeploy.yaml"
+    config.write_text(CONFIG + f"  verdict_topic: projects/{project}/topics/postdeploy-verdicts\n", encoding="utf-8")
+    env = {"POSTDEPLOY_REPORTS": f"gs://{bucket}/reports", "POSTDEPLOY_SLACK_WEBHOOK": slack.url,
+           "POSTDEPLOY_CONFIG": str(config), "PUBSUB_EMULATOR_HOST": pubsub_emulator, "PYTHONUNBUFFERED": "1"}
+    body = push_body(orders_build, "m-1")
+    with processes.functions_framework(processes.free_port(), env, ROOT) as function:
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(lambda i: post_event(function.url, body, f"e-{i}"), range(20)))
+        redelivered = 0
+        while 500 in statuses and redelivered < 60:  # Pub/Sub redelivers each one answered 500 (Busy), later
+            time.sleep(0.5)
+            statuses = [s if s == 200 else post_event(function.url, body, f"r-{redelivered}") for s in statuses]
+            redelivered += 1
+        log = function.read_log()
+
+    assert statuses == [200] * 20, log[-3000:]
+    received = processes.pull(pubsub_emulator, project, "pipeline")
+    assert len(received) == 1, received
+    message = received[0]
+    event = json.loads(message["data"])
+    assert event["schema"] == "postdeploy.verdict/v1"
+    assert (event["service"], event["revision"], event["previous_revision"]) == ("orders", "orders-00042-new", "orders-00041-old")
+    assert (event["build_id"], event["verdict"], event["project"], event["region"]) == (
+        orders_build["id"], "PASS", "acme-prod", "us-central1")
+    assert event["report_url"] == f"https://storage.cloud.google.com/{bucket}/reports/orders/{orders_build['id']}/report.html"
+    assert message["attributes"] == {"service": "orders", "revision": "orders-00042-new", "verdict": "PASS",
+                                     "score": f"{event['score']:g}", "build_id": orders_build["id"]}
+    assert message["orderingKey"] == "orders"
+    assert len(slack.messages) == 1
+    done = storage_client().bucket(bucket).blob(f"reports/orders/{orders_build['id']}/done-orders-00042-new.txt")
+    assert f"verdict event: published {message['messageId']}" in done.download_as_text()

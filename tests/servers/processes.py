@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -213,3 +214,22 @@ def publish(
     )
     response.raise_for_status()
     return str(response.json()["messageIds"][0])
+
+
+def create_pull_subscription(host: str, project: str, sub: str, topic: str) -> None:
+    """Create an ordered pull subscription on the Pub/Sub emulator."""
+    body = {"topic": f"projects/{project}/topics/{topic}", "enableMessageOrdering": True}
+    response = httpx.put(f"http://{host}/v1/projects/{project}/subscriptions/{sub}", json=body)
+    response.raise_for_status()
+
+
+def pull(host: str, project: str, sub: str, max_messages: int = 100) -> list[dict[str, Any]]:
+    """The messages waiting on a pull subscription (acked), each as the API returns it (data base64-decoded)."""
+    response = httpx.post(f"http://{host}/v1/projects/{project}/subscriptions/{sub}:pull",
+                          json={"maxMessages": max_messages, "returnImmediately": True}, timeout=30)
+    response.raise_for_status()
+    received = response.json().get("receivedMessages", [])
+    if received:
+        httpx.post(f"http://{host}/v1/projects/{project}/subscriptions/{sub}:acknowledge",
+                   json={"ackIds": [r["ackId"] for r in received]}, timeout=30).raise_for_status()
+    return [{**r["message"], "data": base64.b64decode(r["message"].get("data", ""))} for r in received]
