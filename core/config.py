@@ -77,6 +77,7 @@ class Settings(Strict):
     rubric: Rubric = Field(default_factory=Rubric)
     checks: Checks = Field(default_factory=Checks)  # type: ignore[valid-type]
     verdict_topic: str = ""  # projects/P/topics/T: one postdeploy.verdict/v1 message per validation
+    on_fail: Literal["report", "rollback"] = "report"  # rollback: move the traffic back when the verdict is FAIL
 
     @field_validator("verdict_topic")
     @classmethod

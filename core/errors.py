@@ -7,6 +7,7 @@
     ├── AccessDenied        permanent: a Google API answered 403; the message names the role to grant
     ├── NoCredentials       permanent: no Google credentials where postdeploy runs (``fix`` says how to give some)
     ├── RequestRejected     permanent: a Google API (400) or its client refused the request as invalid
+    ├── ConcurrentModification  permanent: a write met a newer version of the resource (409 / 412); nothing written
     └── Transient           retry by redelivery: raised only before anything user-visible was sent
         ├── RunApiUnavailable     Cloud Run Admin API 5xx / timeouts
         ├── StorageUnavailable    Cloud Storage 5xx / timeouts
@@ -102,3 +103,7 @@ def api_fix(exc: PostdeployError, role: str) -> str:
     if isinstance(exc, Transient):
         return "validate again later: the API kept answering 429/5xx or could not be reached"
     return "a postdeploy bug: report it with the function's logs"
+
+
+class ConcurrentModification(PostdeployError):
+    """A write met a newer version of the resource (409 ABORTED on an etag mismatch, or 412): nothing was written."""

@@ -25,6 +25,7 @@ from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
 from report.publish import claim_name, done_name, not_stored, notify, store_report
+from report.rollback import act, plan
 from report.score import score
 from report.verdict_event import publish as publish_verdict
 from trigger.resolve import RevisionSource, resolve
@@ -239,7 +240,8 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
     slack = await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
-    event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S)
+    event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S,
+                                  report["actions"])
     if not storage_problem:
         try:
             await asyncio.to_thread(store.write, done_name(target, build),
@@ -291,7 +293,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
-    report = make_report(target, build, scored, outcomes, started, datetime.now(UTC))
+    actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, deadline + SLACK_GRACE_S)
+    report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions)
     if storage_problem:
         return report, not_stored(storage_problem)
     try:
@@ -299,6 +302,23 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     except AccessDenied as exc:
         log("ERROR", str(exc), build_id=build.id, service=target.service)
         return report, not_stored(str(exc))
+
+
+async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapters: Adapters,
+                         deadline: float) -> list[dict[str, Any]]:
+    """What the service opted into doing about its verdict (``on_fail: rollback``), done, with the outcome of each."""
+    decided = plan(verdict, target, settings.on_fail)
+    if not decided.wanted:
+        return []
+    try:
+        source = adapters.get("revisions") if decided.acts else None
+    except Exception as exc:  # no client, no rollback: said in the report, never a lost report
+        return [{"kind": "rollback", "outcome": "failed", "before": [], "after": [], "planned": [], "fix": "",
+                 "detail": f"could not reach the Cloud Run Admin API to roll back: {type(exc).__name__}: {exc}"}]
+    action = await act(decided, target, source, deadline)
+    severity = "INFO" if action.outcome in ("done", "already done", "skipped") else "ERROR"
+    log(severity, f"rollback {action.outcome}: {action.detail}", service=target.service)
+    return [action.to_dict()]
 
 
 def manual_build(kind: str = "manual") -> Build:

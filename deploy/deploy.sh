@@ -42,6 +42,7 @@ readonly SOURCE_PACKAGES=(entry trigger core checks probe sources report)
 readonly ROLE_FUNCTION=postdeployFunction # bound on the project: reads only
 readonly ROLE_PROBE_JOB=postdeployProbeJob # bound on each postdeploy-probe-SERVICE job only
 readonly ROLE_REPORTS=postdeployReports    # bound on the report bucket only
+readonly ROLE_ROLLBACK=postdeployRollback  # bound on each named service with on_fail: rollback only
 # sources/cloud_run.py: services.get, revisions.list; probe/runners.py: revisions.get. (Nothing lists
 # services any more; add run.services.list back if the resolver ever names other services again.)
 readonly PERMS_RUN_READ=(run.services.get run.revisions.get run.revisions.list)
@@ -53,6 +54,7 @@ readonly PERMS_PROBE_JOB=(run.jobs.get run.jobs.update run.jobs.run run.jobs.run
   run.executions.get run.executions.cancel)
 # report/store.py: create-only claims, overwrites (which need delete), reads, releasing a claim.
 readonly PERMS_REPORTS=(storage.objects.create storage.objects.get storage.objects.delete)
+readonly PERMS_ROLLBACK=(run.services.update) # report/rollback.py: the one traffic update on FAIL
 # Project-wide roles that earlier versions of this script granted; a run removes them when found.
 readonly LEGACY_PROJECT_ROLES=(roles/run.developer roles/iam.serviceAccountUser roles/run.invoker
   roles/logging.viewer roles/monitoring.viewer)
@@ -80,7 +82,7 @@ SEEN=" "
 # service name whether the imports probe runs (PROBE) and copies the revision's identity (COPY).
 NEED_LOGS=1
 NEED_METRICS=1
-declare -A PROBE=() COPY=() JOB=()
+declare -A PROBE=() COPY=() JOB=() ROLLBACK=()
 VERDICT_TOPICS=() # the configured verdict_topic values: the function may publish there, and nowhere else
 ACTED_AS=" " # accounts already given roles/iam.serviceAccountUser in this run
 
@@ -595,7 +597,8 @@ for topic in sorted({s.verdict_topic for s in every if s.verdict_topic}):
 for name in names:
     imports = config.for_service(name).check("imports")
     runs = imports.enabled and bool(imports.modules or imports.commands)
-    print("service", name, int(runs), int(runs and imports.copy_env), job_id_for(name))
+    settings = config.for_service(name)
+    print("service", name, int(runs), int(runs and imports.copy_env), job_id_for(name), int(settings.on_fail == "rollback"))
 PY
   ) || rc=$?
   case $rc in
@@ -606,7 +609,7 @@ PY
       return 0
       ;;
   esac
-  while read -r kind name probe copy job; do
+  while read -r kind name probe copy job rollback; do
     case $kind in
       logs) NEED_LOGS=$name ;;
       metrics) NEED_METRICS=$name ;;
@@ -615,6 +618,7 @@ PY
         PROBE[$name]=$probe
         COPY[$name]=$copy
         JOB[$name]=$job
+        ROLLBACK[$name]=$rollback
         ;;
     esac
   done <<<"$out"
@@ -687,11 +691,20 @@ ensure_role() {
   fi
 }
 
+# Whether any named service rolls back on FAIL (on_fail: rollback).
+any_rollback() {
+  local entry
+  for entry in ${SERVICES[@]+"${SERVICES[@]}"}; do
+    [[ ${ROLLBACK[${entry#*/}]:-0} == 1 ]] && return 0
+  done
+  return 1
+}
+
 ensure_roles() {
   local function_perms=("${PERMS_RUN_READ[@]}")
   if ((NEED_LOGS)) || any_probe_job; then function_perms+=("${PERMS_LOGS[@]}"); fi
   if ((NEED_METRICS)); then function_perms+=("${PERMS_METRICS[@]}"); fi
-  if any_probe_job; then function_perms+=("${PERMS_PROBE_PROJECT[@]}"); fi
+  if any_probe_job || any_rollback; then function_perms+=("${PERMS_PROBE_PROJECT[@]}"); fi
   note "custom roles: what the enabled checks call, nothing more"
   ensure_role "$ROLE_FUNCTION" "postdeploy function" \
     "Read Cloud Run services and revisions, log entries and metrics (postdeploy)" "${function_perms[@]}"
@@ -700,6 +713,10 @@ ensure_roles() {
   if any_probe_job; then
     ensure_role "$ROLE_PROBE_JOB" "postdeploy probe job" \
       "Update and run one postdeploy-probe job; bound on that job only (postdeploy)" "${PERMS_PROBE_JOB[@]}"
+  fi
+  if any_rollback; then
+    ensure_role "$ROLE_ROLLBACK" "postdeploy rollback" \
+      "Move a service's traffic back after a FAIL; bound on that service only (postdeploy)" "${PERMS_ROLLBACK[@]}"
   fi
 }
 
@@ -780,6 +797,11 @@ grant_services() {
     if ((INVOKER_ALL == 0)); then
       run_retry gcloud run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT" \
         --member="serviceAccount:$SA" --role=roles/run.invoker --condition=None --format=none
+    fi
+    if [[ ${ROLLBACK[$name]:-0} == 1 ]]; then
+      note "service $name: on_fail: rollback, so the function may update this service's traffic (role $ROLE_ROLLBACK on it only)"
+      run_retry gcloud run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT" \
+        --member="serviceAccount:$SA" --role="projects/$PROJECT/roles/$ROLE_ROLLBACK" --condition=None --format=none
     fi
     [[ ${PROBE[$name]:-0} == 1 ]] || continue
     if [[ ${COPY[$name]} == 0 ]]; then

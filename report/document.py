@@ -41,10 +41,13 @@ def _evidence(e: Evidence) -> dict[str, Any]:
             "ok": e.ok}
 
 
-def next_steps(target: Target, scored: Scored, outcomes: list[Outcome]) -> list[str]:
-    """What an on-call engineer should do next, most urgent first."""
+def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions: list[dict[str, Any]] | None = None) -> list[str]:
+    """What an on-call engineer should do next, most urgent first (no rollback command once postdeploy rolled back)."""
     steps: list[str] = []
-    if scored.verdict.value == "FAIL" and target.previous_revision and target.region:
+    rolled_back = any(a.get("kind") == "rollback" and a.get("outcome") in ("done", "already done") for a in actions or [])
+    if rolled_back:
+        steps.append(f"traffic is back on {target.previous_revision}: fix {target.revision} and deploy again")
+    elif scored.verdict.value == "FAIL" and target.previous_revision and target.region:
         steps.append(f"roll back: gcloud run services update-traffic {target.service} "
                      f"--to-revisions={target.previous_revision}=100 --region={target.region}")
     for o in outcomes:
@@ -56,7 +59,7 @@ def next_steps(target: Target, scored: Scored, outcomes: list[Outcome]) -> list[
 
 
 def make_report(target: Target, build: Build | None, scored: Scored, outcomes: list[Outcome],
-                started_at: datetime, finished_at: datetime) -> dict[str, Any]:
+                started_at: datetime, finished_at: datetime, actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the renderers, the store and Slack need, as plain JSON data, redacted (core.redact): every
     rendering, stored object, Slack message and table printed is made from this dict."""
     return redact({
@@ -65,7 +68,8 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         "verdict": scored.verdict.value,
         "summary": target.problem or (scored.reasons[0] if scored.reasons else "all checks passed"),
         "reasons": ([target.problem] if target.problem else []) + scored.reasons,
-        "next_steps": next_steps(target, scored, outcomes),
+        "next_steps": next_steps(target, scored, outcomes, actions),
+        "actions": actions or [],  # what postdeploy did about the verdict (report.rollback), each with its outcome
         "target": {
             "project": target.project, "region": target.region, "service": target.service,
             "revision": target.revision, "previous_revision": target.previous_revision,

@@ -48,6 +48,9 @@ def message(report: dict[str, Any], link: str) -> dict[str, Any]:
     ]
     if reasons:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(f"• {r}" for r in reasons)[:2900]}})
+    for action in report.get("actions", []):  # what postdeploy did about it, and whether it worked
+        text = f"*{escape(action['kind'])}: {escape(action['outcome'])}* — {escape(action['detail'])}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
     if link.startswith("http"):
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open report"}, "url": link}]})

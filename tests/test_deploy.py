@@ -35,6 +35,8 @@ CONFIGS = {
     "no probe": "version: 1\n",
     "no logs, no metrics": ("version: 1\ndefaults:\n  checks:\n    logs: {enabled: false}\n"
                             "    metrics: {enabled: false}\n"),
+    "probe copies identity and rolls back": ("version: 1\ndefaults:\n  on_fail: rollback\n  checks:\n"
+                                             "    imports: {modules: [app.main]}\n"),
     "verdict topics": ("version: 1\ndefaults:\n  verdict_topic: projects/acme-prod/topics/postdeploy-verdicts\n"
                        "services:\n  orders:\n    verdict_topic: projects/ci-hub/topics/verdicts\n"),
 }
@@ -106,7 +108,7 @@ def test_no_combination_grants_project_wide_act_as_or_run_developer(tmp_path: Pa
     # acting as an account is granted on that account only, and only when a probe job copies an identity
     acting = [(on, resource) for on, resource, role in granted if role == "roles/iam.serviceAccountUser"]
     named = [s.split("/")[-1] for s in INVOKER[invoker][1::2]]  # the --service values
-    probing = named if config_name == "probe copies identity" else []
+    probing = named if config_name.startswith("probe copies identity") else []
     assert acting == [("iam service-accounts", f"$RUNTIME_SA_{i}") for i, _ in enumerate(probing, 1)]
     assert all(on == "run jobs" for on, _, role in granted if role == PROBE_JOB_ROLE)
     assert [r for on, r, _ in granted if on == "run jobs"] == [f"postdeploy-probe-{name}" for name in probing]
@@ -284,7 +286,7 @@ README = ROOT / "deploy" / "README.md"
 
 
 def test_the_readme_permission_table_lists_exactly_what_each_custom_role_holds(tmp_path: Path) -> None:
-    cmds = plan(tmp_path, "probe copies identity", "--no-slack", "--service", "orders")
+    cmds = plan(tmp_path, "probe copies identity and rolls back", "--no-slack", "--service", "orders")
     section = README.read_text(encoding="utf-8").split("## Permissions", 1)[1].split("\n## ", 1)[0]
     listed: dict[str, set[str]] = {}
     for row in section.splitlines():
@@ -292,7 +294,7 @@ def test_the_readme_permission_table_lists_exactly_what_each_custom_role_holds(t
         if len(cells) == 6 and "postdeploy" in cells[2]:
             role = re.search(r"`(postdeploy\w+)`", cells[2]).group(1)  # type: ignore[union-attr]
             listed.setdefault(role, set()).update(re.findall(r"`([a-z]+\.[a-zA-Z]+\.[a-zA-Z]+)`", cells[2]))
-    assert listed.keys() == {"postdeployFunction", "postdeployProbeJob", "postdeployReports"}
+    assert listed.keys() == {"postdeployFunction", "postdeployProbeJob", "postdeployReports", "postdeployRollback"}
     for role, permissions in listed.items():
         assert set((created_role(cmds, role) or "").split(",")) == permissions, role
 
@@ -440,3 +442,14 @@ def test_the_function_may_publish_to_the_configured_verdict_topics_only(tmp_path
     assert not any(c.startswith("gcloud pubsub topics create verdicts") for c in cmds)
     without = plan(tmp_path, "no probe", "--no-slack")
     assert not any(MEMBER in c and "roles/pubsub.publisher" in c for c in without)
+
+
+def test_only_services_that_roll_back_may_have_their_traffic_updated(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.yaml"
+    path.write_text("version: 1\nservices:\n  orders:\n    on_fail: rollback\n", encoding="utf-8")
+    done = deploy(*BASE, "--config", str(path), "--service", "orders", "--service", "api")
+    assert done.returncode == 0, done.stderr
+    rollback = [(on, what) for on, what, role in bindings(commands(done)) if role.endswith("/postdeployRollback")]
+    assert rollback == [("run services", "orders")]
+    assert created_role(commands(done), "postdeployRollback") == "run.services.update"
+    assert not any("run.services.update" in c for c in plan(tmp_path, "no probe", "--service", "orders"))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.config import Config
 from core.errors import StorageUnavailable
 from core.pipeline import Adapters, token_per_audience
 from demo.sample_service import SampleService
@@ -276,3 +277,55 @@ def test_one_id_token_per_audience_is_fetched_per_validation_and_a_failure_is_no
     failing.append(False)
     assert token("https://flaky") == "token-for-https://flaky"
     assert asked == ["https://a", "https://b", "https://flaky", "https://flaky"]
+
+
+def rollback_config() -> Config:
+    return Config.parse("version: 1\ndefaults:\n  on_fail: rollback\n  checks:\n"
+                        "    health: {path: /health, expect_json: ['status == \"healthy\"'], tries: 2, interval_s: 0}\n"
+                        "    window: {window_s: 0}\n", "test")
+
+
+def test_a_fail_rolls_the_traffic_back_once_and_says_so_everywhere(fake_run: FakeCloudRun, sample: SampleService,
+                                                                    slack: SlackReceiver, tmp_path: Path,
+                                                                    orders_build: dict[str, Any]) -> None:
+    sample.mode = "broken"  # /health answers 503: health FAILs, and it is critical
+    store = LocalStore(str(tmp_path))
+    first = handle(push_body(orders_build), config=rollback_config(), adapters=adapters(store, slack))
+    again = handle(push_body(orders_build, "m-2"), config=rollback_config(), adapters=adapters(store, slack))
+
+    report = first.validations[0].report
+    assert report["verdict"] == "FAIL"
+    [action] = report["actions"]
+    assert (action["kind"], action["outcome"]) == ("rollback", "done")
+    assert "orders-00041-old" in action["detail"] and "100" in action["detail"]
+    assert [u["traffic"] for u in fake_run.service_updates] == [[{"type": TRAFFIC_REVISION, "revision": "orders-00041-old",
+                                                                   "percent": 100}]]
+    assert report["next_steps"][0] == "traffic is back on orders-00041-old: fix orders-00042-new and deploy again"
+    assert not any("update-traffic" in step for step in report["next_steps"])
+    assert "rollback: done" in json.dumps(slack.messages[0]) and len(slack.messages) == 1
+    assert "**rollback: done**" in (tmp_path / "orders" / orders_build["id"] / "report.md").read_text(encoding="utf-8")
+    assert again.validations == [] and len(fake_run.service_updates) == 1  # a redelivery is a duplicate: no second update
+
+
+@pytest.mark.parametrize(("mode", "on_fail", "updates"), [("healthy", "rollback", 0), ("broken", "report", 0)],
+                         ids=["pass-never-rolls-back", "not-opted-in"])
+def test_no_rollback_unless_opted_in_and_failed(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                tmp_path: Path, orders_build: dict[str, Any], mode: str, on_fail: str,
+                                                updates: int) -> None:
+    sample.mode = mode
+    config = rollback_config() if on_fail == "rollback" else CONFIG
+    report = handle(push_body(orders_build), config=config, adapters=adapters(LocalStore(str(tmp_path)), slack)).validations[0].report
+    assert len(fake_run.service_updates) == updates
+    assert [a["outcome"] for a in report["actions"]] == (["skipped"] if on_fail == "rollback" else [])
+
+
+def test_a_refused_rollback_is_reported_not_retried(fake_run: FakeCloudRun, sample: SampleService, slack: SlackReceiver,
+                                                   tmp_path: Path, orders_build: dict[str, Any]) -> None:
+    sample.mode = "broken"
+    fake_run.fail_next_update(403)
+    report = handle(push_body(orders_build), config=rollback_config(),
+                    adapters=adapters(LocalStore(str(tmp_path)), slack)).validations[0].report
+    [action] = report["actions"]
+    assert action["outcome"] == "refused" and "run.services.update" in action["detail"] + action["fix"]
+    assert "rollback: refused" in json.dumps(slack.messages[0])
+    assert any("update-traffic" in step for step in report["next_steps"])  # the person still gets the command

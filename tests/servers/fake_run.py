@@ -1,10 +1,11 @@
 """A hand-written fake of the Cloud Run Admin API v2 REST calls postdeploy makes.
 
-Services and revisions are read-only. Jobs can be created, read, updated and run; writes answer with
-long-running Operations the way the API does over REST (``{name, metadata{@type}, done}``, polled with
-``GET /v2/projects/*/locations/*/operations/*``), and an execution's outcome is scripted per test with
-``next_execution``. Every request is recorded: ``requests`` (method, path) and ``bodies`` (method,
-path, JSON body) for writes.
+Revisions are read-only. A service's traffic can be updated (``PATCH …/services/S?updateMask=traffic`` carrying
+the service's ``etag``: a stale one is refused with 409 ABORTED, as AIP-154 prescribes); every such update is recorded
+in ``service_updates``. Jobs can be created, read, updated and run; writes answer with long-running Operations the way
+the API does over REST (``{name, metadata{@type}, done}``, polled with ``GET /v2/projects/*/locations/*/operations/*``),
+and an execution's outcome is scripted per test with ``next_execution``. Every request is recorded: ``requests``
+(method, path) and ``bodies`` (method, path, JSON body) for writes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _JOB = re.compile(rf"{_JOBS.pattern}/([^/?:]+)(:run)?")
 _EXECUTION = re.compile(rf"{_JOBS.pattern}/([^/?:]+)/executions/([^/?:]+)(:cancel)?")
 _OPERATION = re.compile(rf"/v2/projects/{_SEGMENT}/locations/{_SEGMENT}/operations/([^/?:]+)")
 TYPE_JOB = "type.googleapis.com/google.cloud.run.v2.Job"
+TYPE_SERVICE = "type.googleapis.com/google.cloud.run.v2.Service"
 TYPE_EXECUTION = "type.googleapis.com/google.cloud.run.v2.Execution"
 OUTCOMES = ("succeeded", "failed", "cancelled", "timed_out", "running")
 
@@ -70,7 +72,7 @@ class _Handler(LoopbackHandler["FakeCloudRun"]):
         self._reply("POST")
 
     def do_PATCH(self) -> None:
-        """Update a job; other writes are refused."""
+        """Update a job or a service's traffic; other writes are refused."""
         self._reply("PATCH")
 
     def do_DELETE(self) -> None:
@@ -98,6 +100,10 @@ class FakeCloudRun(Faults, LoopbackServer):
         self.next_execution: Json = {"outcome": "succeeded"}
         self.logging: FakeLogging | None = None  # receives the stdout lines of finished executions
         self._job_errors: list[Json] = []
+        self.service_updates: list[Json] = []  # {"service", "updateMask", "etag", "traffic"} of every service PATCH
+        self.service_operation_polls = OPERATION_POLLS  # reads of a service update operation before it is done
+        self._update_faults: list[Json] = []  # scripted for the next service PATCHes: {"status"} or {"traffic"}
+        self._service_errors: list[Json] = []
         self._pending: dict[str, int] = {}  # operation or execution name -> reads left before it finishes
         self._plans: dict[str, Json] = {}
 
@@ -113,17 +119,8 @@ class FakeCloudRun(Faults, LoopbackServer):
             return rev_id
         return f"{cls.service_name(project, region, service)}/revisions/{rev_id}"
 
-    def add_service(
-        self,
-        project: str,
-        region: str,
-        name: str,
-        *,
-        uri: str,
-        latest_created: str,
-        latest_ready: str,
-        traffic: list[Json],
-    ) -> Json:
+    def add_service(self, project: str, region: str, name: str, *, uri: str, latest_created: str, latest_ready: str,
+                    traffic: list[Json]) -> Json:
         """Store a service; revision arguments may be short ids or full names."""
         full = self.service_name(project, region, name)
         service: Json = {
@@ -133,36 +130,23 @@ class FakeCloudRun(Faults, LoopbackServer):
             "observedGeneration": "1",
             "uri": uri,
             "urls": [uri],
-            "latestCreatedRevision": self.revision_name(
-                project, region, name, latest_created
-            ),
-            "latestReadyRevision": self.revision_name(
-                project, region, name, latest_ready
-            ),
+            "latestCreatedRevision": self.revision_name(project, region, name, latest_created),
+            "latestReadyRevision": self.revision_name(project, region, name, latest_ready),
             "traffic": [{k: v for k, v in t.items() if k != "uri"} for t in traffic],
             "trafficStatuses": [dict(t) for t in traffic],
             "terminalCondition": ready_condition(True),
             "conditions": [],
             "reconciling": False,
             "ingress": 1,
+            "etag": _etag(),
         }
         with self._lock:
             self.services[full] = service
         return service
 
-    def add_revision(
-        self,
-        project: str,
-        region: str,
-        service: str,
-        rev_id: str,
-        *,
-        image: str,
-        labels: dict[str, str] | None = None,
-        create_time: str,
-        ready: bool = True,
-        ready_message: str = "",
-    ) -> Json:
+    def add_revision(self, project: str, region: str, service: str, rev_id: str, *, image: str,
+                     labels: dict[str, str] | None = None, create_time: str, ready: bool = True,
+                     ready_message: str = "") -> Json:
         """Store a revision of a service."""
         full = self.revision_name(project, region, service, rev_id)
         short = full.rsplit("/", 1)[1]
@@ -211,16 +195,67 @@ class FakeCloudRun(Faults, LoopbackServer):
         """The stored dict of a revision, for tests to mutate."""
         return self.revisions[self.revision_name(project, region, service, rev_id)]
 
-    def set_traffic(
-        self, project: str, region: str, name: str, traffic: list[Json]
-    ) -> None:
-        """Replace a service's traffic split and traffic statuses."""
+    def set_traffic(self, project: str, region: str, name: str, traffic: list[Json]) -> None:
+        """Replace a service's traffic split and traffic statuses (a change by someone else: a new etag)."""
         with self._lock:
             service = self.service(project, region, name)
-            service["traffic"] = [
-                {k: v for k, v in t.items() if k != "uri"} for t in traffic
-            ]
+            service["traffic"] = [{k: v for k, v in t.items() if k != "uri"} for t in traffic]
             service["trafficStatuses"] = [dict(t) for t in traffic]
+            service["etag"] = _etag()
+
+    def fail_next_update(self, status: int) -> None:
+        """Answer the next service PATCH with ``status`` (403, 409, 500, …) before looking at it."""
+        with self._lock:
+            self._update_faults.append({"status": status})
+
+    def race_next_update(self, traffic: list[Json]) -> None:
+        """Just before the next service PATCH lands, someone else sets ``traffic`` (new etag): a stale PATCH gets 409."""
+        with self._lock:
+            self._update_faults.append({"traffic": traffic})
+
+    def fail_next_service_operation(self, code: int, message: str) -> None:
+        """Make the next service update operation end in error (``google.rpc.Status`` code), traffic unchanged."""
+        with self._lock:
+            self._service_errors.append({"code": code, "message": message})
+
+    def _update_service(self, project: str, region: str, name: str, query: dict[str, str],
+                        body: Json) -> tuple[int, Json]:
+        full = self.service_name(project, region, name)
+        if full not in self.services:
+            return self._get(self.services, full, "Service")
+        traffic = body.get("traffic", [])
+        self.service_updates.append({"service": full, "updateMask": query.get("updateMask", ""),
+                                     "etag": body.get("etag", ""), "traffic": copy.deepcopy(traffic)})
+        fault = self._update_faults.pop(0) if self._update_faults else {}
+        if "status" in fault:
+            return fault["status"], error_body(fault["status"], f"injected failure {fault['status']}")
+        stored = self.services[full]
+        if "traffic" in fault:
+            stored.update(traffic=copy.deepcopy(fault["traffic"]), trafficStatuses=copy.deepcopy(fault["traffic"]),
+                          etag=_etag())
+        if query.get("updateMask") != "traffic":
+            return 400, error_body(400, f"the fake updates a service's traffic only (updateMask=traffic), "
+                                        f"got updateMask={query.get('updateMask', '')!r}")
+        if body.get("etag") and body["etag"] != stored["etag"]:
+            return 409, {"error": {"code": 409, "status": "ABORTED", "message": f"etag {body['etag']} does not match "
+                                   f"the current etag {stored['etag']} of service {name}"}}
+        known = {r["name"].rsplit("/", 1)[1] for r in self.revisions.values() if r["service"] == full}
+        unknown = [t["revision"] for t in traffic if t.get("revision") and t["revision"] not in known]
+        total = sum(int(t.get("percent", 0)) for t in traffic)
+        if unknown or total != 100:
+            what = f"revision {unknown[0]} not found" if unknown else f"traffic percents add up to {total}, not 100"
+            return 400, error_body(400, f"invalid traffic for service {name}: {what}")
+        operation = self._operation(project, region, TYPE_SERVICE, stored, self._service_errors,
+                                    self.service_operation_polls)
+        if "_error" not in self.operations[operation["name"]]:
+            latest = stored["latestReadyRevision"].rsplit("/", 1)[1]
+            host = stored["uri"].split("://", 1)[-1]
+            stored.update(traffic=copy.deepcopy(traffic), etag=_etag(), generation=str(int(stored["generation"]) + 1),
+                          trafficStatuses=[{**t, **({"revision": latest} if t.get("type") == TRAFFIC_LATEST else {}),
+                                            **({"uri": f"https://{t['tag']}---{host}"} if t.get("tag") else {})}
+                                           for t in traffic])
+            self.operations[operation["name"]]["metadata"] = {"@type": TYPE_SERVICE, **copy.deepcopy(stored)}
+        return 200, operation
 
     def _handle(self, method: str, target: str, body: Json | None = None) -> tuple[int, Json]:
         parts = urlsplit(target)
@@ -235,23 +270,17 @@ class FakeCloudRun(Faults, LoopbackServer):
             answer = self._jobs_api(method, path, query, body or {})
             if answer is not None:
                 return answer
+            if method == "PATCH" and (m := _SERVICE.fullmatch(path)):
+                return self._update_service(m.group(1), m.group(2), m.group(3), query, body or {})
             if method != "GET":
-                return 405, error_body(
-                    405, f"{method} {path} is not supported by the fake"
-                )
+                return 405, error_body(405, f"{method} {path} is not supported by the fake")
             if m := _REVISION.fullmatch(path):
-                name = self.revision_name(
-                    m.group(1), m.group(2), m.group(3), m.group(4)
-                )
-                return self._get(self.revisions, name, "Revision")
+                return self._get(self.revisions, self.revision_name(*m.groups()), "Revision")
             if m := _REVISIONS.fullmatch(path):
                 parent = self.service_name(m.group(1), m.group(2), m.group(3))
                 if parent not in self.services:
-                    return 404, error_body(
-                        404,
-                        f"Resource '{m.group(3)}' of kind 'SERVICE' in region "
-                        f"'{m.group(2)}' in project '{m.group(1)}' does not exist.",
-                    )
+                    return 404, error_body(404, f"Resource '{m.group(3)}' of kind 'SERVICE' in region '{m.group(2)}' "
+                                                f"in project '{m.group(1)}' does not exist.")
                 items = [r for r in self.revisions.values() if r["service"] == parent]
                 return 200, _page("revisions", items, query)
             if m := _SERVICE.fullmatch(path):
@@ -259,9 +288,7 @@ class FakeCloudRun(Faults, LoopbackServer):
                 return self._get(self.services, name, "Service")
             if m := _SERVICES.fullmatch(path):
                 prefix = self.service_name(m.group(1), m.group(2), "")
-                items = [
-                    s for name, s in self.services.items() if name.startswith(prefix)
-                ]
+                items = [s for name, s in self.services.items() if name.startswith(prefix)]
                 return 200, _page("services", items, query)
         return 404, error_body(404, f"Method not found: {path}")
 
@@ -375,12 +402,16 @@ class FakeCloudRun(Faults, LoopbackServer):
         return job
 
     def _job_operation(self, project: str, region: str, job: Json) -> Json:
+        return self._operation(project, region, TYPE_JOB, job, self._job_errors, OPERATION_POLLS)
+
+    def _operation(self, project: str, region: str, kind: str, resource: Json, errors: list[Json], polls: int) -> Json:
+        """A pending write operation on ``resource`` that is done after ``polls`` reads; ends in the next of ``errors``."""
         name = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
-        operation: Json = {"name": name, "metadata": {"@type": TYPE_JOB, **copy.deepcopy(job)}, "done": False}
-        if self._job_errors:
-            operation["_error"] = self._job_errors.pop(0)
+        operation: Json = {"name": name, "metadata": {"@type": kind, **copy.deepcopy(resource)}, "done": False}
+        if errors:
+            operation["_error"] = errors.pop(0)
         self.operations[name] = operation
-        self._pending[name] = OPERATION_POLLS
+        self._pending[name] = polls
         return self._operation_view(name)
 
     def _operation_view(self, name: str) -> Json:
@@ -535,6 +566,10 @@ class FakeCloudRun(Faults, LoopbackServer):
         operation = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
         self.operations[operation] = {"name": operation, "done": False, "_execution": name}
         return 200, self._operation_view(operation)
+
+
+def _etag() -> str:
+    return f'"{uuid.uuid4().hex[:16]}"'
 
 
 def _page(key: str, items: list[Json], query: dict[str, str]) -> Json:
