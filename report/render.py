@@ -112,7 +112,9 @@ def render_table(report: dict[str, Any]) -> str:
     """A plain-text verdict table for the terminal."""
     t = report["target"]
     lines = [f"{icon(report['verdict'])} {report['verdict']}  {t['service']}  {t['revision'] or '-'}  "
-             f"{report['score']:.1f}/100", f"   {report['summary']}", ""]
+             f"{report['score']:.1f}/100", f"   {report['summary']}"]
+    lines += [f"   {a['kind']}: {a['outcome']} — {a['detail']}" for a in report.get("actions", [])]
+    lines.append("")
     width = max((len(c["name"]) for c in report["checks"]), default=8)
     for c in report["categories"]:
         points = "no data" if c["score"] is None else f"{c['score']:g}/{c['weight']:g}"

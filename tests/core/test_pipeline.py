@@ -13,6 +13,7 @@ from core.errors import StorageUnavailable
 from core.pipeline import Adapters, token_per_audience
 from demo.sample_service import SampleService
 from entry.function import handle
+from report.render import render_table
 from report.store import LocalStore
 from sources.cloud_run import RunRevisionSource
 from tests.conftest import add_orders_service
@@ -304,6 +305,7 @@ def test_a_fail_rolls_the_traffic_back_once_and_says_so_everywhere(fake_run: Fak
     assert not any("update-traffic" in step for step in report["next_steps"])
     assert "rollback: done" in json.dumps(slack.messages[0]) and len(slack.messages) == 1
     assert "**rollback: done**" in (tmp_path / "orders" / orders_build["id"] / "report.md").read_text(encoding="utf-8")
+    assert render_table(report).splitlines()[2].startswith("   rollback: done — ")
     assert again.validations == [] and len(fake_run.service_updates) == 1  # a redelivery is a duplicate: no second update
 
 
