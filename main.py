@@ -1,4 +1,4 @@
-"""postdeploy entry points: the Cloud Function (`on_build`) and the CLI (`python main.py …`)."""
+"""postdeploy entry points: the Cloud Function (`on_build`), the rerun HTTP function (`rerun`) and the CLI."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import functions_framework
 
 from core.errors import Transient
 from entry.function import handle
+from entry.rerun import Answer, answer
 
 
 @functions_framework.cloud_event
@@ -18,6 +19,12 @@ def on_build(cloud_event: Any) -> None:
     Returning acks the Pub/Sub message; only a Transient fault raises (→ 500 → redelivery).
     """
     handle(cloud_event.data, str(cloud_event["id"]))
+
+
+@functions_framework.http
+def rerun(request: Any) -> Answer:
+    """Validate again the revision a stored report names: POST {"build_id", "service"} (tooling; deploy with IAM)."""
+    return answer(request)
 
 
 def answer_transient(exc: Transient) -> tuple[str, int]:

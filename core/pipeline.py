@@ -163,6 +163,22 @@ class Validation:
     event: str = ""  # what became of the verdict event: "published ID", "not configured", or why not
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """A validation again of the revision a stored report names, filed beside that report under ``id``."""
+
+    id: str  # "rerun-…": the folder beside the original report, and what makes a retried request run once
+    revision: str
+    previous_revision: str  # as the stored report named it: a later deploy must not become "the previous one"
+    of: dict[str, Any]  # what the stored report said (verdict, score, finished_at, report link)
+
+    def applied(self, target: Target, build: Build) -> Target:
+        """The resolved target with the stored report's previous revision, saying where its revision came from."""
+        said = f"{self.of.get('verdict', '?')} {self.of.get('score', '?')}/100"
+        return replace(target, previous_revision=self.previous_revision,
+                       match_rule=f"the stored report of build {build.id} ({self.id}; that report said {said})")
+
+
 def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,
         problem: str = "") -> list[Validation]:
     """Validate a candidate build synchronously (the function and `replay`); duplicates are dropped.
@@ -204,28 +220,37 @@ async def validate_build(build: Build, intents: list[DeployIntent], config: Conf
 
 
 async def validate_intent(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters,
-                          revision: str = "", problem: str = "") -> Validation | None:
-    """Resolve, claim, check, score, store and notify for one service."""
+                          revision: str = "", problem: str = "", rerun: Rerun | None = None) -> Validation | None:
+    """Resolve, claim, check, score, store and notify for one service (``rerun``: the revision a stored report names)."""
     started = datetime.now(UTC)
     deadline = time.monotonic() + settings.deadline_s
     source = adapters.get("revisions")
-    target = await asyncio.to_thread(resolve, intent, build, source, settings.region, revision)
+    target = await asyncio.to_thread(resolve, intent, build, source, settings.region, rerun.revision if rerun else revision)
+    if rerun and target.revision:
+        target = rerun.applied(target, build)
     if problem:  # an invalid config; the target's own problem (a name that cannot be a service, …) is kept after it
         target = replace(target, problem=f"{problem}; {target.problem}" if target.problem else problem)
     log("INFO", f"validating {target.service} revision {target.revision or '?'} ({target.match_rule or target.problem})",
         build_id=build.id, service=intent.service)
-    return await validate_target(target, build, settings, adapters, deadline, started)
+    return await validate_target(target, build, settings, adapters, deadline, started, rerun)
+
+
+def run_rerun(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters, rerun: Rerun) -> Validation | None:
+    """Validate again synchronously (`rerun`, the HTTP entry point); None when this rerun id was already done."""
+    result: Validation | None = _run_detached(validate_intent(build, intent, settings, adapters, rerun=rerun))
+    return result
 
 
 async def validate_target(target: Target, build: Build, settings: Settings, adapters: Adapters,
-                          deadline: float, started: datetime | None = None) -> Validation | None:
+                          deadline: float, started: datetime | None = None, rerun: Rerun | None = None) -> Validation | None:
     """Claim (build, revision) once, run the checks and publish; None when another delivery already did."""
     started = started or datetime.now(UTC)
     store = adapters.get("store")
-    claim = claim_name(target, build)
+    rerun_id = rerun.id if rerun else ""
+    claim, done = claim_name(target, build, rerun_id), done_name(target, build, rerun_id)
     storage_problem = ""
     try:
-        owned = await asyncio.to_thread(_claim, store, claim, done_name(target, build), started)
+        owned = await asyncio.to_thread(_claim, store, claim, done, started)
     except AccessDenied as exc:
         # Without the bucket there is no dedupe and no report, but Slack can still say what happened.
         log("ERROR", str(exc), build_id=build.id, service=target.service)
@@ -234,7 +259,8 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
         log("INFO", f"duplicate delivery: {claim} already done", build_id=build.id, service=target.service)
         return None
     try:
-        report, links = await _check_and_store(target, build, settings, adapters, store, deadline, started, storage_problem)
+        report, links = await _check_and_store(target, build, settings, adapters, store, deadline, started, storage_problem,
+                                               rerun)
     except BaseException:
         if not storage_problem:
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
@@ -244,7 +270,7 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
                                   report["actions"])
     if not storage_problem:
         try:
-            await asyncio.to_thread(store.write, done_name(target, build),
+            await asyncio.to_thread(store.write, done,
                                     f"{datetime.now(UTC).isoformat()} slack: {slack}; verdict event: {event}")
         except PostdeployError as exc:  # the report and the message are out; a later duplicate may repeat them
             log("ERROR", f"could not mark {claim} done: {exc}", build_id=build.id, service=target.service)
@@ -281,7 +307,8 @@ def _claim(store: Any, claim: str, done: str, now: datetime) -> bool:
 
 
 async def _check_and_store(target: Target, build: Build, settings: Settings, adapters: Adapters, store: Any,
-                           deadline: float, started: datetime, storage_problem: str) -> tuple[dict[str, Any], dict[str, str]]:
+                           deadline: float, started: datetime, storage_problem: str,
+                           rerun: Rerun | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     outcomes = []
     if not target.problem:
         async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -295,6 +322,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
     actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, deadline + SLACK_GRACE_S)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions)
+    if rerun:  # filed beside the stored report (report.publish.folder), and says what that one found
+        report["rerun"] = {"id": rerun.id, "of": rerun.of}
     if storage_problem:
         return report, not_stored(storage_problem)
     try:

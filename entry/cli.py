@@ -1,4 +1,4 @@
-"""`python main.py demo | validate | replay | check-config` — the same pipeline as the function."""
+"""`python main.py demo | validate | rerun | replay | check-config` — the same pipeline as the function."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--slack", action="store_true", help="also post to the configured Slack webhook")
     val.add_argument("--python", help="run the imports probe with this local interpreter instead of a Cloud Run job")
     val.add_argument("--log-file", help="judge this JSON-lines or text log file instead of Cloud Logging")
+    again = sub.add_parser("rerun", help="validate again the revision a stored report names; files the new report beside it")
+    again.add_argument("build_id", metavar="BUILD_ID", help="the build whose stored report names the revision")
+    again.add_argument("--service", required=True, help="the service the report is filed under")
+    again.add_argument("--config", help="postdeploy.yaml (default: as for validate)")
+    again.add_argument("--out", help="where the stored report is, and the new one goes (default POSTDEPLOY_REPORTS or ./reports)")
+    again.add_argument("--slack", action="store_true", help="also post to the configured Slack webhook")
+    again.set_defaults(log_file=None, python=None)  # the flags of validate that rerun does not take
     rep = sub.add_parser("replay", help="feed a saved Pub/Sub message or CloudEvent JSON through the function path")
     rep.add_argument("file")
     rep.add_argument("--config")
@@ -270,6 +277,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT[validation.report["verdict"]]
 
 
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from core.config import load
+    from core.pipeline import Adapters
+    from entry.rerun import Refused, checked, rerun
+
+    names = {"build_id": "BUILD_ID", "service": "--service"}
+    try:
+        rerun_id = checked(args.build_id, args.service, names=names)
+    except Refused as exc:
+        print(redact_text(exc.message(names)), file=sys.stderr)
+        return EXIT_USAGE
+    if (code := _validate_usage(args)) is not None:
+        return code
+    config = load(args.config)
+    adapters = Adapters.from_env(args.out)
+    adapters.progress = console_progress
+    if not args.slack:
+        adapters.webhook = lambda: ""
+    try:
+        validation = rerun(args.build_id, args.service, config, adapters, rerun_id)
+    except Refused as exc:
+        print(redact_text(exc.message(names)), file=sys.stderr)
+        return EXIT_USAGE
+    if validation is None:
+        return EXIT_USAGE
+    _print_validation(validation.report, validation.links)
+    return EXIT[validation.report["verdict"]]
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from core.config import load
     from core.pipeline import Adapters
@@ -305,7 +341,8 @@ def main(argv: list[str]) -> int:
 
     use_console()
     args = _parser().parse_args(argv)
-    handler = {"demo": cmd_demo, "validate": cmd_validate, "replay": cmd_replay, "check-config": cmd_check_config}
+    handler = {"demo": cmd_demo, "validate": cmd_validate, "rerun": cmd_rerun, "replay": cmd_replay,
+               "check-config": cmd_check_config}
     try:
         return handler[args.command](args)
     except ConfigError as exc:

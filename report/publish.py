@@ -11,7 +11,7 @@ from core.model import Build, Target
 from core.redact import redact, register
 from report import slack
 from report.render import render_html, render_json, render_markdown
-from report.store import ReportStore
+from report.store import GcsStore, LocalStore, ReportStore
 
 INDEX_SCHEMA = "postdeploy.index/v1"
 INDEX_SIZE = 100
@@ -22,23 +22,47 @@ def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
 
 
-def folder(service: str, build_id: str) -> str:
-    """``{service}/{build_id}``: where one validation's objects live (under the store's prefix)."""
-    return f"{_safe(service)}/{_safe(build_id or 'manual')}"
+def folder(service: str, build_id: str, rerun: str = "") -> str:
+    """``{service}/{build_id}``: where one validation's objects live (under the store's prefix); a rerun's live in
+    ``{service}/{build_id}/{rerun}``, beside the original's and never over them."""
+    base = f"{_safe(service)}/{_safe(build_id or 'manual')}"
+    return f"{base}/{_safe(rerun)}" if rerun else base
 
 
-def _marker(kind: str, target: Target, build: Build | None) -> str:
-    return f"{folder(target.service, build.id if build else '')}/{kind}-{_safe(target.revision or 'unresolved')}.txt"
+def rerun_of(report: dict[str, Any]) -> str:
+    """The rerun id a report was made under ("" for a validation of a deploy)."""
+    rerun = report.get("rerun")
+    return str(rerun.get("id", "")) if isinstance(rerun, dict) else ""
 
 
-def done_name(target: Target, build: Build) -> str:
+def _marker(kind: str, target: Target, build: Build | None, rerun: str) -> str:
+    return f"{folder(target.service, build.id if build else '', rerun)}/{kind}-{_safe(target.revision or 'unresolved')}.txt"
+
+
+def done_name(target: Target, build: Build, rerun: str = "") -> str:
     """Written after the report and the message are out: later deliveries are duplicates."""
-    return _marker("done", target, build)
+    return _marker("done", target, build, rerun)
 
 
-def claim_name(target: Target, build: Build | None) -> str:
-    """The create-only object that makes (build id, revision) run once."""
-    return _marker("claim", target, build)
+def claim_name(target: Target, build: Build | None, rerun: str = "") -> str:
+    """The create-only object that makes (build id, revision) run once; a rerun's, (build id, rerun id, revision)."""
+    return _marker("claim", target, build, rerun)
+
+
+def location(store: ReportStore, name: str) -> str:
+    """Where ``name`` is in ``store``, for a message: a local path or ``gs://bucket/object``."""
+    if isinstance(store, LocalStore):
+        return str(store.root / name)
+    if isinstance(store, GcsStore):
+        return f"gs://{store.bucket_name}/{store.prefix + '/' if store.prefix else ''}{name}"
+    return name
+
+
+def link(store: ReportStore, name: str) -> str:
+    """The link ``store.write`` returns for ``name``, without writing it (a report stored by an earlier run)."""
+    if isinstance(store, GcsStore):
+        return f"https://storage.cloud.google.com/{location(store, name).removeprefix('gs://')}"
+    return location(store, name)
 
 
 def not_stored(reason: str) -> dict[str, str]:
@@ -52,7 +76,7 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
     Every object is written from the redacted report (make_report redacts it already; a report from anywhere
     else is redacted here, and a redacted one comes out the same)."""
     report = redact(report)
-    base = folder(report["target"]["service"], report["build"]["id"])
+    base = folder(report["target"]["service"], report["build"]["id"], rerun_of(report))
     as_json = render_json(report)
     links = {
         "report.md": store.write(f"{base}/report.md", render_markdown(report)),
@@ -81,7 +105,10 @@ def index_with(current: str | None, report: dict[str, Any], links: dict[str, str
         "build_id": report["build"]["id"], "revision": report["target"]["revision"], "verdict": report["verdict"],
         "score": report["score"], "finished_at": report["finished_at"], "report": links["report.html"],
     }
-    kept = [e for e in entries if isinstance(e, dict) and e.get("build_id") != entry["build_id"]]
+    if rerun := rerun_of(report):  # a rerun is listed beside its build's first validation, not over it
+        entry["rerun"] = rerun
+    kept = [e for e in entries if isinstance(e, dict)
+            and (e.get("build_id"), e.get("rerun")) != (entry["build_id"], entry.get("rerun"))]
     return json.dumps({"schema": INDEX_SCHEMA, "service": report["target"]["service"],
                        "validations": [entry, *kept][:INDEX_SIZE]}, indent=2, ensure_ascii=False) + "\n"
 

@@ -159,13 +159,13 @@ def storage_emulator(port: int) -> Iterator[str]:
 
 @contextmanager
 def functions_framework(
-    port: int, env: Mapping[str, str], cwd: str | Path
+    port: int, env: Mapping[str, str], cwd: str | Path, target: str = "on_build", signature_type: str = "cloudevent"
 ) -> Iterator[RunningProcess]:
-    """Serve `main.py:on_build` as a CloudEvent function; yield its URL and log file."""
+    """Serve `main.py:TARGET` (by default `on_build`, a CloudEvent function); yield its URL and log file."""
     argv = [
         str(BIN_DIR / "functions-framework"),
-        "--target=on_build",
-        "--signature-type=cloudevent",
+        f"--target={target}",
+        f"--signature-type={signature_type}",
         "--source=main.py",
         f"--port={port}",
         "--host=127.0.0.1",
