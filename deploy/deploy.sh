@@ -72,6 +72,7 @@ NO_SLACK=0
 SERVICES=()         # --service, as REGION/NAME
 RUNTIME_SAS=()      # --runtime-sa: accounts the probe job may run as, given by hand
 ARTIFACT_BUCKETS=() # --artifacts-bucket
+RERUN_INVOKERS=()   # --rerun-invoker: who may call the NAME-rerun HTTP function (none: it is not deployed)
 INVOKER_ALL=0       # --invoker-all-services
 MAX_INSTANCES=$DEFAULT_MAX_INSTANCES
 MAX_DELIVERY_ATTEMPTS=$DEFAULT_MAX_DELIVERY_ATTEMPTS
@@ -118,6 +119,9 @@ Services (what the function may touch beyond reading Cloud Run, logs and metrics
                            in the project (it still cannot run jobs)
   --artifacts-bucket BUCKET  grant roles/storage.objectViewer on BUCKET, where builds upload the
                            JUnit results checks.tests reads (repeat per bucket)
+  --rerun-invoker MEMBER   also deploy NAME-rerun, the HTTP function that validates a stored report's
+                           revision again (authentication required), and let MEMBER call it:
+                           user:EMAIL, serviceAccount:EMAIL or group:EMAIL (repeat per member)
 
 Slack (one of these; without any, the webhook is read from stdin or a hidden prompt, and an empty
 answer keeps the webhook already stored in secret $DEFAULT_SECRET):
@@ -171,6 +175,7 @@ metavar() {
     --slack-webhook) echo URL ;;
     --slack-secret) echo NAME ;;
     --runtime-sa) echo EMAIL ;;
+    --rerun-invoker) echo MEMBER ;;
     --service) echo 'NAME or REGION/NAME' ;;
     --max-instances | --max-delivery-attempts) echo N ;;
   esac
@@ -203,9 +208,9 @@ parse_args() {
         esac
         ;;
       --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret | \
-        --runtime-sa | --service | --artifacts-bucket | --max-instances | --max-delivery-attempts)
+        --runtime-sa | --service | --artifacts-bucket | --max-instances | --max-delivery-attempts | --rerun-invoker)
         case $flag in
-          --runtime-sa | --service | --artifacts-bucket) ;; # repeatable
+          --runtime-sa | --service | --artifacts-bucket | --rerun-invoker) ;; # repeatable
           *) [[ $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once" ;;
         esac
         SEEN+="$flag "
@@ -235,6 +240,7 @@ parse_args() {
           --runtime-sa) RUNTIME_SAS+=("$value") ;;
           --service) SERVICES+=("$value") ;;
           --artifacts-bucket) ARTIFACT_BUCKETS+=("$value") ;;
+          --rerun-invoker) RERUN_INVOKERS+=("$value") ;;
           --max-instances) MAX_INSTANCES=$value ;;
           --max-delivery-attempts) MAX_DELIVERY_ATTEMPTS=$value ;;
         esac
@@ -281,6 +287,12 @@ validate_args() {
 
   bucket_name --bucket "$BUCKET"
   BUCKET=$BUCKET_NAME
+
+  local member member_re='^(user|serviceAccount|group):[^@[:space:]]+@[^@[:space:]]+$'
+  for member in ${RERUN_INVOKERS[@]+"${RERUN_INVOKERS[@]}"}; do
+    [[ $member =~ $member_re ]] ||
+      die "expected --rerun-invoker to be user:EMAIL, serviceAccount:EMAIL or group:EMAIL, got '$member'"
+  done
 
   local function_re='^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$'
   [[ $FUNCTION =~ $function_re ]] ||
@@ -947,10 +959,17 @@ grant_pubsub_agent() {
   fi
 }
 
-deploy_function() {
-  note "deploying $FUNCTION (build and rollout take a few minutes)"
+# The function's environment: where reports go, and the Slack secret when there is one.
+function_env() {
   local env_vars="POSTDEPLOY_REPORTS=gs://$BUCKET/reports"
   [[ -z $SECRET_VERSION ]] || env_vars+=",POSTDEPLOY_SLACK_WEBHOOK_SECRET=$SECRET_VERSION"
+  printf '%s' "$env_vars"
+}
+
+deploy_function() {
+  note "deploying $FUNCTION (build and rollout take a few minutes)"
+  local env_vars
+  env_vars=$(function_env)
   # internal-only ingress: Eventarc/Pub/Sub deliveries from the same project count as internal,
   # so nothing else on the internet can reach the function. --max-instances bounds what a flood of
   # builds (or of redeliveries) can cost.
@@ -962,6 +981,22 @@ deploy_function() {
   # The trigger runs as $SA: it may invoke this function (its Cloud Run service), nothing else.
   run_retry gcloud functions add-invoker-policy-binding "$FUNCTION" --region="$REGION" --project="$PROJECT" \
     --member="serviceAccount:$SA" --format=none
+}
+
+# --rerun-invoker: NAME-rerun, the same sources and account behind an HTTP entry point that requires
+# authentication; only the members named may call it. Without the flag there is no HTTP surface at all.
+deploy_rerun_function() {
+  ((${#RERUN_INVOKERS[@]} > 0)) || return 0
+  local member
+  note "deploying $FUNCTION-rerun: POST {build_id, service} validates a stored report's revision again; callers: ${RERUN_INVOKERS[*]}"
+  run gcloud functions deploy "$FUNCTION-rerun" --gen2 --project="$PROJECT" --region="$REGION" \
+    --runtime="$RUNTIME" --source="$STAGING" --entry-point=rerun --trigger-http --no-allow-unauthenticated \
+    --timeout="$TIMEOUT" --memory="$MEMORY" --max-instances="$MAX_INSTANCES" \
+    --service-account="$SA" --set-env-vars="$(function_env)"
+  for member in "${RERUN_INVOKERS[@]}"; do
+    run_retry gcloud functions add-invoker-policy-binding "$FUNCTION-rerun" --region="$REGION" --project="$PROJECT" \
+      --member="$member" --format=none
+  done
 }
 
 # The trigger's subscription retries a failing delivery with backoff; after MAX_DELIVERY_ATTEMPTS it
@@ -1029,6 +1064,7 @@ main() {
   grant_verdict_topics
   grant_pubsub_agent
   deploy_function
+  deploy_rerun_function
   configure_delivery
   revoke_legacy_roles
   summary

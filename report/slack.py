@@ -28,7 +28,8 @@ def escape(text: str) -> str:
 def message(report: dict[str, Any], link: str) -> dict[str, Any]:
     """One Block Kit message: verdict, service/revision, score, categories, top reasons, link."""
     t = report["target"]
-    title = f"{icon(report['verdict'])} {report['verdict']} · {t['service']} · {report['score']:.1f}/100"
+    rerun = " · rerun" if report.get("rerun") else ""  # validated again on demand, not after a build
+    title = f"{icon(report['verdict'])} {report['verdict']} · {t['service']} · {report['score']:.1f}/100{rerun}"
     categories = " · ".join(
         f"{c['name']} {'n/a' if c['score'] is None else format(c['score'], 'g')}/{c['weight']:g}"
         for c in report["categories"]

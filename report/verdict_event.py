@@ -33,9 +33,10 @@ def event(report: dict[str, Any], link: str, actions: list[dict[str, Any]] | Non
         "report_url": link if link.startswith("http") else "",
         "actions": actions or [],
         "finished_at": report.get("finished_at", ""),
+        "rerun": (report.get("rerun") or {}).get("id", ""),  # set when validated again on demand (`rerun`)
     }
     attributes = {"service": target["service"], "revision": target["revision"], "verdict": report["verdict"],
-                  "score": f"{report['score']:g}", "build_id": build["id"]}
+                  "score": f"{report['score']:g}", "build_id": build["id"], "rerun": body["rerun"]}
     return json.dumps(redact(body), ensure_ascii=False).encode("utf-8"), {k: v for k, v in attributes.items() if v}
 
 

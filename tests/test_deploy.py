@@ -453,3 +453,23 @@ def test_only_services_that_roll_back_may_have_their_traffic_updated(tmp_path: P
     assert rollback == [("run services", "orders")]
     assert created_role(commands(done), "postdeployRollback") == "run.services.update"
     assert not any("run.services.update" in c for c in plan(tmp_path, "no probe", "--service", "orders"))
+
+
+def test_the_rerun_function_is_deployed_only_for_named_callers_and_requires_authentication(tmp_path: Path) -> None:
+    alice, ci = "user:alice@example.com", f"serviceAccount:ci@{P}.iam.gserviceaccount.com"
+    cmds = plan(tmp_path, "no probe", "--no-slack", "--rerun-invoker", alice, f"--rerun-invoker={ci}")
+    [rerun] = [c for c in cmds if c.startswith("gcloud functions deploy postdeploy-rerun ")]
+    assert " --entry-point=rerun --trigger-http --no-allow-unauthenticated " in rerun
+    assert f" --service-account={FN_SA} " in rerun and "--allow-unauthenticated" not in rerun.replace("--no-allow", "")
+    assert [(what, role) for on, what, role in bindings(cmds) if what == "postdeploy-rerun"] == [
+        ("postdeploy-rerun", "roles/run.invoker")] * 2
+    assert [c.split("--member=")[1].split()[0] for c in cmds if "add-invoker-policy-binding postdeploy-rerun" in c] == [alice, ci]
+    without = plan(tmp_path, "no probe", "--no-slack")
+    assert not any("postdeploy-rerun" in c for c in without)
+
+
+@pytest.mark.parametrize("member", ["alice", "user:alice", "allUsers", "domain:example.com"])
+def test_a_rerun_caller_must_be_one_principal(member: str) -> None:
+    done = deploy(*BASE, "--rerun-invoker", member)
+    assert done.returncode == 2 and not commands(done)
+    assert f"expected --rerun-invoker to be user:EMAIL, serviceAccount:EMAIL or group:EMAIL, got '{member}'" in done.stderr

@@ -79,6 +79,8 @@ def test_a_rerun_files_a_second_report_beside_the_first_and_sees_the_service_now
     ]
     assert [m["text"].split(" ", 1)[0] for m in slack.messages] == ["PASS", "FAIL"]
     assert str(beside / "report.html") in slack.messages[1]["text"]
+    titles = [m["blocks"][0]["text"]["text"] for m in slack.messages]
+    assert not titles[0].endswith("· rerun") and titles[1].endswith("· rerun")
 
 
 def test_a_rerun_compares_with_the_previous_revision_the_report_named(

@@ -37,7 +37,7 @@ def test_the_message_names_the_revision_the_verdict_and_the_top_reasons() -> Non
         "schema": "postdeploy.verdict/v1", "service": "orders", "region": "us-central1", "project": "acme-prod",
         "revision": "orders-00042-new", "previous_revision": "orders-00041-old", "build_id": "b-1", "commit": "4f2a9c1e7b3d",
         "verdict": "FAIL", "score": 41.5, "reasons": report()["reasons"][:3], "report_url": LINK,
-        "actions": [{"kind": "rollback", "outcome": "done"}], "finished_at": "2026-11-25T10:09:00Z",
+        "actions": [{"kind": "rollback", "outcome": "done"}], "finished_at": "2026-11-25T10:09:00Z", "rerun": "",
     }
     assert attributes == {"service": "orders", "revision": "orders-00042-new", "verdict": "FAIL", "score": "41.5",
                           "build_id": "b-1"}
@@ -87,3 +87,9 @@ def test_a_missing_topic_is_logged_and_the_next_verdict_of_the_service_still_goe
     received = processes.pull(pubsub_emulator, project, "sub")
     assert published == f"published {received[0]['messageId']}" and len(received) == 1
     assert received[0]["orderingKey"] == "orders" and json.loads(received[0]["data"])["verdict"] == "FAIL"
+
+
+def test_a_rerun_says_so_in_the_body_and_an_attribute() -> None:
+    data, attributes = event(report(rerun={"id": "rerun-20261201T190621097025Z", "of": {"verdict": "PASS"}}), LINK)
+    assert json.loads(data)["rerun"] == "rerun-20261201T190621097025Z"
+    assert attributes["rerun"] == "rerun-20261201T190621097025Z"
