@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from core.errors import AccessDenied, ConcurrentModification, PostdeployError, TargetNotFound, Transient
@@ -168,7 +168,8 @@ def plan(verdict: str, target: Target, on_fail: str, *, previous: RevisionInfo |
 
 
 def _no(base: Plan, reason: str) -> Plan:
-    return Plan(True, reason, revision=base.revision, previous=base.previous, before=base.before)
+    """``base`` (the opted-in plan with nothing to set) with the reason nothing is done."""
+    return replace(base, reason=reason)
 
 
 async def act(plan: Plan, target: Target, source: TrafficSource | None, deadline: float, *, poll_s: float = 1.0) -> Action:
