@@ -26,7 +26,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     warnings: list[str] = []
 
     ready = revision.ready
-    is_ready = ready is not None and ready.state == "CONDITION_SUCCEEDED"
+    is_ready = revision.is_ready
     state = ready.state if ready else "no Ready condition"
     evidence.append(Evidence("Ready condition", state + (f": {ready.message}" if ready and ready.message else ""),
                              "CONDITION_SUCCEEDED", ok=is_ready))

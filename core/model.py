@@ -118,6 +118,12 @@ class RevisionInfo:
     def ready(self) -> Condition | None:
         return next((c for c in self.conditions if c.type == "Ready"), None)
 
+    @property
+    def is_ready(self) -> bool:
+        """The Ready condition succeeded."""
+        ready = self.ready
+        return ready is not None and ready.state == "CONDITION_SUCCEEDED"
+
 
 @dataclass(frozen=True)
 class TrafficInfo:
@@ -128,6 +134,10 @@ class TrafficInfo:
     tag: str = ""
     uri: str = ""
     latest: bool = False
+
+    def serves(self, latest_ready: str) -> str:
+        """The revision this entry routes to: its own, or for LATEST the latest ready one ("" when unknown)."""
+        return self.revision or (latest_ready if self.latest else "")
 
 
 @dataclass(frozen=True)
@@ -144,12 +154,7 @@ class ServiceInfo:
 
     def percent_for(self, revision: str) -> int:
         """Share of traffic the revision serves, counting LATEST entries for the latest ready one."""
-        total = 0
-        for t in self.traffic:
-            name = t.revision or (self.latest_ready_revision if t.latest else "")
-            if name == revision:
-                total += t.percent
-        return total
+        return sum(t.percent for t in self.traffic if t.serves(self.latest_ready_revision) == revision)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
 from report.publish import claim_name, done_name, not_stored, notify, store_report
-from report.rollback import act, plan
+from report.rollback import MOVED, ROLLBACK, Action, act, plan
 from report.score import score
 from report.verdict_event import publish as publish_verdict
 from trigger.resolve import RevisionSource, resolve
@@ -266,8 +266,7 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
     slack = await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
-    event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S,
-                                  report["actions"])
+    event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S)
     if not storage_problem:
         try:
             await asyncio.to_thread(store.write, done,
@@ -321,9 +320,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
     actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, deadline + SLACK_GRACE_S)
-    report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions)
-    if rerun:  # filed beside the stored report (report.publish.folder), and says what that one found
-        report["rerun"] = {"id": rerun.id, "of": rerun.of}
+    report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions,
+                         {"id": rerun.id, "of": rerun.of} if rerun else None)
     if storage_problem:
         return report, not_stored(storage_problem)
     try:
@@ -342,10 +340,10 @@ async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapt
     try:
         source = adapters.get("revisions") if decided.acts else None
     except Exception as exc:  # no client, no rollback: said in the report, never a lost report
-        return [{"kind": "rollback", "outcome": "failed", "before": [], "after": [], "planned": [], "fix": "",
-                 "detail": f"could not reach the Cloud Run Admin API to roll back: {type(exc).__name__}: {exc}"}]
+        return [Action(ROLLBACK, "failed",
+                       f"could not reach the Cloud Run Admin API to roll back: {type(exc).__name__}: {exc}").to_dict()]
     action = await act(decided, target, source, deadline)
-    severity = "INFO" if action.outcome in ("done", "already done", "skipped") else "ERROR"
+    severity = "INFO" if action.outcome in (*MOVED, "skipped") else "ERROR"
     log(severity, f"rollback {action.outcome}: {action.detail}", service=target.service)
     return [action.to_dict()]
 

@@ -99,9 +99,14 @@ def _worst(verdicts: list[str]) -> int:
     return max((EXIT[v] for v in verdicts), default=0)
 
 
+def _err(text: str) -> None:
+    """One line on stderr, redacted: it may quote a flag's value, a message or an API's answer."""
+    print(redact_text(text), file=sys.stderr)
+
+
 def _usage(flag: str, expected: str, found: str) -> int:
     """One line on stderr naming the flag, what it takes and what it was given; the usage exit code."""
-    print(redact_text(f"{flag}: expected {expected}, found {found}"), file=sys.stderr)
+    _err(f"{flag}: expected {expected}, found {found}")
     return EXIT_USAGE
 
 
@@ -197,7 +202,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {redact_text(problem)}", file=sys.stderr)
+            _err(f"  {problem}")
         return EXIT_USAGE
     from checks import REGISTRY
 
@@ -213,7 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for v in handled.validations:
         _print_validation(v.report, v.links)
     if handled.kind != "validated":
-        print(f"demo did not validate: {redact_text(handled.reason)}", file=sys.stderr)
+        _err(f"demo did not validate: {handled.reason}")
         return 1
     return 0
 
@@ -238,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.url:
         parts = urlsplit(args.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            print(redact_text(f"expected --url http(s)://host[/path], found {args.url!r}"), file=sys.stderr)
+            _err(f"expected --url http(s)://host[/path], found {args.url!r}")
             return EXIT_USAGE
         host = parts.hostname or ""
         name = args.service or (host if _HOST.fullmatch(host) else "url")
@@ -286,7 +291,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     try:
         rerun_id = checked(args.build_id, args.service, names=names)
     except Refused as exc:
-        print(redact_text(exc.message(names)), file=sys.stderr)
+        _err(exc.message(names))
         return EXIT_USAGE
     if (code := _validate_usage(args)) is not None:
         return code
@@ -298,7 +303,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     try:
         validation = rerun(args.build_id, args.service, config, adapters, rerun_id)
     except Refused as exc:
-        print(redact_text(exc.message(names)), file=sys.stderr)
+        _err(exc.message(names))
         return EXIT_USAGE
     if validation is None:
         return EXIT_USAGE
@@ -314,7 +319,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(redact_text(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}"), file=sys.stderr)
+        _err(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found: {exc}")
         return EXIT_USAGE
     except RecursionError:
         print(f"{args.file}: expected a JSON Pub/Sub message or CloudEvent, found JSON nested deeper than Python's "
@@ -348,8 +353,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"{exc.source}: invalid config", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {redact_text(problem)}", file=sys.stderr)
+            _err(f"  {problem}")
         return EXIT_USAGE
     except PostdeployError as exc:
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        _err(f"error: {exc}")
         return EXIT["INCONCLUSIVE"]

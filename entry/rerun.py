@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from core.config import Config
     from core.pipeline import Adapters, Rerun, Validation
 
-REPORT_SCHEMA = "postdeploy.report/v1"  # report.document.SCHEMA, without importing the report package here
 RERUN_PREFIX = "rerun-"
 RERUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RERUN_ID_EXPECTED = "1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -93,10 +92,11 @@ def _shown(value: Any) -> str:
 
 def stored_report(store: Any, service: str, build_id: str) -> dict[str, Any]:
     """The stored report of ``build_id`` for ``service``; Refused (404) when there is none, (422) when it cannot be rerun."""
-    from report.publish import folder, location
+    from report.document import SCHEMA as REPORT_SCHEMA
+    from report.publish import folder
 
     name = f"{folder(service, build_id)}/report.json"
-    where = location(store, name)
+    where = store.location(name)
     text = store.read(name)
     if text is None:
         raise Refused(404, "build_id", f"the stored report of build {build_id} for service {service} at {where}",
@@ -146,25 +146,25 @@ def rerun(build_id: str, service: str, config: Config, adapters: Adapters, rerun
     Refused when the request or the stored report cannot start a rerun; Transient and other PostdeployErrors propagate.
     """
     from core.pipeline import run_rerun
-    from report.publish import folder, link
+    from report.publish import folder
 
     rerun_id = checked(build_id, service, rerun_id)
     store = adapters.get("store")
     report = stored_report(store, service, build_id)
-    build, intent, planned = plan(report, rerun_id, link(store, f"{folder(service, build_id)}/report.html"))
+    build, intent, planned = plan(report, rerun_id, store.link(f"{folder(service, build_id)}/report.html"))
     return run_rerun(build, intent, config.for_service(service), adapters, planned)
 
 
 def done_before(store: Any, service: str, build_id: str, rerun_id: str) -> dict[str, Any] | None:
     """What a rerun id that already ran stored (its verdict, score and link), or None when it stored no report."""
-    from report.publish import folder, link
+    from report.publish import folder
 
     base = folder(service, build_id, rerun_id)
     text = store.read(f"{base}/report.json")
     if text is None:
         return None
     report = json.loads(text)
-    return _answer(report, link(store, f"{base}/report.html"), rerun_id)
+    return _answer(report, store.link(f"{base}/report.html"), rerun_id)
 
 
 def _answer(report: dict[str, Any], link: str, rerun_id: str) -> dict[str, Any]:
@@ -205,7 +205,6 @@ def answer(request: Request) -> Answer:
 
 
 def _run(build_id: str, service: str, rerun_id: str) -> Answer:
-    from core.redact import redact
     from entry.function import cached_adapters, cached_config
 
     adapters = cached_adapters()
@@ -215,8 +214,8 @@ def _run(build_id: str, service: str, rerun_id: str) -> Answer:
         earlier = done_before(adapters.get("store"), service, build_id, rerun_id)
         if earlier is None:
             raise Refused(500, "rerun_id", f"the report of {rerun_id}, which is marked done", "no report")
-        return dict(redact(earlier)), 200
-    return dict(redact(_answer(validation.report, validation.links["report.html"], rerun_id))), 200
+        return earlier, 200  # stored from a redacted report
+    return _answer(validation.report, validation.links["report.html"], rerun_id), 200  # make_report redacted it
 
 
 def _body(request: Request) -> dict[str, Any]:

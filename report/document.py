@@ -8,6 +8,7 @@ from typing import Any
 
 from core.model import Build, Evidence, Outcome, Target
 from core.redact import names_secret, redact, secret_value
+from report.rollback import MOVED
 from report.score import Scored, check_score
 
 SCHEMA = "postdeploy.report/v1"
@@ -44,7 +45,7 @@ def _evidence(e: Evidence) -> dict[str, Any]:
 def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions: list[dict[str, Any]] | None = None) -> list[str]:
     """What an on-call engineer should do next, most urgent first (no rollback command once postdeploy rolled back)."""
     steps: list[str] = []
-    rolled_back = any(a.get("kind") == "rollback" and a.get("outcome") in ("done", "already done") for a in actions or [])
+    rolled_back = any(a.get("kind") == "rollback" and a.get("outcome") in MOVED for a in actions or [])
     if rolled_back:
         steps.append(f"traffic is back on {target.previous_revision}: fix {target.revision} and deploy again")
     elif scored.verdict.value == "FAIL" and target.previous_revision and target.region:
@@ -59,9 +60,11 @@ def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions:
 
 
 def make_report(target: Target, build: Build | None, scored: Scored, outcomes: list[Outcome],
-                started_at: datetime, finished_at: datetime, actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                started_at: datetime, finished_at: datetime, actions: list[dict[str, Any]] | None = None,
+                rerun: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the renderers, the store and Slack need, as plain JSON data, redacted (core.redact): every
-    rendering, stored object, Slack message and table printed is made from this dict."""
+    rendering, stored object, Slack message and table printed is made from this dict. ``rerun`` ({id, of}) marks a
+    validation run again on demand, filed beside the stored report (report.publish.folder)."""
     return redact({
         "schema": SCHEMA,
         "score": scored.score,
@@ -109,4 +112,5 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         "started_at": _iso(started_at),
         "finished_at": _iso(finished_at),
         "generator": {"name": "postdeploy", "version": VERSION},
+        **({"rerun": rerun} if rerun else {}),
     })

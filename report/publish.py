@@ -11,7 +11,7 @@ from core.model import Build, Target
 from core.redact import redact, register
 from report import slack
 from report.render import render_html, render_json, render_markdown
-from report.store import GcsStore, LocalStore, ReportStore
+from report.store import ReportStore
 
 INDEX_SCHEMA = "postdeploy.index/v1"
 INDEX_SIZE = 100
@@ -49,22 +49,6 @@ def claim_name(target: Target, build: Build | None, rerun: str = "") -> str:
     return _marker("claim", target, build, rerun)
 
 
-def location(store: ReportStore, name: str) -> str:
-    """Where ``name`` is in ``store``, for a message: a local path or ``gs://bucket/object``."""
-    if isinstance(store, LocalStore):
-        return str(store.root / name)
-    if isinstance(store, GcsStore):
-        return f"gs://{store.bucket_name}/{store.prefix + '/' if store.prefix else ''}{name}"
-    return name
-
-
-def link(store: ReportStore, name: str) -> str:
-    """The link ``store.write`` returns for ``name``, without writing it (a report stored by an earlier run)."""
-    if isinstance(store, GcsStore):
-        return f"https://storage.cloud.google.com/{location(store, name).removeprefix('gs://')}"
-    return location(store, name)
-
-
 def not_stored(reason: str) -> dict[str, str]:
     """What ``store_report`` returns when nothing could be stored: every link says why."""
     return dict.fromkeys(REPORT_FILES, f"(not stored: {reason})")
@@ -76,6 +60,7 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
     Every object is written from the redacted report (make_report redacts it already; a report from anywhere
     else is redacted here, and a redacted one comes out the same)."""
     report = redact(report)
+    service = _safe(report["target"]["service"])
     base = folder(report["target"]["service"], report["build"]["id"], rerun_of(report))
     as_json = render_json(report)
     links = {
@@ -83,7 +68,6 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
         "report.html": store.write(f"{base}/report.html", render_html(report)),
     }
     links["report.json"] = store.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
-    service = _safe(report["target"]["service"])
     links["latest.json"] = store.write(f"{service}/latest.json", as_json)
     try:
         links["index.json"] = store.update(f"{service}/index.json", lambda current: index_with(current, report, links))

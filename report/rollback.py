@@ -22,6 +22,7 @@ from sources.cloud_run import TrafficState
 
 ROLLBACK = "rollback"
 ActionOutcome = Literal["done", "already done", "skipped", "refused", "failed"]
+MOVED: tuple[ActionOutcome, ...] = ("done", "already done")  # the traffic is where the rollback meant it to be
 Split = tuple[TrafficInfo, ...]
 
 
@@ -97,10 +98,6 @@ def same_split(a: Split, b: Split) -> bool:
     return sorted(map(key, a)) == sorted(map(key, b))
 
 
-def _points_at(t: TrafficInfo, latest_ready: str) -> str:
-    return t.revision or (latest_ready if t.latest else "")
-
-
 def rolled_back(traffic: Split, new: str, previous: str, latest_ready: str) -> tuple[Split, int]:
     """The split with every percent ``new`` serves moved to ``previous``, and how many percent moved.
 
@@ -111,7 +108,7 @@ def rolled_back(traffic: Split, new: str, previous: str, latest_ready: str) -> t
     out: list[TrafficInfo] = []
     moved = 0
     for t in traffic:
-        if _points_at(t, latest_ready) != new:
+        if t.serves(latest_ready) != new:
             out.append(TrafficInfo(revision="" if t.latest else t.revision, percent=t.percent, tag=t.tag,
                                    latest=t.latest))
             continue
@@ -125,11 +122,6 @@ def rolled_back(traffic: Split, new: str, previous: str, latest_ready: str) -> t
         else:
             out[at] = TrafficInfo(revision=previous, percent=out[at].percent + moved)
     return tuple(out), moved
-
-
-def _is_ready(revision: RevisionInfo) -> bool:
-    ready = revision.ready
-    return ready is not None and ready.state == "CONDITION_SUCCEEDED"
 
 
 def _not_ready(revision: RevisionInfo) -> str:
@@ -161,10 +153,10 @@ def plan(verdict: str, target: Target, on_fail: str, *, previous: RevisionInfo |
         return _no(base, f"{new} serves no traffic: nothing to move back")
     if not prev:
         return _no(base, f"no previous revision of {target.service} to roll back to: {new} is the first that served")
-    if previous is not None and previous.name == prev and not _is_ready(previous):
+    if previous is not None and previous.name == prev and not previous.is_ready:
         return _no(base, _not_ready(previous))
     after, moved = rolled_back(service.traffic, new, prev, service.latest_ready_revision)
-    return Plan(True, revision=new, previous=prev, moved=moved, before=service.traffic, after=after)
+    return replace(base, moved=moved, after=after)
 
 
 def _no(base: Plan, reason: str) -> Plan:
@@ -242,7 +234,7 @@ class _Run:
         except TargetNotFound:
             return self.action("skipped", f"previous revision {p.previous} is gone; no rollback to a revision that "
                                           "cannot serve")
-        if not _is_ready(previous):
+        if not previous.is_ready:
             return self.action("skipped", _not_ready(previous))
         if self._left() <= 0:
             return self.action("failed", f"no time left in the validation's deadline to {self.move}; nothing sent")

@@ -55,6 +55,12 @@ class ReportStore(Protocol):
         ``change`` may run more than once (each time on the newest text), so it must be a pure function.
         """
 
+    def location(self, name: str) -> str:
+        """Where ``name`` is, for a message: a local path or ``gs://bucket/object``."""
+
+    def link(self, name: str) -> str:
+        """The link ``write`` returns for ``name``, without writing it (a report an earlier run stored)."""
+
 
 def plain_name(name: str) -> bool:
     """True for a relative object name of non-empty segments, none of them "." or "..", with no backslash, control
@@ -121,6 +127,12 @@ class LocalStore:
         self.write(name, text)
         return True
 
+    def location(self, name: str) -> str:
+        return str(self.root / name)
+
+    def link(self, name: str) -> str:
+        return self.location(name)
+
     def update(self, name: str, change: Callable[[str | None], str]) -> str:
         with self._update_lock:  # one process writes a local folder; its threads take turns
             return self.write(name, change(self.read(name)))
@@ -147,15 +159,21 @@ class GcsStore:
         checked_name(name, f"gs://{self.bucket_name}/{self.prefix}".rstrip("/"))
         return f"{self.prefix}/{name}" if self.prefix else name
 
+    def location(self, name: str) -> str:
+        return f"gs://{self.bucket_name}/{self._object(name)}"
+
+    def link(self, name: str) -> str:
+        return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
+
     def _wrap(self, action: str, name: str, exc: Exception) -> Exception:
         """Library errors → ours: 403 is a permanent AccessDenied, everything else a Transient fault."""
-        return storage_error(action, f"gs://{self.bucket_name}/{self._object(name)}", exc, WRITER_GRANT)
+        return storage_error(action, self.location(name), exc, WRITER_GRANT)
 
     def _write(self, name: str, text: str, **precondition: int) -> str:
         """Upload ``text`` (only while ``if_generation_match`` holds, when given); the link to the object."""
         blob = self._bucket.blob(self._object(name))
         blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry, **precondition)
-        return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
+        return self.link(name)
 
     def _read_versioned(self, name: str) -> tuple[str | None, int]:
         """The object's text and the generation read (None and 0 when absent), for a write over exactly that one."""
@@ -233,7 +251,7 @@ class GcsStore:
                 continue  # written (or the generation read replaced) by someone else in between: read again
             except storage_faults() as exc:
                 raise self._wrap("updating", name, exc) from exc
-        raise StorageUnavailable(f"updating gs://{self.bucket_name}/{self._object(name)}: changed by other writers "
+        raise StorageUnavailable(f"updating {self.location(name)}: changed by other writers "
                                  f"{UPDATE_ATTEMPTS} times in a row")
 
 

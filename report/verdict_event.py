@@ -20,7 +20,7 @@ _publisher: Any = None
 _publisher_lock = threading.Lock()
 
 
-def event(report: dict[str, Any], link: str, actions: list[dict[str, Any]] | None = None) -> tuple[bytes, dict[str, str]]:
+def event(report: dict[str, Any], link: str) -> tuple[bytes, dict[str, str]]:
     """(JSON body, attributes) of the verdict message for a redacted report; ``link`` is the report's URL."""
     target, build = report["target"], report["build"]
     body = {
@@ -31,7 +31,7 @@ def event(report: dict[str, Any], link: str, actions: list[dict[str, Any]] | Non
         "verdict": report["verdict"], "score": report["score"],
         "reasons": report["reasons"][:MAX_REASONS],
         "report_url": link if link.startswith("http") else "",
-        "actions": actions or [],
+        "actions": report.get("actions", []),
         "finished_at": report.get("finished_at", ""),
         "rerun": (report.get("rerun") or {}).get("id", ""),  # set when validated again on demand (`rerun`)
     }
@@ -60,13 +60,12 @@ def _publish(topic: str, data: bytes, attributes: dict[str, str], key: str, time
         raise
 
 
-async def publish(topic: str, report: dict[str, Any], link: str, deadline: float,
-                  actions: list[dict[str, Any]] | None = None) -> str:
+async def publish(topic: str, report: dict[str, Any], link: str, deadline: float) -> str:
     """Publish the verdict to ``topic`` (nothing when it is empty); what happened, in a few words. Never raises:
     the report and the Slack message are out already, and a redelivery would repeat them."""
     if not topic:
         return "not configured"
-    data, attributes = event(report, link, actions)
+    data, attributes = event(report, link)
     timeout_s = max(min(PUBLISH_TIMEOUT_S, deadline - time.monotonic()), 1.0)
     try:
         message_id = await asyncio.to_thread(_publish, topic, data, attributes, report["target"]["service"], timeout_s)

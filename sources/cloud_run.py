@@ -14,11 +14,13 @@ from sources.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, short
 
 READ_ROLE = "roles/run.viewer"
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-FIX_UPDATE = ("grant postdeploy's service account run.services.update on this service (a custom role on the service, or "
-              "roles/run.developer on it) and iam.serviceAccounts.actAs on the service's runtime account, which Cloud "
-              "Run's docs list for changing traffic; deploy/deploy.sh grants neither, or set on_fail: report")
-
-
+FIX_UPDATE = ("run deploy/deploy.sh again with --service SERVICE: with on_fail: rollback in the config it grants "
+              "run.services.update on that service only; if Cloud Run also asks for iam.serviceAccounts.actAs on the "
+              "service's runtime account (its docs list it for changing traffic), grant that on the account alone, "
+              "or set on_fail: report")
+# requests/urllib3 refuse a timeout <= 0 with a ValueError that would read as a refused name: a spent budget still
+# sends with this much, and ends as a timeout.
+MIN_TIMEOUT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class RunRevisionSource:
         from google.api_core import exceptions as gexc
 
         try:
-            result = fn(timeout=timeout, **kwargs)
+            result = fn(timeout=max(timeout, MIN_TIMEOUT_S), **kwargs)
             return list(result) if hasattr(result, "pages") else result
         except ValueError as exc:
             # The client matches the name against the API's path template before sending anything: a "/" in a
@@ -157,11 +159,11 @@ class RunRevisionSource:
                                               update_mask=field_mask_pb2.FieldMask(paths=["traffic"]))
         what = f"update traffic of {path}"
         denied = (f"postdeploy's service account needs run.services.update on service {name} to roll it back "
-                  "(deploy/deploy.sh does not grant it)")
+                  "(deploy/deploy.sh grants it with on_fail: rollback and --service)")
         end = time.monotonic() + timeout_s
         operation = self._call(what, self._services.update_service, request=request,
-                               timeout=max(min(timeout_s, RUN_TIMEOUT_S), 0.1), denied=denied, denied_fix=FIX_UPDATE)
-        left = max(end - time.monotonic(), 0.1)
+                               timeout=min(timeout_s, RUN_TIMEOUT_S), denied=denied, denied_fix=FIX_UPDATE)
+        left = end - time.monotonic()
         every = polling.DEFAULT_POLLING.with_delay(initial=poll_s, maximum=max(poll_s, 1.0), multiplier=1.5)
 
         def wait(timeout: float) -> Any:

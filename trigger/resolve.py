@@ -81,11 +81,6 @@ def _created(revision: RevisionInfo) -> datetime:
     return revision.create_time or _NEVER
 
 
-def _is_ready(revision: RevisionInfo) -> bool:
-    ready = revision.ready
-    return ready is not None and ready.state == "CONDITION_SUCCEEDED"
-
-
 def _during(revision: RevisionInfo, build: Build) -> bool:
     """Created between the build's start and its finish (plus WINDOW_SLACK)."""
     if build.start_time is None or revision.create_time is None:
@@ -140,7 +135,7 @@ def previous_revision(revisions: list[RevisionInfo], service: ServiceInfo, new: 
     only revisions at 0 % (tag-only candidates, reached by their tag URL), which never served.
     """
     in_traffic = {t.revision for t in service.traffic}
-    others = [r for r in revisions if r.name != new.name and _is_ready(r)]
+    others = [r for r in revisions if r.name != new.name and r.is_ready]
     serving = [r for r in others if service.percent_for(r.name) > 0]
     if serving:
         return max(serving, key=lambda r: (service.percent_for(r.name), _created(r))).name

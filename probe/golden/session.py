@@ -15,9 +15,6 @@ from core.redact import MARKER, redact, register
 from probe.golden.paths import REFERENCE, SENSITIVE_HEADER, BaseStep, PathConfig, Ref, refs_in
 from probe.web import audience, fetch_token, token_may_help
 
-REDACTED = MARKER
-
-
 # ---------------------------------------------------------------- results of one run
 
 
@@ -208,7 +205,7 @@ class Session:
                 raise type(exc)(f"header {name}: {exc}") from exc  # keeps a setup failure one
             refs = refs_in(template)
             if refs or SENSITIVE_HEADER.search(name):
-                shown.append(f"{name}: {REDACTED}" + (f" (from {', '.join(r.text[2:-1] for r in refs)})" if refs else ""))
+                shown.append(f"{name}: {MARKER}" + (f" (from {', '.join(r.text[2:-1] for r in refs)})" if refs else ""))
             else:
                 shown.append(f"{name}: {template}")
         return headers, shown
@@ -234,7 +231,7 @@ async def authorized(session: Session, headers: dict[str, str], shown: list[str]
         return headers, shown, problem
     # Cloud Run reads the ID token from X-Serverless-Authorization when the app needs Authorization for itself.
     name = "X-Serverless-Authorization" if any(h.lower() == "authorization" for h in headers) else "Authorization"
-    return {**headers, name: f"Bearer {token}"}, [*shown, f"{name}: {REDACTED} (ID token)"], ""
+    return {**headers, name: f"Bearer {token}"}, [*shown, f"{name}: {MARKER} (ID token)"], ""
 
 
 def json_doc(data: bytes | str) -> Any:

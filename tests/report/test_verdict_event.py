@@ -31,7 +31,7 @@ def report(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_message_names_the_revision_the_verdict_and_the_top_reasons() -> None:
-    data, attributes = event(report(), LINK, [{"kind": "rollback", "outcome": "done"}])
+    data, attributes = event(report(actions=[{"kind": "rollback", "outcome": "done"}]), LINK)
     body = json.loads(data)
     assert body == {
         "schema": "postdeploy.verdict/v1", "service": "orders", "region": "us-central1", "project": "acme-prod",
