@@ -6,7 +6,7 @@ import enum
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -173,6 +173,7 @@ class Target:
     revision_info: RevisionInfo | None = None
     service_info: ServiceInfo | None = None
     problem: str = ""  # set when the target could not be resolved
+    rerun: Rerun | None = None  # set when validated again on demand: filed beside the stored report
 
     def scope(self, revision: str | None = None) -> RevisionScope:
         """The target's revision, or another revision of its service, as a Logging or Monitoring query names it."""
@@ -344,3 +345,22 @@ def parse_time(value: Any) -> datetime | None:
 def stamp(when: datetime) -> str:
     """RFC 3339 in UTC with microseconds and ``Z``, as Cloud Logging writes a timestamp and its filters take one."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A validation again of the revision a stored report names, filed beside that report under ``id``."""
+
+    id: str  # "rerun-…": the folder beside the original report, and what makes a retried request run once
+    revision: str
+    previous_revision: str  # as the stored report named it: a later deploy must not become "the previous one"
+    of: dict[str, Any]  # what the stored report said (verdict, score, finished_at, report link)
+
+    def applied(self, target: Target, build: Build) -> Target:
+        """The resolved target marked as this rerun, with the stored report's previous revision and saying where its
+        revision came from; an unresolved one is only marked (it is still filed beside the stored report)."""
+        if not target.revision:
+            return replace(target, rerun=self)
+        said = f"{self.of.get('verdict', '?')} {self.of.get('score', '?')}/100"
+        return replace(target, rerun=self, previous_revision=self.previous_revision,
+                       match_rule=f"the stored report of build {build.id} ({self.id}; that report said {said})")

@@ -20,7 +20,7 @@ from checks import REGISTRY
 from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
-from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, SecretSource, Target, TokenSource
+from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, Rerun, SecretSource, Target, TokenSource
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
@@ -163,22 +163,6 @@ class Validation:
     event: str = ""  # what became of the verdict event: "published ID", "not configured", or why not
 
 
-@dataclass(frozen=True)
-class Rerun:
-    """A validation again of the revision a stored report names, filed beside that report under ``id``."""
-
-    id: str  # "rerun-…": the folder beside the original report, and what makes a retried request run once
-    revision: str
-    previous_revision: str  # as the stored report named it: a later deploy must not become "the previous one"
-    of: dict[str, Any]  # what the stored report said (verdict, score, finished_at, report link)
-
-    def applied(self, target: Target, build: Build) -> Target:
-        """The resolved target with the stored report's previous revision, saying where its revision came from."""
-        said = f"{self.of.get('verdict', '?')} {self.of.get('score', '?')}/100"
-        return replace(target, previous_revision=self.previous_revision,
-                       match_rule=f"the stored report of build {build.id} ({self.id}; that report said {said})")
-
-
 def run(build: Build, intents: list[DeployIntent], config: Config, adapters: Adapters,
         problem: str = "") -> list[Validation]:
     """Validate a candidate build synchronously (the function and `replay`); duplicates are dropped.
@@ -226,13 +210,13 @@ async def validate_intent(build: Build, intent: DeployIntent, settings: Settings
     deadline = time.monotonic() + settings.deadline_s
     source = adapters.get("revisions")
     target = await asyncio.to_thread(resolve, intent, build, source, settings.region, rerun.revision if rerun else revision)
-    if rerun and target.revision:
+    if rerun:
         target = rerun.applied(target, build)
     if problem:  # an invalid config; the target's own problem (a name that cannot be a service, …) is kept after it
         target = replace(target, problem=f"{problem}; {target.problem}" if target.problem else problem)
     log("INFO", f"validating {target.service} revision {target.revision or '?'} ({target.match_rule or target.problem})",
         build_id=build.id, service=intent.service)
-    return await validate_target(target, build, settings, adapters, deadline, started, rerun)
+    return await validate_target(target, build, settings, adapters, deadline, started)
 
 
 def run_rerun(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters, rerun: Rerun) -> Validation | None:
@@ -242,12 +226,11 @@ def run_rerun(build: Build, intent: DeployIntent, settings: Settings, adapters: 
 
 
 async def validate_target(target: Target, build: Build, settings: Settings, adapters: Adapters,
-                          deadline: float, started: datetime | None = None, rerun: Rerun | None = None) -> Validation | None:
+                          deadline: float, started: datetime | None = None) -> Validation | None:
     """Claim (build, revision) once, run the checks and publish; None when another delivery already did."""
     started = started or datetime.now(UTC)
     store = adapters.get("store")
-    rerun_id = rerun.id if rerun else ""
-    claim, done = claim_name(target, build, rerun_id), done_name(target, build, rerun_id)
+    claim, done = claim_name(target, build), done_name(target, build)
     storage_problem = ""
     try:
         owned = await asyncio.to_thread(_claim, store, claim, done, started)
@@ -259,8 +242,7 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
         log("INFO", f"duplicate delivery: {claim} already done", build_id=build.id, service=target.service)
         return None
     try:
-        report, links = await _check_and_store(target, build, settings, adapters, store, deadline, started, storage_problem,
-                                               rerun)
+        report, links = await _check_and_store(target, build, settings, adapters, store, deadline, started, storage_problem)
     except BaseException:
         if not storage_problem:
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
@@ -306,8 +288,7 @@ def _claim(store: Any, claim: str, done: str, now: datetime) -> bool:
 
 
 async def _check_and_store(target: Target, build: Build, settings: Settings, adapters: Adapters, store: Any,
-                           deadline: float, started: datetime, storage_problem: str,
-                           rerun: Rerun | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+                           deadline: float, started: datetime, storage_problem: str) -> tuple[dict[str, Any], dict[str, str]]:
     outcomes = []
     if not target.problem:
         async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -321,7 +302,7 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
     actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, deadline + SLACK_GRACE_S)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions,
-                         {"id": rerun.id, "of": rerun.of} if rerun else None)
+                         {"id": target.rerun.id, "of": target.rerun.of} if target.rerun else None)
     if storage_problem:
         return report, not_stored(storage_problem)
     try:

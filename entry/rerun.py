@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core.errors import Busy, ConfigError, PostdeployError, Transient
-from core.model import Build, DeployIntent
+from core.model import Build, DeployIntent, Rerun
 from trigger.events import BUILD_ID, BUILD_ID_EXPECTED
 from trigger.resolve import SERVICE_NAME_EXPECTED, is_service_name, quoted
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from flask import Request
 
     from core.config import Config
-    from core.pipeline import Adapters, Rerun, Validation
+    from core.pipeline import Adapters, Validation
 
 RERUN_PREFIX = "rerun-"
 RERUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -126,7 +126,6 @@ def stored_report(store: Any, service: str, build_id: str) -> dict[str, Any]:
 
 def plan(report: dict[str, Any], rerun_id: str, original_link: str) -> tuple[Build, DeployIntent, Rerun]:
     """The build (its id, trigger, branch, commit and log as stored), the intent and the rerun a stored report gives."""
-    from core.pipeline import Rerun
 
     target, stored = report["target"], report["build"]
     substitutions = {k: str(stored.get(f) or "") for k, f in

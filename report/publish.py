@@ -35,18 +35,19 @@ def rerun_of(report: dict[str, Any]) -> str:
     return str(rerun.get("id", "")) if isinstance(rerun, dict) else ""
 
 
-def _marker(kind: str, target: Target, build: Build | None, rerun: str) -> str:
+def _marker(kind: str, target: Target, build: Build | None) -> str:
+    rerun = target.rerun.id if target.rerun else ""
     return f"{folder(target.service, build.id if build else '', rerun)}/{kind}-{_safe(target.revision or 'unresolved')}.txt"
 
 
-def done_name(target: Target, build: Build, rerun: str = "") -> str:
+def done_name(target: Target, build: Build) -> str:
     """Written after the report and the message are out: later deliveries are duplicates."""
-    return _marker("done", target, build, rerun)
+    return _marker("done", target, build)
 
 
-def claim_name(target: Target, build: Build | None, rerun: str = "") -> str:
+def claim_name(target: Target, build: Build | None) -> str:
     """The create-only object that makes (build id, revision) run once; a rerun's, (build id, rerun id, revision)."""
-    return _marker("claim", target, build, rerun)
+    return _marker("claim", target, build)
 
 
 def not_stored(reason: str) -> dict[str, str]:
