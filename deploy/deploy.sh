@@ -682,25 +682,28 @@ ensure_service_account() {
 # ensure_role ID TITLE DESCRIPTION PERMISSION...: a custom role in the project with exactly these
 # permissions (created, or brought back and updated in place).
 ensure_role() {
-  local id=$1 title=$2 description=$3 state
+  local id=$1 title=$2 description=$3 state verb=create
   shift 3
-  local permissions
-  permissions=$(joined "$@")
+  local args=(--project="$PROJECT" --title="$title" --description="$description" --permissions="$(joined "$@")" --stage=GA)
   if ((DRY_RUN)); then
     probe gcloud iam roles describe "$id" --project="$PROJECT" || true
-    run gcloud iam roles create "$id" --project="$PROJECT" --title="$title" --description="$description" \
-      --permissions="$permissions" --stage=GA
+    run gcloud iam roles create "$id" "${args[@]}"
     return 0
   fi
   if state=$(gcloud iam roles describe "$id" --project="$PROJECT" --format='value(deleted)' 2>/dev/null); then
     # A deleted custom role keeps its ID for a while; it must be undeleted before it can be used.
     [[ $state != True ]] || run gcloud iam roles undelete "$id" --project="$PROJECT" --format=none
-    run gcloud iam roles update "$id" --project="$PROJECT" --title="$title" --description="$description" \
-      --permissions="$permissions" --stage=GA --format=none
-  else
-    run gcloud iam roles create "$id" --project="$PROJECT" --title="$title" --description="$description" \
-      --permissions="$permissions" --stage=GA --format=none
+    verb=update
   fi
+  run gcloud iam roles "$verb" "$id" "${args[@]}" --format=none
+}
+
+# grant ROLE GCLOUD_ARGS...: gcloud GCLOUD_ARGS --member=serviceAccount:$SA --role=ROLE --condition=None --format=none,
+# retried while IAM catches up: one binding for the function's account.
+grant() {
+  local role=$1
+  shift
+  run_retry gcloud "$@" --member="serviceAccount:$SA" --role="$role" --condition=None --format=none
 }
 
 # Whether any named service rolls back on FAIL (on_fail: rollback).
@@ -734,21 +737,17 @@ ensure_roles() {
 
 grant_roles() {
   note "granting $SA only what it uses"
-  run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
-    --role="projects/$PROJECT/roles/$ROLE_FUNCTION" --condition=None --format=none
+  grant "projects/$PROJECT/roles/$ROLE_FUNCTION" projects add-iam-policy-binding "$PROJECT"
   # Reports, the create-only claim object, latest.json and the index: on the report bucket only.
-  run_retry gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --member="serviceAccount:$SA" \
-    --role="projects/$PROJECT/roles/$ROLE_REPORTS" --condition=None --format=none
+  grant "projects/$PROJECT/roles/$ROLE_REPORTS" storage buckets add-iam-policy-binding "gs://$BUCKET"
   local artifacts
   for artifacts in ${ARTIFACT_BUCKETS[@]+"${ARTIFACT_BUCKETS[@]}"}; do
     # List and read the JUnit files builds upload there (checks.tests).
-    run_retry gcloud storage buckets add-iam-policy-binding "gs://$artifacts" --member="serviceAccount:$SA" \
-      --role=roles/storage.objectViewer --condition=None --format=none
+    grant roles/storage.objectViewer storage buckets add-iam-policy-binding "gs://$artifacts"
   done
   if ((INVOKER_ALL)); then
     warn "--invoker-all-services: $SA may call every Cloud Run service in $PROJECT (roles/run.servicesInvoker; it cannot run jobs)"
-    run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
-      --role=roles/run.servicesInvoker --condition=None --format=none
+    grant roles/run.servicesInvoker projects add-iam-policy-binding "$PROJECT"
   fi
 }
 
@@ -757,8 +756,7 @@ grant_roles() {
 act_as() {
   [[ $ACTED_AS != *" $1 "* ]] || return 0
   ACTED_AS+="$1 "
-  run_retry gcloud iam service-accounts add-iam-policy-binding "$1" --project="$PROJECT" \
-    --member="serviceAccount:$SA" --role=roles/iam.serviceAccountUser --condition=None --format=none
+  grant roles/iam.serviceAccountUser iam service-accounts add-iam-policy-binding "$1" --project="$PROJECT"
 }
 
 given_runtime_sa() {
@@ -807,13 +805,12 @@ grant_services() {
       continue
     fi
     if ((INVOKER_ALL == 0)); then
-      run_retry gcloud run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT" \
-        --member="serviceAccount:$SA" --role=roles/run.invoker --condition=None --format=none
+      grant roles/run.invoker run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT"
     fi
     if [[ ${ROLLBACK[$name]:-0} == 1 ]]; then
       note "service $name: on_fail: rollback, so the function may update this service's traffic (role $ROLE_ROLLBACK on it only)"
-      run_retry gcloud run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT" \
-        --member="serviceAccount:$SA" --role="projects/$PROJECT/roles/$ROLE_ROLLBACK" --condition=None --format=none
+      grant "projects/$PROJECT/roles/$ROLE_ROLLBACK" run services add-iam-policy-binding "$name" --region="$region" \
+        --project="$PROJECT"
     fi
     [[ ${PROBE[$name]:-0} == 1 ]] || continue
     if [[ ${COPY[$name]} == 0 ]]; then
@@ -925,8 +922,7 @@ ensure_secret() {
     fi
   fi
   # Read the webhook at cold start - this one secret only.
-  run_retry gcloud secrets add-iam-policy-binding "$secret_id" --project="$secret_project" \
-    --member="serviceAccount:$SA" --role=roles/secretmanager.secretAccessor --condition=None --format=none
+  grant roles/secretmanager.secretAccessor secrets add-iam-policy-binding "$secret_id" --project="$secret_project"
   SECRET_VERSION="projects/$secret_project/secrets/$secret_id/versions/$version"
 }
 

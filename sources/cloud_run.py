@@ -27,7 +27,6 @@ MIN_TIMEOUT_S = 0.1
 class TrafficState:
     """A service's traffic as configured (``traffic``, not the observed statuses) and the etag it was read at."""
 
-    service: str
     traffic: tuple[TrafficInfo, ...]
     etag: str = ""
     latest_ready_revision: str = ""
@@ -106,7 +105,7 @@ class RunRevisionSource:
 
     def get_service(self, project: str, region: str, name: str) -> ServiceInfo:
         """The service, or TargetNotFound."""
-        path = f"projects/{project}/locations/{region}/services/{name}"
+        path = _service_path(project, region, name)
         svc = self._call(f"get {path}", self._services.get_service, name=path)
         return ServiceInfo(
             name=name, project=project, region=region, uri=svc.uri,
@@ -116,22 +115,22 @@ class RunRevisionSource:
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
         """Every revision of the service (the API has no server-side filter)."""
-        parent = f"projects/{project}/locations/{region}/services/{service}"
+        parent = _service_path(project, region, service)
         pager = self._call(f"list revisions of {parent}", self._revisions.list_revisions, parent=parent)
         return [_revision_info(r) for r in pager]
 
     def get_revision(self, project: str, region: str, service: str, revision: str,
                      timeout_s: float = RUN_TIMEOUT_S) -> RevisionInfo:
         """One revision of the service, or TargetNotFound."""
-        path = f"projects/{project}/locations/{region}/services/{service}/revisions/{revision}"
+        path = f"{_service_path(project, region, service)}/revisions/{revision}"
         return _revision_info(self._call(f"get {path}", self._revisions.get_revision, name=path,
                                          timeout=min(timeout_s, RUN_TIMEOUT_S)))
 
     def get_traffic(self, project: str, region: str, name: str, timeout_s: float = RUN_TIMEOUT_S) -> TrafficState:
         """The service's configured traffic split and its etag, or TargetNotFound."""
-        path = f"projects/{project}/locations/{region}/services/{name}"
+        path = _service_path(project, region, name)
         svc = self._call(f"get {path}", self._services.get_service, name=path, timeout=min(timeout_s, RUN_TIMEOUT_S))
-        return _state(name, svc)
+        return _state(svc)
 
     def update_traffic(self, project: str, region: str, name: str, traffic: tuple[TrafficInfo, ...], *,
                        etag: str, timeout_s: float, poll_s: float = 1.0) -> TrafficState:
@@ -146,7 +145,7 @@ class RunRevisionSource:
         from google.cloud import run_v2
         from google.protobuf import field_mask_pb2
 
-        path = f"projects/{project}/locations/{region}/services/{name}"
+        path = _service_path(project, region, name)
         kind = run_v2.TrafficTargetAllocationType
         targets = [
             run_v2.TrafficTarget(type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=t.percent, tag=t.tag)
@@ -173,10 +172,14 @@ class RunRevisionSource:
                 raise RunApiUnavailable(f"{what}: the API accepted the update but it had not finished after "
                                         f"{timeout_s:g} s; it may still take effect") from exc
 
-        return _state(name, self._call(what, wait, timeout=left, denied=denied, denied_fix=FIX_UPDATE))
+        return _state(self._call(what, wait, timeout=left, denied=denied, denied_fix=FIX_UPDATE))
 
 
-def _state(name: str, svc: Any) -> TrafficState:
-    return TrafficState(service=name, traffic=_traffic(svc.traffic), etag=svc.etag,
+def _service_path(project: str, region: str, name: str) -> str:
+    return f"projects/{project}/locations/{region}/services/{name}"
+
+
+def _state(svc: Any) -> TrafficState:
+    return TrafficState(traffic=_traffic(svc.traffic), etag=svc.etag,
                         latest_ready_revision=short(svc.latest_ready_revision),
                         latest_created_revision=short(svc.latest_created_revision))
