@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# gcloud-tasks-emulator pins protobuf 4.25 and an old google-cloud-tasks, which conflict with ours: its own venv,
+# built before the tests (they run with loopback as the only network). The stamp names the version it installed.
+TASKS_EMULATOR := $(VENV)/tasks-emulator
+TASKS_EMULATOR_VERSION := 0.6.2
 # `make mutate MODULES="report/score.py"`; empty: tests/mutation.py's own list.
 MODULES ?=
 
@@ -26,13 +30,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
+$(TASKS_EMULATOR)/.installed-$(TASKS_EMULATOR_VERSION):
+	$(PYTHON) -m venv $(TASKS_EMULATOR)
+	$(TASKS_EMULATOR)/bin/python -m pip install -q gcloud-tasks-emulator==$(TASKS_EMULATOR_VERSION)
+	touch $@
+
 demo: $(VENV)/.runtime  ## validate the bundled sample service offline
 	$(BIN)/python main.py demo
 
 demo-broken: $(VENV)/.runtime  ## the same with a broken service: a FAIL with reasons
 	$(BIN)/python main.py demo --broken
 
-test: $(VENV)/.dev  ## the whole suite, loopback-only where unshare works; fixtures start and stop the emulators and servers
+test: $(VENV)/.dev $(TASKS_EMULATOR)/.installed-$(TASKS_EMULATOR_VERSION)  ## the whole suite, loopback-only where unshare works; fixtures start and stop the emulators and servers
 	bash tests/isolated.sh $(BIN)/python -m pytest
 
 lint: $(VENV)/.dev

@@ -1,4 +1,4 @@
-"""postdeploy entry points: the Cloud Function (`on_build`), the rerun HTTP function (`rerun`) and the CLI."""
+"""postdeploy entry points: the Cloud Function (`on_build`), the HTTP functions `rerun` and `scheduled`, and the CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import functions_framework
 
 from core.errors import Transient
+from entry import scheduled as scheduled_check
 from entry.function import handle
 from entry.rerun import Answer, answer
 
@@ -25,6 +26,13 @@ def on_build(cloud_event: Any) -> None:
 def rerun(request: Any) -> Answer:
     """Validate again the revision a stored report names: POST {"build_id", "service"} (tooling; deploy with IAM)."""
     return answer(request)
+
+
+@functions_framework.http
+def scheduled(request: Any) -> Answer:
+    """A promotion's step check or a follow-up, as Cloud Tasks delivers it (deploy with IAM: the function's own
+    service account is the only caller)."""
+    return scheduled_check.answer(request)
 
 
 def answer_transient(exc: Transient) -> tuple[str, int]:

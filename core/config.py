@@ -25,6 +25,11 @@ SENSITIVE_KEYS = frozenset({"headers", "token", "password", "secret"})
 # A Pub/Sub topic's full name; the topic id: a letter, then 2 to 254 letters, digits or - _ . ~ + %.
 TOPIC = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
+# A follow-up's delay: a whole number of seconds, minutes, hours or days ("90m", "1h", "24h").
+DURATION = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_FOLLOW_UP_S = 7 * 86400  # the logs and metrics checks look back at most 7 days
+MAX_STEP_WAIT_S = 86400.0
 
 
 class Thresholds(Strict):
@@ -78,6 +83,35 @@ class Settings(Strict):
     checks: Checks = Field(default_factory=Checks)  # type: ignore[valid-type]
     verdict_topic: str = ""  # projects/P/topics/T: one postdeploy.verdict/v1 message per validation
     on_fail: Literal["report", "rollback"] = "report"  # rollback: move the traffic back when the verdict is FAIL
+    on_pass: Literal["report", "promote"] = "report"  # promote: move traffic to a --no-traffic revision after a PASS
+    steps: list[int] = Field(default_factory=lambda: [100])  # percent of traffic at each step; the last is 100
+    step_wait_s: float = Field(300.0, ge=1, le=MAX_STEP_WAIT_S)  # between a step's move and its check
+    follow_up: list[str] = Field(default_factory=list)  # "1h", "24h": look again at logs and metrics then
+    follow_up_notify: Literal["worse", "always"] = "worse"  # Slack for a follow-up only when its verdict got worse
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if not value or value[-1] != 100 or any(not 0 < p <= 100 for p in value) or value != sorted(set(value)):
+            raise ValueError(f"expected increasing percents from 1 to 100 that end at 100 (e.g. [10, 50, 100]), "
+                             f"found {value}")
+        return value
+
+    @field_validator("follow_up")
+    @classmethod
+    def _follow_up(cls, value: list[str]) -> list[str]:
+        for text in value:
+            if duration_s(text) is None:
+                raise ValueError(f"expected delays like 30m, 1h or 24h (a whole number and s, m, h or d, at most "
+                                 f"{MAX_FOLLOW_UP_S // 86400} days), found {text!r}")
+        if len({duration_s(text) for text in value}) != len(value):
+            raise ValueError(f"expected each follow-up delay once, found {value}")
+        return sorted(value, key=lambda text: duration_s(text) or 0)
+
+    @property
+    def schedules(self) -> bool:
+        """Whether this service needs Cloud Tasks: a promotion in steps or follow-ups."""
+        return self.on_pass == "promote" or bool(self.follow_up)
 
     @field_validator("verdict_topic")
     @classmethod
@@ -111,6 +145,15 @@ class Settings(Strict):
                 raise ValueError(f"expected checks.window.smoke to name paths of checks.smoke ({', '.join(known) or 'none'}), "
                                  f"found {', '.join(unknown)}")
         return self
+
+
+def duration_s(text: str) -> int | None:
+    """Seconds in a follow-up delay such as ``24h``; None when it is not one (or longer than 7 days)."""
+    match = DURATION.fullmatch(text)
+    if match is None:
+        return None
+    seconds = int(match[1]) * DURATION_UNITS[match[2]]
+    return seconds if seconds <= MAX_FOLLOW_UP_S else None
 
 
 class ConfigFile(Strict):

@@ -351,10 +351,20 @@ def stamp(when: datetime) -> str:
 class Rerun:
     """A validation again of the revision a stored report names, filed beside that report under ``id``."""
 
-    id: str  # "rerun-…": the folder beside the original report, and what makes a retried request run once
+    id: str  # "rerun-…", "step-2", "follow-up-24h": the folder beside the original report; a retry runs it once
     revision: str
     previous_revision: str  # as the stored report named it: a later deploy must not become "the previous one"
     of: dict[str, Any]  # what the stored report said (verdict, score, finished_at, report link)
+    kind: str = "rerun"  # "rerun" on demand; "step" of a promotion and "follow-up", scheduled through Cloud Tasks
+    only: tuple[str, ...] = ()  # the checks that run (a step: window, logs, metrics); empty: every enabled one
+    look_back_s: float = 0.0  # logs and metrics judge the revision's whole life up to this long (a follow-up)
+    step: int = 0  # a step's number, from 1
+    rollout: dict[str, Any] | None = None  # a step: the promotion the original report started (steps, base split)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``rerun`` entry."""
+        extra = {"kind": self.kind, **({"step": self.step} if self.step else {})} if self.kind != "rerun" else {}
+        return {"id": self.id, "of": self.of, **extra}
 
     def applied(self, target: Target, build: Build) -> Target:
         """The resolved target marked as this rerun, with the stored report's previous revision and saying where its

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from checks import REGISTRY
+from core.act import act_on_verdict
 from core.config import Config, Settings
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
@@ -25,7 +26,7 @@ from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
 from report.publish import claim_name, done_name, not_stored, notify, store_report
-from report.rollback import MOVED, ROLLBACK, Action, act, plan
+from report.rollout import why_quiet
 from report.score import score
 from report.verdict_event import publish as publish_verdict
 from trigger.resolve import RevisionSource, resolve
@@ -53,6 +54,7 @@ class Adapters:
     secrets: SecretSource | None = None
     log_source: Callable[[Target, Settings], LogSource | None] = lambda target, settings: None
     metric_source: Callable[[Target, Settings], MetricSource | None] = lambda target, settings: None
+    scheduler: Callable[[], Any] = lambda: None  # -> sources.tasks.CloudTasksScheduler | None (POSTDEPLOY_TASKS_QUEUE)
     progress: Callable[[str, float], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -69,11 +71,12 @@ class Adapters:
         from sources.artifacts import open_artifacts
         from sources.cloud_run import RunRevisionSource
         from sources.gcp import fetch_id_token, resolve_secret
+        from sources.tasks import from_env as tasks_from_env
 
         return cls(revisions=RunRevisionSource, store=lambda: open_store(reports), webhook=webhook_url,
                    token_source=fetch_id_token, artifacts=open_artifacts, secrets=resolve_secret,
                    probe_runner=cloud_probe_runner, log_source=cloud_log_source(), metric_source=cloud_metric_source(),
-                   progress=log_progress())
+                   progress=log_progress(), scheduler=tasks_from_env)
 
 
 def cloud_probe_runner(target: Target, settings: Settings) -> ProbeRunner | None:
@@ -212,6 +215,7 @@ async def validate_intent(build: Build, intent: DeployIntent, settings: Settings
     target = await asyncio.to_thread(resolve, intent, build, source, settings.region, rerun.revision if rerun else revision)
     if rerun:
         target = rerun.applied(target, build)
+        settings = scheduled_settings(settings, rerun)
     if problem:  # an invalid config; the target's own problem (a name that cannot be a service, …) is kept after it
         target = replace(target, problem=f"{problem}; {target.problem}" if target.problem else problem)
     log("INFO", f"validating {target.service} revision {target.revision or '?'} ({target.match_rule or target.problem})",
@@ -247,7 +251,8 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
         if not storage_problem:
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
-    slack = await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
+    quiet = why_quiet(report, settings.follow_up_notify)
+    slack = quiet or await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
     event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S)
     if not storage_problem:
         try:
@@ -300,9 +305,9 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
-    actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, deadline + SLACK_GRACE_S)
+    actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, build, deadline + SLACK_GRACE_S)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions,
-                         {"id": target.rerun.id, "of": target.rerun.of} if target.rerun else None)
+                         target.rerun.to_dict() if target.rerun else None)
     if storage_problem:
         return report, not_stored(storage_problem)
     try:
@@ -310,23 +315,6 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     except AccessDenied as exc:
         log("ERROR", str(exc), build_id=build.id, service=target.service)
         return report, not_stored(str(exc))
-
-
-async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapters: Adapters,
-                         deadline: float) -> list[dict[str, Any]]:
-    """What the service opted into doing about its verdict (``on_fail: rollback``), done, with the outcome of each."""
-    decided = plan(verdict, target, settings.on_fail)
-    if not decided.wanted:
-        return []
-    try:
-        source = adapters.get("revisions") if decided.acts else None
-    except Exception as exc:  # no client, no rollback: said in the report, never a lost report
-        return [Action(ROLLBACK, "failed",
-                       f"could not reach the Cloud Run Admin API to roll back: {type(exc).__name__}: {exc}").to_dict()]
-    action = await act(decided, target, source, deadline)
-    severity = "INFO" if action.outcome in (*MOVED, "skipped") else "ERROR"
-    log(severity, f"rollback {action.outcome}: {action.detail}", service=target.service)
-    return [action.to_dict()]
 
 
 def manual_build(kind: str = "manual") -> Build:
@@ -342,8 +330,24 @@ def url_target(url: str, service: str) -> Target:
 
 def url_settings(settings: Settings) -> Settings:
     """Checks that need Cloud Run facts are not assessed when only a URL is known."""
+    return _changed(settings, {name: {"enabled": False} for name in REVISION_CHECKS})
+
+
+def scheduled_settings(settings: Settings, rerun: Rerun) -> Settings:
+    """A step's or a follow-up's settings: only its checks (``rerun.only``), and logs and metrics looking back over
+    the revision's life up to ``rerun.look_back_s`` when that is longer than their own window."""
+    if not rerun.only:
+        return settings
+    changes: dict[str, dict[str, Any]] = {name: {"enabled": False} for name in REGISTRY if name not in rerun.only}
+    for name in ("logs", "metrics"):
+        own: Any = settings.check(name)
+        if name in rerun.only and rerun.look_back_s > own.max_window_s:
+            changes[name] = {"max_window_s": rerun.look_back_s}
+    return _changed(settings, changes)
+
+
+def _changed(settings: Settings, changes: dict[str, dict[str, Any]]) -> Settings:
     current: Any = settings.checks  # a model built from the registry, opaque to mypy
-    checks = current.model_copy(update={
-        name: settings.check(name).model_copy(update={"enabled": False}) for name in REVISION_CHECKS
-    })
+    checks = current.model_copy(update={name: settings.check(name).model_copy(update=update)
+                                        for name, update in changes.items()})
     return settings.model_copy(update={"checks": checks})

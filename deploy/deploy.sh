@@ -25,6 +25,12 @@ readonly MIN_RETRY_DELAY=10s
 readonly MAX_RETRY_DELAY=600s
 # How long dead-lettered messages are kept for a look (Pub/Sub's maximum without topic retention).
 readonly DEAD_LETTER_RETENTION=7d
+# Cloud Tasks (on_pass: promote, follow_up): the queue's name unless --tasks-queue says otherwise, and its retries.
+# A task whose call keeps failing is tried 5 times, 30 s to 300 s apart (about 8 minutes), then dropped: a
+# promotion step or a follow-up that cannot run is reported by the function, and must not be retried for days.
+readonly DEFAULT_TASKS_QUEUE=postdeploy
+readonly TASKS_RETRY=(--max-attempts=5 --min-backoff=30s --max-backoff=300s)
+readonly TASKS_ENTRY_POINT=scheduled
 # The function's APIs, plus iam and cloudresourcemanager, which this script needs to create the
 # service account, the custom roles and edit the project's IAM policy.
 readonly APIS=(
@@ -42,7 +48,7 @@ readonly SOURCE_PACKAGES=(entry trigger core checks probe sources report)
 readonly ROLE_FUNCTION=postdeployFunction # bound on the project: reads only
 readonly ROLE_PROBE_JOB=postdeployProbeJob # bound on each postdeploy-probe-SERVICE job only
 readonly ROLE_REPORTS=postdeployReports    # bound on the report bucket only
-readonly ROLE_ROLLBACK=postdeployRollback  # bound on each named service with on_fail: rollback only
+readonly ROLE_ROLLBACK=postdeployRollback  # bound on each named service with on_fail: rollback or on_pass: promote only
 # sources/cloud_run.py: services.get, revisions.list; probe/runners.py: revisions.get. (Nothing lists
 # services any more; add run.services.list back if the resolver ever names other services again.)
 readonly PERMS_RUN_READ=(run.services.get run.revisions.get run.revisions.list)
@@ -54,7 +60,8 @@ readonly PERMS_PROBE_JOB=(run.jobs.get run.jobs.update run.jobs.run run.jobs.run
   run.executions.get run.executions.cancel)
 # report/store.py: create-only claims, overwrites (which need delete), reads, releasing a claim.
 readonly PERMS_REPORTS=(storage.objects.create storage.objects.get storage.objects.delete)
-readonly PERMS_ROLLBACK=(run.services.update) # report/rollback.py: the one traffic update on FAIL
+# report/rollback.py and report/rollout.py: the traffic update that moves it back on FAIL, or forward a step on PASS.
+readonly PERMS_ROLLBACK=(run.services.update)
 # Project-wide roles that earlier versions of this script granted; a run removes them when found.
 readonly LEGACY_PROJECT_ROLES=(roles/run.developer roles/iam.serviceAccountUser roles/run.invoker
   roles/logging.viewer roles/monitoring.viewer)
@@ -76,6 +83,7 @@ RERUN_INVOKERS=()   # --rerun-invoker: who may call the NAME-rerun HTTP function
 INVOKER_ALL=0       # --invoker-all-services
 MAX_INSTANCES=$DEFAULT_MAX_INSTANCES
 MAX_DELIVERY_ATTEMPTS=$DEFAULT_MAX_DELIVERY_ATTEMPTS
+TASKS_QUEUE=$DEFAULT_TASKS_QUEUE
 DRY_RUN=0
 SEEN=" "
 
@@ -83,7 +91,8 @@ SEEN=" "
 # service name whether the imports probe runs (PROBE) and copies the revision's identity (COPY).
 NEED_LOGS=1
 NEED_METRICS=1
-declare -A PROBE=() COPY=() JOB=() ROLLBACK=()
+declare -A PROBE=() COPY=() JOB=() ROLLBACK=() PROMOTE=()
+SCHEDULES=0       # 1: some config section promotes in steps or follows up, so Cloud Tasks is set up
 VERDICT_TOPICS=() # the configured verdict_topic values: the function may publish there, and nowhere else
 ACTED_AS=" " # accounts already given roles/iam.serviceAccountUser in this run
 
@@ -122,6 +131,17 @@ Services (what the function may touch beyond reading Cloud Run, logs and metrics
   --rerun-invoker MEMBER   also deploy NAME-rerun, the HTTP function that validates a stored report's
                            revision again (authentication required), and let MEMBER call it:
                            user:EMAIL, serviceAccount:EMAIL or group:EMAIL (repeat per member)
+
+Scheduling (only when some config section has on_pass: promote or follow_up; otherwise none of it):
+  --tasks-queue NAME       Cloud Tasks queue, in --region, that holds promotion steps and follow-ups
+                           (default: $DEFAULT_TASKS_QUEUE). Created when missing; its retries are set to
+                           ${TASKS_RETRY[*]}.
+                           Also deploys NAME-tasks, the HTTP function (entry point $TASKS_ENTRY_POINT,
+                           authentication required) the tasks call with an OIDC token of the
+                           function's own account, before NAME, which needs its URL. That account
+                           may add tasks to this queue only, act as itself (to put its identity
+                           on them) and invoke NAME-tasks. A --service with on_pass: promote gets
+                           the same traffic-update role on it as one with on_fail: rollback.
 
 Slack (one of these; without any, the webhook is read from stdin or a hidden prompt, and an empty
 answer keeps the webhook already stored in secret $DEFAULT_SECRET):
@@ -176,6 +196,7 @@ metavar() {
     --slack-secret) echo NAME ;;
     --runtime-sa) echo EMAIL ;;
     --rerun-invoker) echo MEMBER ;;
+    --tasks-queue) echo NAME ;;
     --service) echo 'NAME or REGION/NAME' ;;
     --max-instances | --max-delivery-attempts) echo N ;;
   esac
@@ -208,7 +229,8 @@ parse_args() {
         esac
         ;;
       --project | --region | --bucket | --function | --config | --slack-webhook | --slack-secret | \
-        --runtime-sa | --service | --artifacts-bucket | --max-instances | --max-delivery-attempts | --rerun-invoker)
+        --runtime-sa | --service | --artifacts-bucket | --max-instances | --max-delivery-attempts | --rerun-invoker | \
+        --tasks-queue)
         case $flag in
           --runtime-sa | --service | --artifacts-bucket | --rerun-invoker) ;; # repeatable
           *) [[ $SEEN != *" $flag "* ]] || die "$flag given twice; expected it once" ;;
@@ -243,6 +265,7 @@ parse_args() {
           --rerun-invoker) RERUN_INVOKERS+=("$value") ;;
           --max-instances) MAX_INSTANCES=$value ;;
           --max-delivery-attempts) MAX_DELIVERY_ATTEMPTS=$value ;;
+          --tasks-queue) TASKS_QUEUE=$value ;;
         esac
         ;;
       *)
@@ -335,6 +358,10 @@ validate_args() {
 
   whole_number --max-instances "$MAX_INSTANCES" 1 1000
   whole_number --max-delivery-attempts "$MAX_DELIVERY_ATTEMPTS" 5 100
+
+  local queue_re='^[A-Za-z0-9-]{1,100}$'
+  [[ $TASKS_QUEUE =~ $queue_re ]] ||
+    die "expected --tasks-queue to be a queue name (1-100 letters, digits or hyphens), got '$TASKS_QUEUE'"
 
   if [[ -n $SLACK_SECRET && $WEBHOOK_GIVEN == 1 ]]; then
     die "expected one of --slack-webhook and --slack-secret, got both"
@@ -572,16 +599,18 @@ check_config() {
 }
 
 # Reads, from the config that ships, what the permissions depend on: whether any service's logs or
-# metrics check is on, and for each --service whether the imports probe runs (modules or commands
-# configured) and copies the revision's identity (copy_env), and the name of its job. Local and
-# read-only, so a dry run does it too. Without a usable Python no probe job is prepared.
+# metrics check is on, whether any section schedules work through Cloud Tasks (on_pass: promote or
+# follow_up), and for each --service whether the imports probe runs (modules or commands configured)
+# and copies the revision's identity (copy_env), the name of its job, and whether it rolls back or is
+# promoted. Local and read-only, so a dry run does it too. Without a usable Python no probe job and no
+# Cloud Tasks queue is prepared.
 read_features() {
-  local python names=() entry out rc=0 kind name probe copy job
+  local python names=() entry out rc=0 kind name probe copy job rollback promote
   for entry in ${SERVICES[@]+"${SERVICES[@]}"}; do
     names+=("${entry#*/}")
   done
   if ! python=$(find_python); then
-    warn "no python3 found to read the config: no imports probe job is prepared; install requirements.txt and run again"
+    warn "no python3 found to read the config: no imports probe job and no Cloud Tasks queue are prepared; install requirements.txt and run again"
     return 0
   fi
   out=$("$python" - "$REPO_ROOT" "$CONFIG" ${names[@]+"${names[@]}"} <<'PY'
@@ -604,36 +633,43 @@ except ConfigError as exc:
 every = [config.defaults, *(config.for_service(section) for section in config.file.services)]
 print("logs", int(any(s.check("logs").enabled for s in every)))
 print("metrics", int(any(s.check("metrics").enabled for s in every)))
+print("schedules", int(any(s.schedules for s in every)))
 for topic in sorted({s.verdict_topic for s in every if s.verdict_topic}):
     print("topic", topic)
 for name in names:
     imports = config.for_service(name).check("imports")
     runs = imports.enabled and bool(imports.modules or imports.commands)
     settings = config.for_service(name)
-    print("service", name, int(runs), int(runs and imports.copy_env), job_id_for(name), int(settings.on_fail == "rollback"))
+    print("service", name, int(runs), int(runs and imports.copy_env), job_id_for(name), int(settings.on_fail == "rollback"),
+          int(settings.on_pass == "promote"))
 PY
   ) || rc=$?
   case $rc in
     0) ;;
     4) die "the config $CONFIG is invalid (errors above); nothing was deployed" ;;
     *)
-      warn "could not read the config with $python (exit $rc): no imports probe job is prepared; install requirements.txt and run again"
+      warn "could not read the config with $python (exit $rc): no imports probe job and no Cloud Tasks queue are prepared; install requirements.txt and run again"
       return 0
       ;;
   esac
-  while read -r kind name probe copy job rollback; do
+  while read -r kind name probe copy job rollback promote; do
     case $kind in
       logs) NEED_LOGS=$name ;;
       metrics) NEED_METRICS=$name ;;
+      schedules) SCHEDULES=$name ;;
       topic) VERDICT_TOPICS+=("$name") ;;
       service)
         PROBE[$name]=$probe
         COPY[$name]=$copy
         JOB[$name]=$job
         ROLLBACK[$name]=$rollback
+        PROMOTE[$name]=$promote
         ;;
     esac
   done <<<"$out"
+  if ((SCHEDULES == 0)) && [[ $SEEN == *" --tasks-queue "* ]]; then
+    warn "--tasks-queue $TASKS_QUEUE not used: no config section has on_pass: promote or follow_up, so nothing is scheduled"
+  fi
 }
 
 # Whether any named service gets a probe job: the config runs its imports probe with copy_env (without
@@ -650,8 +686,24 @@ any_probe_job() {
 }
 
 enable_apis() {
+  local apis=("${APIS[@]}")
+  ((SCHEDULES == 0)) || apis+=(cloudtasks.googleapis.com)
   note "enabling APIs (no-op for those already on)"
-  run gcloud services enable "${APIS[@]}" --project="$PROJECT"
+  run gcloud services enable "${apis[@]}" --project="$PROJECT"
+}
+
+# on_pass: promote and follow_up schedule later calls as Cloud Tasks on one queue, in the function's region.
+ensure_queue() {
+  ((SCHEDULES)) || return 0
+  note "Cloud Tasks queue $TASKS_QUEUE in $REGION: promotion steps and follow-ups wait there (retries: ${TASKS_RETRY[*]})"
+  if probe gcloud tasks queues describe "$TASKS_QUEUE" --location="$REGION" --project="$PROJECT"; then
+    # An existing queue gets the same bounded retries: one made by hand or by an earlier run may keep Cloud
+    # Tasks' defaults, which retry a failing call for much longer. Only the retry settings are changed.
+    run gcloud tasks queues update "$TASKS_QUEUE" --location="$REGION" --project="$PROJECT" "${TASKS_RETRY[@]}" \
+      --format=none
+  else
+    run gcloud tasks queues create "$TASKS_QUEUE" --location="$REGION" --project="$PROJECT" "${TASKS_RETRY[@]}"
+  fi
 }
 
 ensure_topic() {
@@ -706,11 +758,20 @@ grant() {
   run_retry gcloud "$@" --member="serviceAccount:$SA" --role="$role" --condition=None --format=none
 }
 
-# Whether any named service rolls back on FAIL (on_fail: rollback).
-any_rollback() {
-  local entry
+# grant_on_queue ROLE: the same binding on the Cloud Tasks queue. `gcloud tasks queues add-iam-policy-binding`
+# has no --condition flag (only its alpha has), and gcloud refuses a flag it does not know.
+grant_on_queue() {
+  run_retry gcloud tasks queues add-iam-policy-binding "$TASKS_QUEUE" --location="$REGION" --project="$PROJECT" \
+    --member="serviceAccount:$SA" --role="$1" --format=none
+}
+
+# Whether the function may update the traffic of any named service: it rolls back on FAIL (on_fail: rollback)
+# or is promoted in steps after a PASS (on_pass: promote).
+any_traffic_update() {
+  local entry name
   for entry in ${SERVICES[@]+"${SERVICES[@]}"}; do
-    [[ ${ROLLBACK[${entry#*/}]:-0} == 1 ]] && return 0
+    name=${entry#*/}
+    [[ ${ROLLBACK[$name]:-0} == 1 || ${PROMOTE[$name]:-0} == 1 ]] && return 0
   done
   return 1
 }
@@ -719,7 +780,7 @@ ensure_roles() {
   local function_perms=("${PERMS_RUN_READ[@]}")
   if ((NEED_LOGS)) || any_probe_job; then function_perms+=("${PERMS_LOGS[@]}"); fi
   if ((NEED_METRICS)); then function_perms+=("${PERMS_METRICS[@]}"); fi
-  if any_probe_job || any_rollback; then function_perms+=("${PERMS_PROBE_PROJECT[@]}"); fi
+  if any_probe_job || any_traffic_update; then function_perms+=("${PERMS_PROBE_PROJECT[@]}"); fi
   note "custom roles: what the enabled checks call, nothing more"
   ensure_role "$ROLE_FUNCTION" "postdeploy function" \
     "Read Cloud Run services and revisions, log entries and metrics (postdeploy)" "${function_perms[@]}"
@@ -729,9 +790,10 @@ ensure_roles() {
     ensure_role "$ROLE_PROBE_JOB" "postdeploy probe job" \
       "Update and run one postdeploy-probe job; bound on that job only (postdeploy)" "${PERMS_PROBE_JOB[@]}"
   fi
-  if any_rollback; then
+  if any_traffic_update; then
     ensure_role "$ROLE_ROLLBACK" "postdeploy rollback" \
-      "Move a service's traffic back after a FAIL; bound on that service only (postdeploy)" "${PERMS_ROLLBACK[@]}"
+      "Move a service's traffic back after a FAIL, or forward a step after a PASS; bound on that service only (postdeploy)" \
+      "${PERMS_ROLLBACK[@]}"
   fi
 }
 
@@ -751,8 +813,8 @@ grant_roles() {
   fi
 }
 
-# act_as EMAIL: the function may attach EMAIL to its probe job (roles/iam.serviceAccountUser on
-# that one account). Never on the project.
+# act_as EMAIL: the function may act as EMAIL (roles/iam.serviceAccountUser on that one account): attach it
+# to its probe job, or, for its own account, put it on the OIDC token of a Cloud Task. Never on the project.
 act_as() {
   [[ $ACTED_AS != *" $1 "* ]] || return 0
   ACTED_AS+="$1 "
@@ -807,8 +869,12 @@ grant_services() {
     if ((INVOKER_ALL == 0)); then
       grant roles/run.invoker run services add-iam-policy-binding "$name" --region="$region" --project="$PROJECT"
     fi
-    if [[ ${ROLLBACK[$name]:-0} == 1 ]]; then
-      note "service $name: on_fail: rollback, so the function may update this service's traffic (role $ROLE_ROLLBACK on it only)"
+    if [[ ${ROLLBACK[$name]:-0} == 1 || ${PROMOTE[$name]:-0} == 1 ]]; then
+      if [[ ${PROMOTE[$name]:-0} == 1 ]]; then
+        note "service $name: on_pass: promote, so the function may update this service's traffic (role $ROLE_ROLLBACK on it only): forward a step after each PASS, back after a FAIL"
+      else
+        note "service $name: on_fail: rollback, so the function may update this service's traffic (role $ROLE_ROLLBACK on it only)"
+      fi
       grant "projects/$PROJECT/roles/$ROLE_ROLLBACK" run services add-iam-policy-binding "$name" --region="$region" \
         --project="$PROJECT"
     fi
@@ -946,6 +1012,18 @@ grant_verdict_topics() {
   done
 }
 
+# Cloud Tasks: the function adds promotion steps and follow-ups to its queue, each carrying an OIDC token of
+# its own account for NAME-tasks. Creating a task with a token needs actAs on the token's account (the Tasks
+# API's OidcToken.service_account_email); the Cloud Tasks service agent then mints the token with
+# roles/cloudtasks.serviceAgent, which Google grants it on the project when the API is enabled.
+grant_scheduling() {
+  ((SCHEDULES)) || return 0
+  note "scheduling: $SA may add tasks to queue $TASKS_QUEUE only (roles/cloudtasks.enqueuer) and act as itself (roles/iam.serviceAccountUser on $SA only), so that each task carries its OIDC token"
+  grant_on_queue roles/cloudtasks.enqueuer
+  act_as "$SA"
+  note "scheduling: only a --service may have its traffic moved; name each service with on_pass: promote"
+}
+
 grant_pubsub_agent() {
   note "letting the Pub/Sub service agent sign push requests as $SA"
   if ! run_retry gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
@@ -955,11 +1033,48 @@ grant_pubsub_agent() {
   fi
 }
 
-# The function's environment: where reports go, and the Slack secret when there is one.
+# The function's environment: where reports go, the Slack secret when there is one, and once NAME-tasks has a
+# URL, where to schedule (sources/tasks.py reads the three together and refuses a queue without a URL).
 function_env() {
   local env_vars="POSTDEPLOY_REPORTS=gs://$BUCKET/reports"
   [[ -z $SECRET_VERSION ]] || env_vars+=",POSTDEPLOY_SLACK_WEBHOOK_SECRET=$SECRET_VERSION"
+  if [[ -n $TASKS_URL ]]; then
+    env_vars+=",POSTDEPLOY_TASKS_QUEUE=projects/$PROJECT/locations/$REGION/queues/$TASKS_QUEUE"
+    env_vars+=",POSTDEPLOY_TASKS_URL=$TASKS_URL,POSTDEPLOY_TASKS_SERVICE_ACCOUNT=$SA"
+  fi
   printf '%s' "$env_vars"
+}
+
+# deploy_http_function NAME ENTRY_POINT: NAME from the same sources, runtime, account, limits and environment
+# as the main function, behind an HTTP entry point that requires authentication (callers need run.invoker).
+deploy_http_function() {
+  run gcloud functions deploy "$1" --gen2 --project="$PROJECT" --region="$REGION" \
+    --runtime="$RUNTIME" --source="$STAGING" --entry-point="$2" --trigger-http --no-allow-unauthenticated \
+    --timeout="$TIMEOUT" --memory="$MEMORY" --max-instances="$MAX_INSTANCES" \
+    --service-account="$SA" --set-env-vars="$(function_env)"
+}
+
+# on_pass: promote and follow_up: NAME-tasks receives the Cloud Tasks the function schedules (entry point
+# `scheduled`), each with an OIDC token of $SA, the one account that may invoke it. Deployed before NAME, which
+# needs its URL; it needs that URL too, to schedule a promotion's next step. A new NAME-tasks has no URL until it
+# exists, so the first run deploys it without the scheduling variables, reads the URL, and deploys it again.
+# Its ingress stays open, like NAME-rerun: authentication keeps every other caller out.
+deploy_tasks_function() {
+  ((SCHEDULES)) || return 0
+  local name="$FUNCTION-tasks"
+  local where=(--v2 --region="$REGION" --project="$PROJECT")
+  note "deploying $name: Cloud Tasks call it for promotion steps and follow-ups, with an OIDC token of $SA"
+  if ! probe gcloud functions describe "$name" "${where[@]}" --format=none; then
+    note "$name not found: deployed once to learn its URL, then again with it"
+    deploy_http_function "$name" "$TASKS_ENTRY_POINT"
+  fi
+  capture TASKS_URL gcloud functions describe "$name" "${where[@]}" --format='value(serviceConfig.uri)'
+  if ((DRY_RUN == 0)) && [[ $TASKS_URL != https://* ]]; then
+    fail "expected $name to have an https:// URL (serviceConfig.uri), got '$TASKS_URL'"
+  fi
+  deploy_http_function "$name" "$TASKS_ENTRY_POINT"
+  run_retry gcloud functions add-invoker-policy-binding "$name" --region="$REGION" --project="$PROJECT" \
+    --member="serviceAccount:$SA" --format=none
 }
 
 deploy_function() {
@@ -985,10 +1100,7 @@ deploy_rerun_function() {
   ((${#RERUN_INVOKERS[@]} > 0)) || return 0
   local member
   note "deploying $FUNCTION-rerun: POST {build_id, service} validates a stored report's revision again; callers: ${RERUN_INVOKERS[*]}"
-  run gcloud functions deploy "$FUNCTION-rerun" --gen2 --project="$PROJECT" --region="$REGION" \
-    --runtime="$RUNTIME" --source="$STAGING" --entry-point=rerun --trigger-http --no-allow-unauthenticated \
-    --timeout="$TIMEOUT" --memory="$MEMORY" --max-instances="$MAX_INSTANCES" \
-    --service-account="$SA" --set-env-vars="$(function_env)"
+  deploy_http_function "$FUNCTION-rerun" rerun
   for member in "${RERUN_INVOKERS[@]}"; do
     run_retry gcloud functions add-invoker-policy-binding "$FUNCTION-rerun" --region="$REGION" --project="$PROJECT" \
       --member="$member" --format=none
@@ -1034,6 +1146,8 @@ summary() {
   note "reports: gs://$BUCKET/reports/SERVICE/BUILD_ID/report.html"
   note "logs:    gcloud functions logs read $FUNCTION --gen2 --region=$REGION --project=$PROJECT"
   note "failed deliveries: gcloud pubsub subscriptions pull $FUNCTION-dead-letter --project=$PROJECT"
+  ((SCHEDULES == 0)) ||
+    note "scheduled:  gcloud tasks list --queue=$TASKS_QUEUE --location=$REGION --project=$PROJECT"
 }
 
 main() {
@@ -1051,6 +1165,7 @@ main() {
   ensure_topic
   ensure_bucket
   ensure_service_account
+  ensure_queue
   PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
   ensure_roles
   grant_roles
@@ -1058,7 +1173,9 @@ main() {
   grant_services
   ensure_secret
   grant_verdict_topics
+  grant_scheduling
   grant_pubsub_agent
+  deploy_tasks_function
   deploy_function
   deploy_rerun_function
   configure_delivery
@@ -1072,4 +1189,5 @@ SECRET_VERSION=""
 PROJECT_NUMBER=""
 PUBSUB_AGENT=""
 BUCKET_NAME=""
+TASKS_URL=""
 main "$@"

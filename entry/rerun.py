@@ -182,9 +182,9 @@ def answer(request: Request) -> Answer:
     from core.logs import log
 
     try:
-        body = _body(request)
-        rerun_id = checked(body.get("build_id"), body.get("service"), body.get("rerun_id"))
-        build_id, service = body["build_id"], body["service"]
+        asked = body(request)
+        rerun_id = checked(asked.get("build_id"), asked.get("service"), asked.get("rerun_id"))
+        build_id, service = asked["build_id"], asked["service"]
         return _run(build_id, service, rerun_id)
     except Refused as exc:
         log("WARNING" if exc.status < 500 else "ERROR", f"rerun refused ({exc.status}): {exc}")
@@ -217,26 +217,27 @@ def _run(build_id: str, service: str, rerun_id: str) -> Answer:
     return _answer(validation.report, validation.links["report.html"], rerun_id), 200  # make_report redacted it
 
 
-def _body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or Refused saying what came instead."""
+def body(request: Request, fields: tuple[str, ...] = ("build_id", "service", "rerun_id"),
+         expected: str = REQUEST_EXPECTED) -> dict[str, Any]:
+    """The request's JSON object with no field but ``fields``, or Refused saying what came instead."""
     if request.method != "POST":
-        raise Refused(405, "method", f"POST with {REQUEST_EXPECTED}", request.method)
+        raise Refused(405, "method", f"POST with {expected}", request.method)
     if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise Refused(413, "body", f"{REQUEST_EXPECTED} of at most {MAX_BODY_BYTES} bytes",
+        raise Refused(413, "body", f"{expected} of at most {MAX_BODY_BYTES} bytes",
                       f"{request.content_length} bytes")
     data = request.get_data(cache=False)[: MAX_BODY_BYTES + 1]
     if len(data) > MAX_BODY_BYTES:
-        raise Refused(413, "body", f"{REQUEST_EXPECTED} of at most {MAX_BODY_BYTES} bytes", "more")
+        raise Refused(413, "body", f"{expected} of at most {MAX_BODY_BYTES} bytes", "more")
     if not data.strip():
-        raise Refused(400, "body", REQUEST_EXPECTED, "an empty body")
+        raise Refused(400, "body", expected, "an empty body")
     try:
-        body = json.loads(data)
+        found = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise Refused(400, "body", REQUEST_EXPECTED, f"a body that is not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "body", REQUEST_EXPECTED, "JSON null" if body is None else f"a JSON {_KINDS.get(type(body))}")
-    unknown = sorted(set(body) - {"build_id", "service", "rerun_id"})
+        raise Refused(400, "body", expected, f"a body that is not JSON ({exc})") from None
+    if not isinstance(found, dict):
+        raise Refused(400, "body", expected, "JSON null" if found is None else f"a JSON {_KINDS.get(type(found))}")
+    unknown = sorted(set(found) - set(fields))
     if unknown:
-        raise Refused(400, "body", f"{REQUEST_EXPECTED} and nothing else", "unknown field(s) " + ", ".join(map(quoted, unknown)))
-    return body
+        raise Refused(400, "body", f"{expected} and nothing else", "unknown field(s) " + ", ".join(map(quoted, unknown)))
+    return found
 

@@ -1,5 +1,5 @@
 """Acting on a FAIL: the pure decision whether and how to roll a service back (``plan``), and the one traffic update
-that carries it out (``act``), reported as an ``Action`` whatever happens.
+that carries out a planned move, a rollback or a promotion step (``act``), reported as an ``Action`` whatever happens.
 
 A rollback moves every percent the new revision serves back to the revision that served before it; other revisions'
 percents and every tag stay as they are. It happens only when the service opted in (``on_fail: rollback``), the
@@ -21,8 +21,11 @@ from core.model import RevisionInfo, Target, TrafficInfo
 from sources.cloud_run import TrafficState
 
 ROLLBACK = "rollback"
-ActionOutcome = Literal["done", "already done", "skipped", "refused", "failed"]
-MOVED: tuple[ActionOutcome, ...] = ("done", "already done")  # the traffic is where the rollback meant it to be
+PROMOTE = "promote"
+DONE = {ROLLBACK: "rolled back", PROMOTE: "promoted"}  # what a move of each kind did, for its detail
+# "held": a promotion stops where it is (a WARN, an INCONCLUSIVE, a split changed by someone else).
+ActionOutcome = Literal["done", "already done", "skipped", "held", "refused", "failed"]
+MOVED: tuple[ActionOutcome, ...] = ("done", "already done")  # the traffic is where the move meant it to be
 Split = tuple[TrafficInfo, ...]
 
 
@@ -43,19 +46,29 @@ class Plan:
     """What to do about a verdict: ``after`` is the split to set, or empty with ``reason`` saying why nothing is done.
 
     ``wanted`` is False when the service did not opt in (``on_fail`` is not ``rollback``): nothing to report then.
+    ``ready`` must be a Ready revision when the move is made (a rollback's previous revision, a promotion's new one).
     """
 
     wanted: bool
     reason: str = ""
     revision: str = ""
     previous: str = ""
-    moved: int = 0  # percent taken from the new revision
+    moved: int = 0  # percent taken from the new revision (a rollback) or given to it (a promotion)
     before: Split = ()
     after: Split = ()
+    kind: str = ROLLBACK
+    move: str = ""  # what the update is to do, "move 100 % from A back to B"; said when it cannot be done
+    did: str = ""  # what it did, "moved 100 % from A to B"
+    ready: str = ""
+    idle: ActionOutcome = "skipped"  # the outcome when nothing is to move: a step "held", a finished rollout "done"
 
     @property
     def acts(self) -> bool:
         return bool(self.after)
+
+    def after_percent(self, revision: str) -> int:
+        """The percent ``revision`` serves by name once the plan is carried out."""
+        return sum(t.percent for t in self.after if t.revision == revision and not t.latest)
 
 
 @dataclass(frozen=True)
@@ -124,10 +137,10 @@ def rolled_back(traffic: Split, new: str, previous: str, latest_ready: str) -> t
     return tuple(out), moved
 
 
-def _not_ready(revision: RevisionInfo) -> str:
+def not_ready(revision: RevisionInfo, role: str = "previous", move: str = "rollback") -> str:
     ready = revision.ready
     why = f": {ready.message}" if ready is not None and ready.message else ""
-    return f"previous revision {revision.name} is not Ready{why}; no rollback to a revision that cannot serve"
+    return f"{role} revision {revision.name} is not Ready{why}; no {move} to a revision that cannot serve"
 
 
 def plan(verdict: str, target: Target, on_fail: str, *, previous: RevisionInfo | None = None) -> Plan:
@@ -154,9 +167,10 @@ def plan(verdict: str, target: Target, on_fail: str, *, previous: RevisionInfo |
     if not prev:
         return _no(base, f"no previous revision of {target.service} to roll back to: {new} is the first that served")
     if previous is not None and previous.name == prev and not previous.is_ready:
-        return _no(base, _not_ready(previous))
+        return _no(base, not_ready(previous))
     after, moved = rolled_back(service.traffic, new, prev, service.latest_ready_revision)
-    return replace(base, moved=moved, after=after)
+    return replace(base, moved=moved, after=after, ready=prev, move=f"move {moved} % from {new} back to {prev}",
+                   did=f"moved {moved} % from {new} to {prev}")
 
 
 def _no(base: Plan, reason: str) -> Plan:
@@ -173,7 +187,7 @@ async def act(plan: Plan, target: Target, source: TrafficSource | None, deadline
     "failed" when the API failed or the deadline came first. Never raises for a PostdeployError.
     """
     if not plan.acts:  # no source needed: nothing is read or written
-        return Action(ROLLBACK, "skipped", plan.reason, before=plan.before, after=plan.before)
+        return Action(plan.kind, plan.idle, plan.reason, before=plan.before, after=plan.before)
     if source is None:
         raise ValueError("a rollback that moves traffic needs a traffic source")
     run = _Run(plan, target, source, deadline, poll_s)
@@ -198,11 +212,15 @@ class _Run:
 
     @property
     def move(self) -> str:
-        return f"move {self.plan.moved} % from {self.plan.revision} back to {self.plan.previous}"
+        return self.plan.move
+
+    @property
+    def done(self) -> str:
+        return DONE.get(self.plan.kind, self.plan.kind)
 
     def action(self, outcome: ActionOutcome, detail: str, after: Split | None = None, fix: str = "") -> Action:
         before = self.found or self.plan.before
-        return Action(ROLLBACK, outcome, detail, before=before, after=before if after is None else after,
+        return Action(self.plan.kind, outcome, detail, before=before, after=before if after is None else after,
                       planned=self.plan.after, fix=fix)
 
     def _left(self) -> float:
@@ -224,18 +242,19 @@ class _Run:
         state = await self._read()
         self.found = state.traffic
         if same_split(state.traffic, p.after):
-            return self.action("already done", f"already rolled back: {self._say(state.traffic)}; nothing sent")
+            return self.action("already done", f"already {self.done}: {self._say(state.traffic)}; nothing sent")
         if not same_split(state.traffic, p.before):
             return self.action("refused", f"traffic of {t.service} changed since the validation read it (now "
-                                          f"{self._say(state.traffic)}): not rolled back, so a newer change is kept")
+                                          f"{self._say(state.traffic)}): not {self.done}, so a newer change is kept")
+        role = "previous" if p.ready == p.previous else "new"
         try:
-            previous = await asyncio.to_thread(self.source.get_revision, t.project, t.region, t.service, p.previous,
-                                               self._left())
+            ready = await asyncio.to_thread(self.source.get_revision, t.project, t.region, t.service, p.ready,
+                                            self._left())
         except TargetNotFound:
-            return self.action("skipped", f"previous revision {p.previous} is gone; no rollback to a revision that "
+            return self.action("skipped", f"{role} revision {p.ready} is gone; no {p.kind} to a revision that "
                                           "cannot serve")
-        if not previous.is_ready:
-            return self.action("skipped", _not_ready(previous))
+        if not ready.is_ready:
+            return self.action("skipped", not_ready(ready, role, p.kind))
         if self._left() <= 0:
             return self.action("failed", f"no time left in the validation's deadline to {self.move}; nothing sent")
         try:
@@ -244,8 +263,7 @@ class _Run:
         except ConcurrentModification as exc:
             return await self._after_conflict(exc)
         self.latest_ready = done.latest_ready_revision
-        return self.action("done", f"rolled back {t.service}: moved {p.moved} % from {p.revision} to {p.previous}; "
-                                   f"traffic now {self._say(done.traffic)}", after=done.traffic)
+        return self.action("done", f"{self.done} {t.service}: {p.did}; traffic now {self._say(done.traffic)}", after=done.traffic)
 
     async def _after_conflict(self, exc: ConcurrentModification) -> Action:
         """One re-read after the API refused a stale update; never a second update."""
@@ -253,10 +271,10 @@ class _Run:
             return self.action("refused", f"the Cloud Run API refused to {self.move}: {exc}")
         now = (await self._read()).traffic
         if same_split(now, self.plan.after):
-            return self.action("already done", f"already rolled back by another update meanwhile: {self._say(now)}",
+            return self.action("already done", f"already {self.done} by another update meanwhile: {self._say(now)}",
                                after=now)
         if same_split(now, self.found):
             return self.action("refused", f"the Cloud Run API refused to {self.move} ({exc}); traffic is unchanged "
                                           f"({self._say(now)}) and postdeploy does not try again", after=now)
         return self.action("refused", f"the Cloud Run API refused to {self.move} because the service changed meanwhile "
-                                      f"(now {self._say(now)}): not rolled back, so that change is kept", after=now)
+                                      f"(now {self._say(now)}): not {self.done}, so that change is kept", after=now)

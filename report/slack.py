@@ -25,11 +25,27 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def checked_again(report: dict[str, Any]) -> str:
+    """What a report that is not the deploy's first validation is: "rerun", "step 2 of 3", "follow-up after 24h"."""
+    rerun = report.get("rerun")
+    if not isinstance(rerun, dict):
+        return ""
+    kind, check = rerun.get("kind", "rerun"), str(rerun.get("id", ""))
+    if kind == "step":
+        steps = next((len(a["rollout"]["steps"]) for a in report.get("actions", [])
+                      if isinstance(a.get("rollout"), dict) and isinstance(a["rollout"].get("steps"), list)), 0)
+        return f"step {rerun.get('step', '?')}" + (f" of {steps}" if steps else "")
+    if kind == "follow-up":
+        return f"follow-up after {check.removeprefix('follow-up-')}"
+    return "rerun"  # validated again on demand, not after a build
+
+
 def message(report: dict[str, Any], link: str) -> dict[str, Any]:
     """One Block Kit message: verdict, service/revision, score, categories, top reasons, link."""
     t = report["target"]
-    rerun = " · rerun" if report.get("rerun") else ""  # validated again on demand, not after a build
-    title = f"{icon(report['verdict'])} {report['verdict']} · {t['service']} · {report['score']:.1f}/100{rerun}"
+    again = checked_again(report)
+    title = f"{icon(report['verdict'])} {report['verdict']} · {t['service']} · {report['score']:.1f}/100" + \
+        (f" · {again}" if again else "")
     categories = " · ".join(
         f"{c['name']} {'n/a' if c['score'] is None else format(c['score'], 'g')}/{c['weight']:g}"
         for c in report["categories"]
@@ -57,7 +73,8 @@ def message(report: dict[str, Any], link: str) -> dict[str, Any]:
             {"type": "button", "text": {"type": "plain_text", "text": "Open report"}, "url": link}]})
     else:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {escape(link)}"}]})
-    fallback = f"{report['verdict']} {t['service']} {t['revision']} {report['score']:.1f}/100 — {link}"
+    fallback = f"{report['verdict']} {t['service']} {t['revision']} {report['score']:.1f}/100" + \
+        (f" ({again})" if again else "") + f" — {link}"
     return {"text": fallback, "blocks": blocks}
 
 

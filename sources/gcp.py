@@ -13,6 +13,7 @@ from core.signals import RevisionScope
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
 LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
 MONITORING_ENDPOINT_ENV = "POSTDEPLOY_MONITORING_API_ENDPOINT"
+TASKS_EMULATOR_ENV = "CLOUD_TASKS_EMULATOR_HOST"
 RUN_TIMEOUT_S = 30.0
 _Client = TypeVar("_Client")
 
@@ -86,6 +87,21 @@ def monitoring_client() -> Any:
     # a given channel carries no credentials.
     host = endpoint.split("://", 1)[-1].rstrip("/")
     return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(host)))
+
+
+def tasks_client() -> Any:
+    """A Cloud Tasks CloudTasksClient; a plaintext gRPC channel to ``host:port`` when CLOUD_TASKS_EMULATOR_HOST is set."""
+    from google.cloud import tasks_v2
+
+    host = os.environ.get(TASKS_EMULATOR_ENV, "")
+    if not host:
+        return with_credentials("Cloud Tasks", tasks_v2.CloudTasksClient)
+    import grpc
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    # Unlike Pub/Sub and Storage, the Cloud Tasks client has no emulator switch of its own; a given channel carries
+    # no credentials, so nothing looks for any.
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
 def storage_client() -> Any:

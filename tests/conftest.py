@@ -25,11 +25,15 @@ from tests.servers.fake_monitoring import FakeMonitoring
 from tests.servers.fake_run import TRAFFIC_LATEST, FakeCloudRun
 from tests.servers.gcs_proxy import PreconditionProxy
 from tests.servers.slack import SlackReceiver
+from tests.servers.tasks_emulator import VENV as TASKS_EMULATOR_VENV
+from tests.servers.tasks_emulator import cloud_tasks_emulator, create_queue, delete_queue
+from tests.servers.tasks_emulator import installed as tasks_emulator_installed
 
 ENV_VARS = (
     "POSTDEPLOY_CONFIG", "POSTDEPLOY_REPORTS", "POSTDEPLOY_SLACK_WEBHOOK", "POSTDEPLOY_SLACK_WEBHOOK_SECRET",
     "POSTDEPLOY_RUN_API_ENDPOINT", "POSTDEPLOY_LOGGING_API_ENDPOINT", "POSTDEPLOY_MONITORING_API_ENDPOINT",
     "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+    "POSTDEPLOY_TASKS_QUEUE", "POSTDEPLOY_TASKS_URL", "POSTDEPLOY_TASKS_SERVICE_ACCOUNT", "CLOUD_TASKS_EMULATOR_HOST",
 )
 
 
@@ -120,6 +124,27 @@ def bucket(gcs: tuple[PreconditionProxy, str]) -> str:
 def pubsub_emulator() -> Iterator[str]:
     with processes.pubsub_emulator(processes.free_port()) as host:
         yield host
+
+
+@pytest.fixture(scope="session")
+def tasks_emulator() -> Iterator[str]:
+    """The Cloud Tasks emulator for the session: its ``127.0.0.1:port``."""
+    if not tasks_emulator_installed():
+        pytest.skip(f"the Cloud Tasks emulator is not installed in {TASKS_EMULATOR_VENV}: run `make test` (it builds that venv)")
+    with cloud_tasks_emulator(processes.free_port()) as host:
+        yield host
+
+
+@pytest.fixture
+def tasks_queue(tasks_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh queue on the emulator, CLOUD_TASKS_EMULATOR_HOST pointing at it; yields ``projects/P/locations/L/queues/Q``."""
+    from sources.gcp import TASKS_EMULATOR_ENV
+
+    monkeypatch.setenv(TASKS_EMULATOR_ENV, tasks_emulator)
+    name = f"projects/test/locations/us-central1/queues/checks-{uuid.uuid4().hex[:10]}"
+    create_queue(tasks_emulator, name)
+    yield name
+    delete_queue(tasks_emulator, name)
 
 
 def add_orders_service(fake: FakeCloudRun, url: str, build_id: str, *, image: str = IMAGE, ready: bool = True) -> None:

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("core.model", "core.signals", "core.errors", "core.expect", "core.schema", "core.backoff", "core.logs", "core.redact")),
     ("reaching the revision and Google", ("trigger", "probe", "sources")),
     ("judging and reporting", ("checks", "report", "core.config", "core.runner")),
-    ("pipeline", ("core.pipeline",)),
+    ("pipeline", ("core.pipeline", "core.act")),
     ("ways in", ("entry", "demo")),
     ("entry point", ("main",)),
 )

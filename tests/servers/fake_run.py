@@ -250,9 +250,12 @@ class FakeCloudRun(Faults, LoopbackServer):
         if "_error" not in self.operations[operation["name"]]:
             latest = stored["latestReadyRevision"].rsplit("/", 1)[1]
             host = stored["uri"].split("://", 1)[-1]
+            # A tag keeps its URL while it stays on the service (a loopback URL a test gave it, too).
+            tag_uris = {t["tag"]: t["uri"] for t in stored.get("trafficStatuses", []) if t.get("tag") and t.get("uri")}
             stored.update(traffic=copy.deepcopy(traffic), etag=_etag(), generation=str(int(stored["generation"]) + 1),
                           trafficStatuses=[{**t, **({"revision": latest} if t.get("type") == TRAFFIC_LATEST else {}),
-                                            **({"uri": f"https://{t['tag']}---{host}"} if t.get("tag") else {})}
+                                            **({"uri": tag_uris.get(t["tag"], f"https://{t['tag']}---{host}")}
+                                               if t.get("tag") else {})}
                                            for t in traffic])
             self.operations[operation["name"]]["metadata"] = {"@type": TYPE_SERVICE, **copy.deepcopy(stored)}
         return 200, operation
