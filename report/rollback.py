@@ -246,7 +246,7 @@ class _Run:
         if not same_split(state.traffic, p.before):
             return self.action("refused", f"traffic of {t.service} changed since the validation read it (now "
                                           f"{self._say(state.traffic)}): not {self.done}, so a newer change is kept")
-        role = "previous" if p.ready == p.previous else "new"
+        role = "previous" if p.kind == ROLLBACK else "new"
         try:
             ready = await asyncio.to_thread(self.source.get_revision, t.project, t.region, t.service, p.ready,
                                             self._left())

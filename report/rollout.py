@@ -34,14 +34,23 @@ class Rollout:
 
     @classmethod
     def from_dict(cls, data: Any) -> Rollout | None:
-        """The rollout a stored promote action recorded; None when it is not one."""
+        """The rollout a stored promote action recorded; None when it is not one (steps that are not increasing
+        percents ending at 100, a base that does not route 100 %, a wait that is not a number)."""
         try:
-            steps = tuple(int(p) for p in data["steps"])
-            base = tuple(TrafficInfo(revision=str(e.get("revision") or ""), percent=int(e["percent"]),
+            steps = tuple(data["steps"])
+            base = tuple(TrafficInfo(revision=str(e.get("revision") or ""), percent=e["percent"],
                                      tag=str(e.get("tag") or ""), latest=e.get("type") == "LATEST") for e in data["base"])
-            return cls(steps, base, float(data["wait_s"]))
-        except (KeyError, TypeError, ValueError, AttributeError):
+            wait_s = data["wait_s"]
+        except (KeyError, TypeError, AttributeError):
             return None
+        percents = [*steps, *(t.percent for t in base)]
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in percents) or sum(t.percent for t in base) != 100:
+            return None
+        if not steps or list(steps) != sorted(set(steps)) or steps[0] < 1 or steps[-1] != 100:
+            return None
+        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or wait_s < 0:
+            return None
+        return cls(steps, base, float(wait_s))
 
 
 def promoted(base: Split, new: str, percent: int, latest_ready: str = "") -> Split:
@@ -52,21 +61,20 @@ def promoted(base: Split, new: str, percent: int, latest_ready: str = "") -> Spl
     (its tag's) takes the percent, or a new entry at the end does; an entry left at 0 % is kept only when it has a tag.
     """
     rest = 100 - percent
-    serving = [t for t in base if t.percent > 0 and t.serves(latest_ready) != new]
-    total = sum(t.percent for t in serving)
-    shares = {id(t): t.percent * rest // total for t in serving} if total else {}
+    serving = [i for i, t in enumerate(base) if t.percent > 0 and t.serves(latest_ready) != new]
+    total = sum(base[i].percent for i in serving)
+    shares = {i: base[i].percent * rest // total for i in serving} if total else {}
     left = rest - sum(shares.values())
-    by_remainder = sorted(serving, key=lambda t: -(t.percent * rest % total))
-    for t in by_remainder[:left]:
-        shares[id(t)] += 1
+    for i in sorted(serving, key=lambda i: -(base[i].percent * rest % total))[:left]:
+        shares[i] += 1
     out: list[TrafficInfo] = []
     placed = False
-    for t in base:
+    for i, t in enumerate(base):
         if not placed and t.revision == new and not t.latest:
             out.append(TrafficInfo(revision=new, percent=percent, tag=t.tag))
             placed = True
             continue
-        share = shares.get(id(t), 0)
+        share = shares.get(i, 0)
         if share or t.tag:
             out.append(TrafficInfo(revision="" if t.latest else t.revision, percent=share, tag=t.tag, latest=t.latest))
     if not placed:
@@ -113,7 +121,7 @@ def step_plan(verdict: str, target: Target, rollout: Rollout, step: int) -> Plan
                                     f"{found}: changed outside the rollout, which stops here and changes nothing")
     if verdict == "FAIL":
         back_to = describe(rollout.base, latest_ready)
-        ready = target.previous_revision or next((t.revision for t in rollout.base if t.percent and t.revision), "")
+        ready = max(rollout.base, key=lambda t: t.percent).serves(latest_ready)  # what most traffic goes back to
         return replace(base, kind=ROLLBACK, moved=percent, after=rollout.base, ready=ready,
                        move=f"move {new}'s {percent} % back to the split before the rollout ({back_to})",
                        did=f"moved {new}'s {percent} % back to the split before the rollout")
