@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def wait_for(what: str, ready: Any, log: Any) -> None:
 
 @pytest.fixture
 def deployment(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: SampleService, slack: SlackReceiver,
-               tasks_queue: str, tmp_path: Path, orders_build: dict[str, Any]) -> Any:
+               tasks_queue: str, pubsub_emulator: str, tmp_path: Path, orders_build: dict[str, Any]) -> Any:
     """Both functions served with the same settings; yields (on_build, scheduled, reports folder)."""
     candidate(fake_run, sample)
     fake_logging.add_request(S, NEW, project=P)
@@ -74,7 +75,7 @@ def deployment(fake_run: FakeCloudRun, fake_logging: FakeLogging, sample: Sample
     port = processes.free_port()
     env = {"POSTDEPLOY_REPORTS": str(out), "POSTDEPLOY_SLACK_WEBHOOK": slack.url, "POSTDEPLOY_CONFIG": str(config),
            "POSTDEPLOY_TASKS_QUEUE": tasks_queue, "POSTDEPLOY_TASKS_URL": f"http://127.0.0.1:{port}/",
-           "PYTHONUNBUFFERED": "1"}
+           "PUBSUB_EMULATOR_HOST": pubsub_emulator, "PYTHONUNBUFFERED": "1"}
     with processes.functions_framework(port, env, ROOT, target="scheduled", signature_type="http") as scheduled, \
             processes.functions_framework(processes.free_port(), env, ROOT) as on_build:
         yield on_build, scheduled, out
@@ -173,11 +174,15 @@ TRACEBACK = ('Traceback (most recent call last):\n  File "/app/orders/api.py", l
 
 
 def test_follow_ups_look_again_and_speak_only_when_worse(
-        deployment: Any, fake_logging: FakeLogging, fake_run: FakeCloudRun, slack: SlackReceiver, tmp_path: Path,
-        orders_build: dict[str, Any]) -> None:
+        deployment: Any, fake_logging: FakeLogging, fake_run: FakeCloudRun, slack: SlackReceiver, pubsub_emulator: str,
+        tmp_path: Path, orders_build: dict[str, Any]) -> None:
     on_build, scheduled, out = deployment
-    (tmp_path / "postdeploy.yaml").write_text(CONFIG.replace("  on_pass: promote\n", "  follow_up: [2s, 1h]\n"),
-                                              encoding="utf-8")  # read at each function's first request
+    project = f"verdicts-{uuid.uuid4().hex[:8]}"
+    processes.create_topic(pubsub_emulator, project, "verdicts")
+    processes.create_pull_subscription(pubsub_emulator, project, "pipeline", "verdicts")
+    (tmp_path / "postdeploy.yaml").write_text(  # read at each function's first request
+        CONFIG.replace("  on_pass: promote\n", f"  follow_up: [2s, 1h]\n  verdict_topic: projects/{project}/topics/verdicts\n"),
+        encoding="utf-8")
     build_id = orders_build["id"]
     assert post_event(on_build.url, push_body(orders_build), "e-1") == 200
     first = stored(out, build_id)
@@ -202,3 +207,6 @@ def test_follow_ups_look_again_and_speak_only_when_worse(
     assert [m["text"].split(" ", 1)[0] for m in slack.messages] == ["PASS", "FAIL"]
     assert "(follow-up after 1h)" in slack.messages[1]["text"]
     assert fake_run.service_updates == []  # on_fail is report: a follow-up changes nothing
+    events = sorted(processes.pull(pubsub_emulator, project, "pipeline"), key=lambda m: m["attributes"].get("rerun", ""))
+    assert [(m["attributes"].get("rerun"), m["attributes"]["verdict"]) for m in events] == [
+        (None, "PASS"), ("follow-up-1h", "FAIL"), ("follow-up-2s", "PASS")]  # one event each, posted to Slack or not
