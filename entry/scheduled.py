@@ -95,6 +95,7 @@ def _run(build_id: str, service: str, check: str) -> Answer:
         rerun = replace(rerun, kind="step", only=STEP_CHECKS, step=step, rollout=rollout)
     else:
         rerun = replace(rerun, kind="follow-up", only=FOLLOW_UP_CHECKS, look_back_s=float(MAX_FOLLOW_UP_S))
+    build = replace(build, status=rerun.kind.upper())  # the report's build line says STEP or FOLLOW-UP, not RERUN
     validation = run_rerun(build, intent, cached_config().for_service(service), adapters, rerun)
     if validation is None:  # Cloud Tasks delivered it again: the answer of the run that did it
         earlier = done_before(store, service, build_id, check)

@@ -63,7 +63,7 @@ def promoted(base: Split, new: str, percent: int, latest_ready: str = "") -> Spl
     rest = 100 - percent
     serving = [i for i, t in enumerate(base) if t.percent > 0 and t.serves(latest_ready) != new]
     total = sum(base[i].percent for i in serving)
-    shares = {i: base[i].percent * rest // total for i in serving} if total else {}
+    shares = {i: base[i].percent * rest // total for i in serving}  # no entry serves: nothing divides by 0
     left = rest - sum(shares.values())
     for i in sorted(serving, key=lambda i: -(base[i].percent * rest % total))[:left]:
         shares[i] += 1

@@ -93,8 +93,8 @@ def test_a_pass_promotes_in_three_watched_steps_and_a_redelivered_step_changes_n
     wait_for("the rollout's last check finished (report, Slack, done marker)",
              lambda: any((out / S / build_id / "step-3").glob("done-*.txt")), scheduled.read_log)
     steps = [stored(out, build_id, f"step-{n}") for n in (1, 2, 3)]
-    assert [s and (s["verdict"], s["rerun"]["kind"], s["rerun"]["step"]) for s in steps] == [
-        ("PASS", "step", 1), ("PASS", "step", 2), ("PASS", "step", 3)]
+    assert [s and (s["verdict"], s["rerun"]["kind"], s["rerun"]["step"], s["build"]["status"]) for s in steps] == [
+        ("PASS", "step", 1, "STEP"), ("PASS", "step", 2, "STEP"), ("PASS", "step", 3, "STEP")]
     assert [[(a["kind"], a["outcome"]) for a in s["actions"]] for s in steps if s] == [
         [("promote", "done"), ("schedule", "done")], [("promote", "done"), ("schedule", "done")], [("promote", "done")]]
     assert steps[2] is not None and steps[2]["actions"][0]["detail"] == (
@@ -194,6 +194,7 @@ def test_follow_ups_look_again_and_speak_only_when_worse(
              scheduled.read_log)
     quiet = stored(out, build_id, "follow-up-2s")
     assert quiet is not None and quiet["verdict"] == "PASS" and quiet["rerun"]["kind"] == "follow-up"
+    assert quiet["build"]["status"] == "FOLLOW-UP" and quiet["rerun"]["of"]["verdict"] == "PASS"
     assert {c["name"] for c in quiet["checks"]} == {"logs"}  # metrics are disabled in this config
     assert len(slack.messages) == 1  # no worse than the first validation: nothing posted
 

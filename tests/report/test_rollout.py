@@ -478,6 +478,13 @@ def test_a_rollout_round_trips_through_the_report() -> None:
     assert Rollout.from_dict(json.loads(json.dumps(recorded))) == ROLLOUT
 
 
+@pytest.mark.parametrize(("steps", "wait_s"), [pytest.param([1, 100], 1, id="a-first-step-of-1-percent"),
+                                               pytest.param([100], 0, id="no-wait")])
+def test_the_edges_of_a_rollout_are_one_percent_and_no_wait(steps: list[int], wait_s: int) -> None:
+    read = Rollout.from_dict({"steps": steps, "wait_s": wait_s, "base": [{"revision": OLD, "percent": 100}]})
+    assert read == Rollout(tuple(steps), (rev(OLD, 100),), float(wait_s))
+
+
 def test_a_rollout_reads_what_json_may_have_left_out_and_refuses_numbers_spelled_as_text() -> None:
     read = Rollout.from_dict({"steps": [10, 100], "wait_s": 60, "base": [
         {"percent": 100}, {"revision": None, "percent": 0, "tag": None, "type": "LATEST"}]})
