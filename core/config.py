@@ -88,6 +88,15 @@ class Settings(Strict):
     step_wait_s: float = Field(300.0, ge=1, le=MAX_STEP_WAIT_S)  # between a step's move and its check
     follow_up: list[str] = Field(default_factory=list)  # "1h", "24h": look again at logs and metrics then
     follow_up_notify: Literal["worse", "always"] = "worse"  # Slack for a follow-up only when its verdict got worse
+    signed_url_ttl: str = ""  # "24h": report links are V4 signed URLs valid this long (at most 7d); "": authenticated URLs
+
+    @field_validator("signed_url_ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        if value and duration_s(value) is None:
+            raise ValueError(f"expected a lifetime like 1h or 7d (a whole number and s, m, h or d, at most "
+                             f"{MAX_FOLLOW_UP_S // 86400} days), found {value!r}")
+        return value
 
     @field_validator("steps")
     @classmethod
@@ -156,12 +165,38 @@ def duration_s(text: str) -> int | None:
     return seconds if seconds <= MAX_FOLLOW_UP_S else None
 
 
+Verdict = Literal["PASS", "WARN", "FAIL", "INCONCLUSIVE"]
+VERDICTS: tuple[Verdict, ...] = ("PASS", "WARN", "FAIL", "INCONCLUSIVE")
+# A Secret Manager secret version: projects/P/secrets/S/versions/V (V a number or "latest").
+SECRET_VERSION = re.compile(r"projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)")
+
+
+class NotifyRoute(Strict):
+    """One Slack webhook and what it wants to hear of: services by name or glob, and verdicts."""
+
+    webhook_secret: str  # projects/P/secrets/S/versions/V holding the incoming webhook URL
+    services: list[str] = Field(default_factory=lambda: ["*"])
+    verdicts: list[Verdict] = Field(default_factory=lambda: list(VERDICTS))
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if not SECRET_VERSION.fullmatch(value):
+            raise ValueError(f"expected a secret version projects/P/secrets/S/versions/latest (or a number), "
+                             f"found {value!r}")
+        return value
+
+    def wants(self, service: str, verdict: str) -> bool:
+        return verdict in self.verdicts and any(fnmatch.fnmatchcase(service, p) for p in self.services)
+
+
 class ConfigFile(Strict):
     """The top level of postdeploy.yaml."""
 
     version: Literal[1]
     defaults: dict[str, Any] = Field(default_factory=dict)
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notify: list[NotifyRoute] = Field(default_factory=list)  # Slack routing; empty: POSTDEPLOY_SLACK_WEBHOOK[_SECRET]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +293,10 @@ class Config:
             if fnmatch.fnmatchcase(service, pattern):
                 return settings
         return self.defaults
+
+    def routes(self, service: str, verdict: str) -> list[NotifyRoute]:
+        """The configured webhooks that want a report of ``service`` with ``verdict`` (none configured: [])."""
+        return [route for route in self.file.notify if route.wants(service, verdict)]
 
     @classmethod
     def default(cls) -> Config:

@@ -19,7 +19,7 @@ from core.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "deploy" / "postdeploy.example.yaml"
 CHECK_NAMES = "deployment, health"
-SETTINGS_KEYS = "checks, deadline_s, follow_up, follow_up_notify, on_fail, on_pass, region, rubric, step_wait_s, steps, verdict_topic"
+SETTINGS_KEYS = "checks, deadline_s, follow_up, follow_up_notify, on_fail, on_pass, region, rubric, signed_url_ttl, step_wait_s, steps, verdict_topic"
 HEALTH_KEYS = ("auth, category, critical, enabled, expect_json, expect_status, interval_s, latency_budget_ms, "
                "max_body_bytes, path, request_timeout_s, timeout_s, tries")
 
@@ -156,7 +156,7 @@ def test_service_sections_deep_merge_over_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "path", "fragments"),
     [
-        pytest.param("version: 1\nbogus: 1\n", "bogus", ["unknown key", "valid keys: defaults, services, version"],
+        pytest.param("version: 1\nbogus: 1\n", "bogus", ["unknown key", "valid keys: defaults, notify, services, version"],
                      id="unknown-top-level-key"),
         pytest.param("version: 1\ndefaults: {regoin: x}\n", "defaults.regoin", ["unknown key", f"valid keys: {SETTINGS_KEYS}"],
                      id="unknown-key-in-defaults"),
