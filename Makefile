@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 # built before the tests (they run with loopback as the only network). The stamp names the version it installed.
 TASKS_EMULATOR := $(VENV)/tasks-emulator
 TASKS_EMULATOR_VERSION := 0.6.2
+# Debian's Chromium for the browser tests (tests/report/test_browser.py) and `make screenshot`, with the emoji font
+# the verdict icons need: installed where make runs as root with apt-get (CI, a fresh machine: about 25 s), before the
+# tests lose the network; elsewhere those tests are skipped and say why.
+BROWSER_PACKAGES := chromium fonts-noto-color-emoji
 # `make mutate MODULES="report/score.py"`; empty: tests/mutation.py's own list.
 MODULES ?=
 
@@ -18,7 +22,7 @@ export CLOUDSDK_CORE_CHECK_GCE_METADATA := false
 export CLOUDSDK_CORE_DISABLE_USAGE_REPORTING := true
 export CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK := true
 
-.PHONY: demo demo-broken test lint bench mutate clean
+.PHONY: demo demo-broken test lint bench mutate clean browser golden screenshot
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,14 +39,29 @@ $(TASKS_EMULATOR)/.installed-$(TASKS_EMULATOR_VERSION):
 	$(TASKS_EMULATOR)/bin/python -m pip install -q gcloud-tasks-emulator==$(TASKS_EMULATOR_VERSION)
 	touch $@
 
+browser:  ## Chromium for the browser tests, where apt-get can install it
+	@if command -v chromium >/dev/null 2>&1 && { ! command -v dpkg >/dev/null 2>&1 || dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(BROWSER_PACKAGES) (Debian) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+	else echo "note: chromium is not installed and installing it needs root and apt-get: the browser tests will be skipped"; fi
+
 demo: $(VENV)/.runtime  ## validate the bundled sample service offline
 	$(BIN)/python main.py demo
 
 demo-broken: $(VENV)/.runtime  ## the same with a broken service: a FAIL with reasons
 	$(BIN)/python main.py demo --broken
 
-test: $(VENV)/.dev $(TASKS_EMULATOR)/.installed-$(TASKS_EMULATOR_VERSION)  ## the whole suite, loopback-only where unshare works; fixtures start and stop the emulators and servers
+test: $(VENV)/.dev $(TASKS_EMULATOR)/.installed-$(TASKS_EMULATOR_VERSION) browser  ## the whole suite, loopback-only where unshare works; fixtures start and stop the emulators and servers
 	bash tests/isolated.sh $(BIN)/python -m pytest
+
+golden: $(VENV)/.dev  ## rewrite tests/data/golden from what the code renders now: review it with `git diff tests/data/golden`
+	UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q -k golden tests/report/test_golden_files.py tests/report/test_render.py
+
+screenshot: $(VENV)/.dev browser  ## docs/fail-report.png: the broken demo's FAIL report in Chromium, 1280 px wide, for the README
+	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && \
+	$(BIN)/python main.py demo --broken --out "$$out" >/dev/null && \
+	$(BIN)/python -m tests.servers.browser "$$(ls "$$out"/*/*/report.html | head -n 1)" docs/fail-report.png --width 1280 --max-height 2400
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

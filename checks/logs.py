@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -325,6 +326,13 @@ def _critical(result: CheckResult, target: Target, config: Config) -> CheckResul
     return result
 
 
+def _row(sig: Signature) -> dict[str, Any]:
+    """One signature as the report's table shows it: before and after, and the excerpt with its line breaks."""
+    return {"status": sig.status, "kind": sig.kind, "title": sig.title, "count": sig.count, "rate": round(sig.rate, 3),
+            "previous": sig.previous, "previous_rate": round(sig.previous_rate, 3),
+            "first_seen": _when(sig.first_seen) if sig.first_seen else None, "excerpt": sig.excerpt}
+
+
 def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, old_batch: LogBatch | None,
            presence: LogBatch | None, calls: dict[str, int]) -> CheckResult:
     revision = target.revision or target.service
@@ -367,6 +375,8 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
         evidence.append(Evidence(f"{sig.status} signature: {sig.title}", measured,
                                  previous=f"{sig.previous}× ({_rate(sig.previous_rate)}/min)" if old_batch is not None else None,
                                  ok=None if sig.status in ("gone", "fewer") else sig.status == "same"))
+    data = {"signatures": [_row(s) for s in listed[: config.max_signatures_listed]]
+                          + [_row(s) for s in signatures if s.kind == "deprecation" and s.status != "gone"]}
     if len(listed) > config.max_signatures_listed:
         evidence.append(Evidence("signatures not listed", len(listed) - config.max_signatures_listed,
                                  f"max_signatures_listed {config.max_signatures_listed}", ok=None))
@@ -397,15 +407,15 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     reasons += notes
     if len(recurring) > config.max_new_signatures or too_fast:
         more = f" (+{len(reasons) - len(notes) - 1} more)" if len(reasons) - len(notes) > 1 else ""
-        return CheckResult(Status.FAIL, reasons[0] + more, evidence, 0.0, reasons=reasons,
+        return CheckResult(Status.FAIL, reasons[0] + more, evidence, 0.0, reasons=reasons, data=data,
                            next_steps=[f"read the logs of {revision} around {_when(fresh[0].first_seen if fresh else win.since)}",
                                        "add a logs.ignore pattern if the error is expected"])
     if fresh or increased:
-        return CheckResult(Status.WARN, reasons[0], evidence, 0.5, reasons=reasons)
+        return CheckResult(Status.WARN, reasons[0], evidence, 0.5, reasons=reasons, data=data)
     summary = (f"no new error signature in {revision} since {_when(win.since)}: {total} error entries in "
                f"{len(errors)} known signatures" if errors else f"no errors logged by {revision} since {_when(win.since)}")
     if any(batch is not None and batch.truncated for batch in (new_batch, old_batch)):
         # Unread entries may hold the new error: an incomplete read cannot vouch for the revision.
-        return CheckResult(Status.WARN, f"{notes[0]}; {summary}", evidence, 0.5, reasons=notes)
-    return CheckResult(Status.PASS, summary, evidence, 1.0, reasons=notes)
+        return CheckResult(Status.WARN, f"{notes[0]}; {summary}", evidence, 0.5, reasons=notes, data=data)
+    return CheckResult(Status.PASS, summary, evidence, 1.0, reasons=notes, data=data)
 

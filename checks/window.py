@@ -33,6 +33,7 @@ PERCENTILES = (50, 95, 99)
 CUT_SLACK_S = 0.05  # a smoke run that failed this close to the budget's end was cut by it
 # After the window, answers still on their way get this long; a probe unanswered then failed to answer in time.
 CLOSE_GRACE_S = 1.0
+MAX_SAMPLES = 2000  # probes report.json keeps for the timeline (a 480 s window at 0.2 s holds 2,400)
 RENAMED = {"min_availability": "warn_below", "warn_availability": "fail_below"}
 
 
@@ -314,6 +315,7 @@ async def run(target: Target, config: Config, ctx: CheckContext) -> CheckResult:
     if ctx.progress:
         ctx.progress(f"window: done, {len(tally.probes)} probes, {sum(p.ok for p in tally.probes)} ok", 1.0)
     result = _judge(config, tally, time.monotonic() - opened)
+    result.data["timeline"] = timeline(tally.probes, config.window_s, tally.aborted_at if tally.aborted else None)
     result.evidence += [Evidence(f"cut short: {what}", f"{n} run(s) ended by the window's time budget, not counted",
                                  ok=None) for what, n in tally.cut.items()]
     return observer.session.scrubbed_result(result) if observer.session else result
@@ -325,6 +327,23 @@ async def _guarded(probe: Awaitable[Probe], what: str) -> Probe:
         return await probe
     except Exception as exc:  # our bug, not the revision's answer
         return Probe(0.0, what, False, 0.0, ours=f"postdeploy failed: {type(exc).__name__}: {exc}")
+
+
+def timeline(probes: list[Probe], window_s: float, aborted_at_s: float | None) -> dict[str, Any]:
+    """The window as report.json keeps it for the report's chart: each probe's time, target, outcome and latency
+    (a failure's detail too), at most ``MAX_SAMPLES`` of them: every failure first, then answers evenly spread."""
+    kept = probes
+    if len(probes) > MAX_SAMPLES:
+        failed = [p for p in probes if not p.ok][:MAX_SAMPLES]
+        good = [p for p in probes if p.ok]
+        room = MAX_SAMPLES - len(failed)
+        spread = [good[i * len(good) // room] for i in range(room)] if room and good else []
+        chosen = {id(p) for p in failed + spread}
+        kept = [p for p in probes if id(p) in chosen]
+    return {"window_s": window_s, "aborted_at_s": None if aborted_at_s is None else round(aborted_at_s, 3),
+            "probes": len(probes), "samples": [
+                {"at_s": round(p.at_s, 3), "path": p.path, "ok": p.ok, "ms": round(p.latency_ms, 1),
+                 **({"detail": p.detail} if not p.ok and p.detail else {})} for p in kept]}
 
 
 def _trend(probes: list[Probe]) -> str:

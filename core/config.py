@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.schema import CATEGORIES, FUNCTION_TIMEOUT_S, CheckSettings, Strict
@@ -88,6 +88,7 @@ class Settings(Strict):
     step_wait_s: float = Field(300.0, ge=1, le=MAX_STEP_WAIT_S)  # between a step's move and its check
     follow_up: list[str] = Field(default_factory=list)  # "1h", "24h": look again at logs and metrics then
     follow_up_notify: Literal["worse", "always"] = "worse"  # Slack for a follow-up only when its verdict got worse
+    _routes: list[Any] = PrivateAttr(default_factory=list)  # the file's top-level notify routes (Config fills it)
     signed_url_ttl: str = ""  # "24h": report links are V4 signed URLs valid this long (at most 7d); "": authenticated URLs
 
     @field_validator("signed_url_ttl")
@@ -116,6 +117,11 @@ class Settings(Strict):
         if len({duration_s(text) for text in value}) != len(value):
             raise ValueError(f"expected each follow-up delay once, found {value}")
         return sorted(value, key=lambda text: duration_s(text) or 0)
+
+    @property
+    def routes(self) -> list[NotifyRoute]:
+        """The config file's Slack routes (top-level ``notify``), which every service's settings carry."""
+        return list(self._routes)
 
     @property
     def schedules(self) -> bool:
@@ -284,6 +290,8 @@ class Config:
         self.source = source
         self.defaults = Settings.model_validate(file.defaults)
         self._by_service = {name: Settings.model_validate(_merge(file.defaults, section)) for name, section in file.services.items()}
+        for settings in (self.defaults, *self._by_service.values()):
+            settings._routes = list(file.notify)
 
     def for_service(self, service: str) -> Settings:
         """Settings for a service: its exact section, else the first matching glob, else defaults."""

@@ -113,6 +113,10 @@ class RevisionInfo:
     conditions: tuple[Condition, ...] = ()
     service_account: str = ""
     log_uri: str = ""
+    # What it runs with, JSON-safe (sources.cloud_run.revision_config: image, resources, scaling, env, secrets, …),
+    # compared by report.changes. Never a secret's value: an env var from Secret Manager is {"secret", "version"}.
+    # Empty when the source reads no configuration (the demo's).
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> Condition | None:
@@ -174,6 +178,11 @@ class Target:
     service_info: ServiceInfo | None = None
     problem: str = ""  # set when the target could not be resolved
     rerun: Rerun | None = None  # set when validated again on demand: filed beside the stored report
+    # What changed since the previous revision is compared in the report (report.changes.target_changes) from
+    # ``revision_info.config``, this previous revision as listed with the new one (no call of its own: None when there
+    # is none or it was not listed) and the service's own settings (ingress, …) as resolving read them.
+    previous_info: RevisionInfo | None = None
+    service_config: dict[str, Any] = field(default_factory=dict)
 
     def scope(self, revision: str | None = None) -> RevisionScope:
         """The target's revision, or another revision of its service, as a Logging or Monitoring query names it."""
@@ -226,6 +235,9 @@ class CheckResult:
     critical: bool | None = None
     # What postdeploy could not measure, also inside a result that judged the rest (a dropped probe, an unreadable file).
     not_measured: list[NotMeasured] = field(default_factory=list)
+    # What a picture is drawn from, kept in report.json so it can be drawn again and compared: the window's
+    # "timeline" (its probes, bounded), the logs' "signatures" (one row per error signature).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def not_configured(summary: str) -> CheckResult:

@@ -18,14 +18,14 @@ import httpx
 
 from checks import REGISTRY
 from core.act import act_on_verdict
-from core.config import Config, Settings
+from core.config import Config, Settings, duration_s
 from core.errors import AccessDenied, Busy, PostdeployError, Transient
 from core.logs import log
 from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeRunner, Rerun, SecretSource, Target, TokenSource
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
-from report.publish import claim_name, done_name, not_stored, notify, store_report
+from report.publish import claim_name, done_name, folder, not_stored, notify, store_report
 from report.rollout import why_quiet
 from report.score import score
 from report.verdict_event import publish as publish_verdict
@@ -55,6 +55,7 @@ class Adapters:
     log_source: Callable[[Target, Settings], LogSource | None] = lambda target, settings: None
     metric_source: Callable[[Target, Settings], MetricSource | None] = lambda target, settings: None
     scheduler: Callable[[], Any] = lambda: None  # -> sources.tasks.CloudTasksScheduler | None (POSTDEPLOY_TASKS_QUEUE)
+    post_slack: bool = True  # False: the CLI without --slack posts to no webhook and no route
     progress: Callable[[str, float], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -251,8 +252,8 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
         if not storage_problem:
             await asyncio.to_thread(store.release, claim)  # let a redelivery try again
         raise
-    quiet = why_quiet(report, settings.follow_up_notify)
-    slack = quiet or await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S)
+    quiet = why_quiet(report, settings.follow_up_notify) or ("" if adapters.post_slack else "not posted: --slack not given")
+    slack = quiet or await notify(report, links["report.html"], adapters, deadline + SLACK_GRACE_S, settings.routes)
     event = await publish_verdict(settings.verdict_topic, report, links["report.html"], deadline + SLACK_GRACE_S)
     if not storage_problem:
         try:
@@ -260,7 +261,8 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
                                     f"{datetime.now(UTC).isoformat()} slack: {slack}; verdict event: {event}")
         except PostdeployError as exc:  # the report and the message are out; a later duplicate may repeat them
             log("ERROR", f"could not mark {claim} done: {exc}", build_id=build.id, service=target.service)
-    log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {links['report.md']}",
+    where = store.location(f"{folder(target.service, build.id, target.rerun.id if target.rerun else '')}/report.md")
+    log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {where}",  # never a signed link
         build_id=build.id, service=target.service, verdict=report["verdict"], score=report["score"])
     return Validation(report, links, slack, event)
 
@@ -311,7 +313,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     if storage_problem:
         return report, not_stored(storage_problem)
     try:
-        return report, await asyncio.to_thread(store_report, store, report)
+        view = store.with_link_ttl(duration_s(settings.signed_url_ttl) or 0)  # signed report links, when configured
+        return report, await asyncio.to_thread(store_report, view, report)
     except AccessDenied as exc:
         log("ERROR", str(exc), build_id=build.id, service=target.service)
         return report, not_stored(str(exc))

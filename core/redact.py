@@ -186,6 +186,8 @@ def _hides_a_secret(value: str) -> bool:
 
 
 def _key_value(m: re.Match[str]) -> str:
+    if m.string[max(0, m.start() - 7):m.start()].lower() == "x-goog-":
+        return m.group(0)  # a V4 signed URL's X-Goog-Credential: the signing account and a date, not a secret
     name = next(n for n in ("escaped", "double", "single", "encoded", "bare") if m.group(n) is not None)
     whole, start, end = m.group(0), m.start(name) - m.start(), m.end(name) - m.start()
     if name == "bare" and "=" not in whole[:start] and _prose(whole[start:end]) and re.match(r" [A-Za-z]", m.string[m.end():]):

@@ -94,7 +94,10 @@ NEED_METRICS=1
 declare -A PROBE=() COPY=() JOB=() ROLLBACK=() PROMOTE=()
 SCHEDULES=0       # 1: some config section promotes in steps or follows up, so Cloud Tasks is set up
 VERDICT_TOPICS=() # the configured verdict_topic values: the function may publish there, and nowhere else
-ACTED_AS=" " # accounts already given roles/iam.serviceAccountUser in this run
+SIGNS=0           # 1: some config section sets signed_url_ttl, so the function signs report links as itself
+ROUTE_SECRETS=()  # projects/P/secrets/S of each notify route's webhook_secret, once each: read there, and nowhere else
+ON_ACCOUNTS=" "   # "ROLE@EMAIL" bindings on single service accounts already made in this run
+READ_SECRETS=" "  # secrets the function was already let read in this run
 
 usage() {
   cat <<EOF
@@ -600,7 +603,8 @@ check_config() {
 
 # Reads, from the config that ships, what the permissions depend on: whether any service's logs or
 # metrics check is on, whether any section schedules work through Cloud Tasks (on_pass: promote or
-# follow_up), and for each --service whether the imports probe runs (modules or commands configured)
+# follow_up), the verdict topics, whether any section signs report links (signed_url_ttl), the secrets the
+# notify routes read their webhooks from, and for each --service whether the imports probe runs (modules or commands configured)
 # and copies the revision's identity (copy_env), the name of its job, and whether it rolls back or is
 # promoted. Local and read-only, so a dry run does it too. Without a usable Python no probe job and no
 # Cloud Tasks queue is prepared.
@@ -610,7 +614,7 @@ read_features() {
     names+=("${entry#*/}")
   done
   if ! python=$(find_python); then
-    warn "no python3 found to read the config: no imports probe job and no Cloud Tasks queue are prepared; install requirements.txt and run again"
+    warn "no python3 found to read the config: no imports probe job, no Cloud Tasks queue, no signing of report links and no access to notify webhooks are prepared; install requirements.txt and run again"
     return 0
   fi
   out=$("$python" - "$REPO_ROOT" "$CONFIG" ${names[@]+"${names[@]}"} <<'PY'
@@ -636,6 +640,9 @@ print("metrics", int(any(s.check("metrics").enabled for s in every)))
 print("schedules", int(any(s.schedules for s in every)))
 for topic in sorted({s.verdict_topic for s in every if s.verdict_topic}):
     print("topic", topic)
+print("signs", int(any(s.signed_url_ttl for s in every)))
+for secret in sorted({route.webhook_secret.rsplit("/versions/", 1)[0] for route in config.file.notify}):
+    print("secret", secret)
 for name in names:
     imports = config.for_service(name).check("imports")
     runs = imports.enabled and bool(imports.modules or imports.commands)
@@ -648,7 +655,7 @@ PY
     0) ;;
     4) die "the config $CONFIG is invalid (errors above); nothing was deployed" ;;
     *)
-      warn "could not read the config with $python (exit $rc): no imports probe job and no Cloud Tasks queue are prepared; install requirements.txt and run again"
+      warn "could not read the config with $python (exit $rc): no imports probe job, no Cloud Tasks queue, no signing of report links and no access to notify webhooks are prepared; install requirements.txt and run again"
       return 0
       ;;
   esac
@@ -658,6 +665,8 @@ PY
       metrics) NEED_METRICS=$name ;;
       schedules) SCHEDULES=$name ;;
       topic) VERDICT_TOPICS+=("$name") ;;
+      signs) SIGNS=$name ;;
+      secret) ROUTE_SECRETS+=("$name") ;;
       service)
         PROBE[$name]=$probe
         COPY[$name]=$copy
@@ -688,6 +697,8 @@ any_probe_job() {
 enable_apis() {
   local apis=("${APIS[@]}")
   ((SCHEDULES == 0)) || apis+=(cloudtasks.googleapis.com)
+  # signed_url_ttl: the function signs with its Google-managed key through IAM Credentials signBlob.
+  ((SIGNS == 0)) || apis+=(iamcredentials.googleapis.com)
   note "enabling APIs (no-op for those already on)"
   run gcloud services enable "${apis[@]}" --project="$PROJECT"
 }
@@ -813,12 +824,24 @@ grant_roles() {
   fi
 }
 
+# on_account ROLE EMAIL: ROLE for the function on the one service account EMAIL, never on the project; once a run.
+on_account() {
+  [[ $ON_ACCOUNTS != *" $1@$2 "* ]] || return 0
+  ON_ACCOUNTS+="$1@$2 "
+  grant "$1" iam service-accounts add-iam-policy-binding "$2" --project="$PROJECT"
+}
+
 # act_as EMAIL: the function may act as EMAIL (roles/iam.serviceAccountUser on that one account): attach it
-# to its probe job, or, for its own account, put it on the OIDC token of a Cloud Task. Never on the project.
+# to its probe job, or, for its own account, put it on the OIDC token of a Cloud Task.
 act_as() {
-  [[ $ACTED_AS != *" $1 "* ]] || return 0
-  ACTED_AS+="$1 "
-  grant roles/iam.serviceAccountUser iam service-accounts add-iam-policy-binding "$1" --project="$PROJECT"
+  on_account roles/iam.serviceAccountUser "$1"
+}
+
+# read_secret PROJECT ID: the function may read the versions of this one secret (a webhook), once a run.
+read_secret() {
+  [[ $READ_SECRETS != *" projects/$1/secrets/$2 "* ]] || return 0
+  READ_SECRETS+="projects/$1/secrets/$2 "
+  grant roles/secretmanager.secretAccessor secrets add-iam-policy-binding "$2" --project="$1"
 }
 
 given_runtime_sa() {
@@ -988,13 +1011,10 @@ ensure_secret() {
     fi
   fi
   # Read the webhook at cold start - this one secret only.
-  grant roles/secretmanager.secretAccessor secrets add-iam-policy-binding "$secret_id" --project="$secret_project"
+  read_secret "$secret_project" "$secret_id"
   SECRET_VERSION="projects/$secret_project/secrets/$secret_id/versions/$version"
 }
 
-# Eventarc delivers Pub/Sub messages with an OIDC token minted by the Pub/Sub service agent for the
-# trigger's service account. Projects that enabled Pub/Sub before 2021-04-08 must grant this
-# explicitly; later ones have it already. Granted on our service account only, not project-wide.
 # verdict_topic: the topic is created when it is in this project and missing, and the function may publish to it
 # (roles/pubsub.publisher on that topic only); without one configured, nothing.
 grant_verdict_topics() {
@@ -1012,6 +1032,32 @@ grant_verdict_topics() {
   done
 }
 
+# notify: each route's webhook is read from its own secret (report/publish.py), maybe in another project. The
+# function may read those secrets and no other; without routes, nothing. A route naming a secret that is not there
+# stops the run here rather than failing every Slack message later.
+grant_route_secrets() {
+  local secret project id
+  for secret in ${ROUTE_SECRETS[@]+"${ROUTE_SECRETS[@]}"}; do
+    project=${secret#projects/}
+    project=${project%%/*}
+    id=${secret##*/}
+    note "notify: roles/secretmanager.secretAccessor on secret $id in $project only (a route's webhook)"
+    if ! found gcloud secrets describe "$id" --project="$project" --format=none; then
+      fail "expected secret '$id' in project $project (a notify route's webhook_secret), got nothing or no access to it: create it and add the webhook as a version, or fix the route"
+    fi
+    read_secret "$project" "$id"
+  done
+}
+
+# signed_url_ttl: report links are V4 signed URLs, signed as the function's own account through IAM Credentials
+# signBlob (sources/gcp.py), which needs iam.serviceAccounts.signBlob on that account: roles/iam.serviceAccountTokenCreator
+# on itself only. Without signed_url_ttl in any section, nothing.
+grant_signing() {
+  ((SIGNS)) || return 0
+  note "signed report links: $SA may sign as itself (roles/iam.serviceAccountTokenCreator on $SA only)"
+  on_account roles/iam.serviceAccountTokenCreator "$SA"
+}
+
 # Cloud Tasks: the function adds promotion steps and follow-ups to its queue, each carrying an OIDC token of
 # its own account for NAME-tasks. Creating a task with a token needs actAs on the token's account (the Tasks
 # API's OidcToken.service_account_email); the Cloud Tasks service agent then mints the token with
@@ -1024,6 +1070,9 @@ grant_scheduling() {
   note "scheduling: only a --service may have its traffic moved; name each service with on_pass: promote"
 }
 
+# Eventarc delivers Pub/Sub messages with an OIDC token minted by the Pub/Sub service agent for the
+# trigger's service account. Projects that enabled Pub/Sub before 2021-04-08 must grant this
+# explicitly; later ones have it already. Granted on our service account only, not project-wide.
 grant_pubsub_agent() {
   note "letting the Pub/Sub service agent sign push requests as $SA"
   if ! run_retry gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
@@ -1172,8 +1221,10 @@ main() {
   grant_runtime_accounts
   grant_services
   ensure_secret
+  grant_route_secrets
   grant_verdict_topics
   grant_scheduling
+  grant_signing
   grant_pubsub_agent
   deploy_tasks_function
   deploy_function

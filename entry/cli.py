@@ -35,6 +35,23 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
+EPILOG = f"""exit codes (validate, rerun, replay):
+  {EXIT["PASS"]}  PASS           the deploy is good
+  {EXIT["WARN"]}  WARN           good enough to keep, with something to look at
+  {EXIT["FAIL"]}  FAIL           the deploy is broken: the report says why and how to roll back
+  {EXIT["INCONCLUSIVE"]}  INCONCLUSIVE   postdeploy could not measure enough to judge (never the deploy's fault)
+  {EXIT_USAGE}  usage          a flag, file or config that cannot work: the message says what was expected
+  check-config exits 0 for a valid config, {EXIT_USAGE} for an invalid one; demo exits 0 once its report is
+  written, whatever the verdict, and 1 when it could not validate.
+
+examples:
+  python main.py demo --broken
+  python main.py validate --project acme-prod --region us-central1 --service orders
+  python main.py validate --url https://orders-abc-uc.a.run.app --service orders --out gs://acme-reports/postdeploy
+  python main.py rerun 5f1c2a9e-7d41-4b8e-9c3a-0e6b2d8f1a77 --service orders
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -42,7 +59,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python main.py", description="Validate a Cloud Run deploy and score it.")
+    parser = _Parser(prog="python main.py", description="Validate a Cloud Run deploy and score it.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="offline: validate the bundled sample service on loopback")
     demo.add_argument("--broken", action="store_true", help="break the sample service to see a FAIL")
@@ -183,11 +201,13 @@ def _validate_usage(args: argparse.Namespace) -> int | None:
     if args.python and (problem := _python_problem(args.python)) is not None:
         return _usage("--python", PYTHON_EXPECTED, problem)
     if args.slack:
+        from core.config import load
         from report.slack import WEBHOOK_ENV, WEBHOOK_SECRET_ENV  # the names webhook_url() reads
 
-        if not any(os.environ.get(name, "").strip() for name in (WEBHOOK_ENV, WEBHOOK_SECRET_ENV)):
-            return _usage("--slack", f"a webhook URL in {WEBHOOK_ENV} or a Secret Manager version in {WEBHOOK_SECRET_ENV}",
-                          "both unset or empty")
+        if not any(os.environ.get(name, "").strip() for name in (WEBHOOK_ENV, WEBHOOK_SECRET_ENV)) \
+                and not load(args.config).file.notify:
+            return _usage("--slack", f"a webhook URL in {WEBHOOK_ENV}, a Secret Manager version in {WEBHOOK_SECRET_ENV} "
+                                     "or notify routes in the config", "none of them")
     return None
 
 
@@ -262,7 +282,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     adapters = Adapters.from_env(args.out)
     adapters.progress = console_progress
     if not args.slack:
-        adapters.webhook = lambda: ""
+        adapters.post_slack = False
     if args.python:
         adapters.probe_runner = local_probe_runner(args.python)
     if args.log_file:
@@ -299,7 +319,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     adapters = Adapters.from_env(args.out)
     adapters.progress = console_progress
     if not args.slack:
-        adapters.webhook = lambda: ""
+        adapters.post_slack = False
     try:
         validation = rerun(args.build_id, args.service, config, adapters, rerun_id)
     except Refused as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.model import Build, Evidence, Outcome, Target
 from core.redact import names_secret, redact, secret_value
+from report.changes import target_changes
 from report.rollback import MOVED
 from report.score import Scored, check_score
 
@@ -49,8 +50,9 @@ def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions:
     if rolled_back:
         steps.append(f"traffic is back on {target.previous_revision}: fix {target.revision} and deploy again")
     elif scored.verdict.value == "FAIL" and target.previous_revision and target.region:
+        project = f" --project={target.project}" if target.project else ""
         steps.append(f"roll back: gcloud run services update-traffic {target.service} "
-                     f"--to-revisions={target.previous_revision}=100 --region={target.region}")
+                     f"--to-revisions={target.previous_revision}=100 --region={target.region}{project}")
     for o in outcomes:
         if o.result.status.value in ("FAIL", "ERROR", "WARN"):
             steps += [s for s in o.result.next_steps if s not in steps]
@@ -72,6 +74,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         "summary": target.problem or (scored.reasons[0] if scored.reasons else "all checks passed"),
         "reasons": ([target.problem] if target.problem else []) + scored.reasons,
         "next_steps": next_steps(target, scored, outcomes, actions),
+        "changes": target_changes(target),  # what changed since the previous revision (report.changes)
         "actions": actions or [],  # what postdeploy did about the verdict (report.rollback), each with its outcome
         "target": {
             "project": target.project, "region": target.region, "service": target.service,
@@ -106,6 +109,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
                 "reasons": o.result.reasons,
                 "not_measured": [{"what": n.what, "why": n.why, "fix": n.fix} for n in o.result.not_measured],
                 "duration_ms": o.duration_ms,
+                **({"data": _json_safe(o.result.data)} if o.result.data else {}),  # what the report's pictures are drawn from
             }
             for o in outcomes
         ],

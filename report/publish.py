@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from core.errors import StorageUnavailable
 from core.logs import log
 from core.model import Build, Target
 from core.redact import redact, register
-from report import slack
+from report import history, slack
+from report.history import folder, safe
 from report.render import render_html, render_json, render_markdown
 from report.store import ReportStore
 
+if TYPE_CHECKING:
+    from core.config import NotifyRoute
+    from core.model import SecretSource
+
 INDEX_SCHEMA = "postdeploy.index/v1"
 INDEX_SIZE = 100
-REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json")  # the links store_report returns
+# The links store_report returns.
+REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json", "index.html")
 
 
-def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
-
-
-def folder(service: str, build_id: str, rerun: str = "") -> str:
-    """``{service}/{build_id}``: where one validation's objects live (under the store's prefix); a rerun's live in
-    ``{service}/{build_id}/{rerun}``, beside the original's and never over them."""
-    base = f"{_safe(service)}/{_safe(build_id or 'manual')}"
-    return f"{base}/{_safe(rerun)}" if rerun else base
 
 
 def rerun_of(report: dict[str, Any]) -> str:
@@ -37,7 +38,7 @@ def rerun_of(report: dict[str, Any]) -> str:
 
 def _marker(kind: str, target: Target, build: Build | None) -> str:
     rerun = target.rerun.id if target.rerun else ""
-    return f"{folder(target.service, build.id if build else '', rerun)}/{kind}-{_safe(target.revision or 'unresolved')}.txt"
+    return f"{folder(target.service, build.id if build else '', rerun)}/{kind}-{safe(target.revision or 'unresolved')}.txt"
 
 
 def done_name(target: Target, build: Build) -> str:
@@ -61,22 +62,57 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
     Every object is written from the redacted report (make_report redacts it already; a report from anywhere
     else is redacted here, and a redacted one comes out the same)."""
     report = redact(report)
-    service = _safe(report["target"]["service"])
-    base = folder(report["target"]["service"], report["build"]["id"], rerun_of(report))
+    name, build_id, rerun = report["target"]["service"], report["build"]["id"], rerun_of(report)
+    service = safe(name)
+    base = folder(name, build_id, rerun)
     as_json = render_json(report)
+    html = f"{base}/report.html"
+    # The index as it will be once this report is in it: where the report before this one is.
+    # index.json keeps the authenticated link: a signed one would expire there, and it is a bearer credential.
+    plain = {"report.html": store.with_link_ttl(0).link(html)}
+    upcoming = json.loads(index_with(_read(store, f"{service}/index.json"), report, plain))
     links = {
         "report.md": store.write(f"{base}/report.md", render_markdown(report)),
-        "report.html": store.write(f"{base}/report.html", render_html(report)),
+        "report.html": store.write(html, render_html(report, history.nav(name, upcoming, build_id, rerun))),
     }
     links["report.json"] = store.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
     links["latest.json"] = store.write(f"{service}/latest.json", as_json)
     try:
-        links["index.json"] = store.update(f"{service}/index.json", lambda current: index_with(current, report, links))
+        links["index.json"] = store.update(f"{service}/index.json", lambda current: index_with(current, report, plain))
+        # Rendered from the index as stored when the write lands: a validation finishing meanwhile is never left out.
+        links["index.html"] = store.update(f"{service}/index.html",
+                                           lambda _: history.render_history(json.loads(store.read(f"{service}/index.json") or "{}")))
     except StorageUnavailable as exc:
         # The reports are written; running every check again for one index line would be out of proportion.
-        log("WARNING", f"index not updated: {exc}", build_id=report["build"]["id"], service=report["target"]["service"])
-        links["index.json"] = f"(not updated: {exc})"
+        log("WARNING", f"index not updated: {exc}", build_id=build_id, service=name)
+        links["index.json"] = links["index.html"] = f"(not updated: {exc})"
+        return links
+    _link_from_previous(store, name, upcoming, build_id, rerun)
     return links
+
+
+def _read(store: ReportStore, name: str) -> str | None:
+    try:
+        return store.read(name)
+    except StorageUnavailable:
+        return None
+
+
+def _link_from_previous(store: ReportStore, service: str, index: dict[str, Any], build_id: str, rerun: str) -> None:
+    """Render the report before this one again, now with its "next report" link; a failure costs only that link."""
+    before, _ = history.neighbours(index["validations"], build_id, rerun)
+    if before is None:
+        return
+    base = history.folder_of(service, before)
+    try:
+        text = store.read(f"{base}/report.json")
+        if text is None:
+            return
+        earlier = json.loads(text)
+        links = history.nav(service, index, str(before.get("build_id") or ""), str(before.get("rerun") or ""))
+        store.write(f"{base}/report.html", render_html(earlier, links))
+    except (StorageUnavailable, ValueError, KeyError, TypeError) as exc:
+        log("WARNING", f"report {base} not linked to the next one: {type(exc).__name__}: {exc}", service=service)
 
 
 def index_with(current: str | None, report: dict[str, Any], links: dict[str, str]) -> str:
@@ -89,6 +125,7 @@ def index_with(current: str | None, report: dict[str, Any], links: dict[str, str
     entry = {
         "build_id": report["build"]["id"], "revision": report["target"]["revision"], "verdict": report["verdict"],
         "score": report["score"], "finished_at": report["finished_at"], "report": links["report.html"],
+        "commit": report["build"].get("commit", ""),
     }
     if rerun := rerun_of(report):  # a rerun is listed beside its build's first validation, not over it
         entry["rerun"] = rerun
@@ -98,8 +135,48 @@ def index_with(current: str | None, report: dict[str, Any], links: dict[str, str
                        "validations": [entry, *kept][:INDEX_SIZE]}, indent=2, ensure_ascii=False) + "\n"
 
 
-async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: float) -> str:
-    """Post the Slack message when a webhook is configured; failures are logged, never raised."""
+async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: float,
+                 routes: Sequence[NotifyRoute] = ()) -> str:
+    """Post the Slack message to every configured route (``routes``: all of postdeploy.yaml's ``notify``) that
+    wants this report, or, when none is configured, to the environment's webhook. Failures are logged and summarised
+    in the answer, never raised: one webhook failing stops no other, and nothing here can lose the stored report."""
+    if not routes:
+        return await _notify_env(report, link, adapters, deadline)
+    service, verdict = report["target"]["service"], report["verdict"]
+    wanted = [route for route in routes if route.wants(service, verdict)]
+    if not wanted:
+        return f"not posted: none of the {len(routes)} routes wants a {verdict} of {service}"
+    body = slack.message(report, link)
+    urls = await asyncio.gather(*(_route_url(route, adapters.secrets, deadline) for route in wanted),
+                                return_exceptions=True)
+    outcomes: list[tuple[str, str]] = []  # (route label, how its delivery went)
+    channels: dict[str, list[NotifyRoute]] = {}  # webhook URL → the routes that name it: one message per channel
+    for route, url in zip(wanted, urls, strict=True):
+        if isinstance(url, BaseException):
+            outcomes.append((_label(route), _logged(report, f"webhook {_label(route)} unavailable", url)))
+        else:
+            channels.setdefault(url, []).append(route)
+    deliveries = await asyncio.gather(*(slack.post(url, body, deadline) for url in channels), return_exceptions=True)
+    for named, delivery in zip(channels.values(), deliveries, strict=True):
+        label = "+".join(_label(route) for route in named)
+        if isinstance(delivery, BaseException):  # a bug of ours: the other webhooks and the report still count
+            outcomes.append((label, _logged(report, f"message to {label} not delivered", delivery)))
+        elif delivery.ok:
+            outcomes.append((label, "sent"))
+        else:
+            log("ERROR", f"Slack message to {label} not delivered: {delivery.detail}",
+                build_id=report["build"]["id"], service=service)
+            outcomes.append((label, f"failed ({delivery.detail})"))
+            if delivery.status in GONE:  # rotated or revoked: read the secret again next time
+                for route in named:
+                    _webhooks.get(adapters.secrets, {}).pop(route.webhook_secret, None)
+    sent = sum(1 for _, outcome in outcomes if outcome == "sent")
+    # Written into the done marker: whatever Slack or a secret source said is redacted, the webhooks with it.
+    return redact(f"sent to {sent} of {len(outcomes)} webhooks: " + ", ".join(f"{label} {outcome}" for label, outcome in outcomes))
+
+
+async def _notify_env(report: dict[str, Any], link: str, adapters: Any, deadline: float) -> str:
+    """POSTDEPLOY_SLACK_WEBHOOK[_SECRET]: the one webhook when postdeploy.yaml names no route."""
     build_id, service = report["build"]["id"], report["target"]["service"]
     try:
         url = adapters.get("webhook")
@@ -114,3 +191,36 @@ async def notify(report: dict[str, Any], link: str, adapters: Any, deadline: flo
         log("ERROR", f"Slack message not delivered: {delivery.detail}", build_id=build_id, service=service)
         return delivery.detail
     return "sent"
+
+
+# Slack's answers for a webhook that no longer exists (403 invalid_token, 404 no_service, 410 channel_is_archived).
+GONE = (403, 404, 410)
+# Webhook URLs read from Secret Manager, per secret source and version name, for the life of the instance.
+_webhooks: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _label(route: NotifyRoute) -> str:
+    """A route by its secret's name (``projects/P/secrets/NAME/versions/V``): where the webhook is, not the webhook."""
+    return route.webhook_secret.split("/")[3]
+
+
+async def _route_url(route: NotifyRoute, source: SecretSource | None, deadline: float) -> str:
+    """The route's webhook URL from the secret source (Secret Manager), read once per instance and registered
+    with core.redact before anything can quote it."""
+    if source is None:
+        raise LookupError("no secret source to read it from")
+    cached = _webhooks.setdefault(source, {})
+    url = cached.get(route.webhook_secret)
+    if url is None:
+        url = await asyncio.wait_for(asyncio.to_thread(source, f"secret:{route.webhook_secret}"),
+                                     max(1.0, deadline - time.monotonic()))
+        if not url:
+            raise ValueError(f"expected a webhook URL in {route.webhook_secret}, found an empty secret")
+        cached[route.webhook_secret] = url
+    register(url)
+    return url
+
+
+def _logged(report: dict[str, Any], what: str, exc: BaseException) -> str:
+    log("ERROR", f"Slack {what}: {type(exc).__name__}: {exc}", build_id=report["build"]["id"], service=report["target"]["service"])
+    return f"failed ({type(exc).__name__})"

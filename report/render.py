@@ -11,6 +11,8 @@ from urllib.parse import quote, urlsplit
 
 import jinja2
 
+from report.charts import timeline_chart
+
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "💥", "SKIPPED": "⏭️", "INCONCLUSIVE": "❔"}
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -70,13 +72,21 @@ def markdown_link(url: str, text: str) -> str:
     return f"[{text}]({quote(url, safe=_URL_SAFE)})" if _https(url) else ""
 
 
+_RELATIVE = re.compile(r"(\.\./)*\w[\w.-]*(/\w[\w.-]*)*\.html")  # folder names as report.history.safe makes them
+
+
+def _relative(link: str) -> str:
+    """A link between the store's own pages (``../../orders/b-1/report.html``): relative, plain names, no scheme."""
+    return link if _RELATIVE.fullmatch(link) else ""
+
+
 def _https(url: str) -> str:
     """Only https links with a host are rendered as links (HTML and Markdown)."""
     return url if url.startswith("https://") and urlsplit(url).netloc else ""
 
 
 @lru_cache(maxsize=2)
-def _env(html: bool) -> jinja2.Environment:
+def env(html: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=html,
@@ -85,6 +95,10 @@ def _env(html: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.globals["icon"] = icon
+    env.globals["grouped"] = grouped
+    env.globals["ordered"] = lambda checks: [c for _, group, _ in grouped(checks) for c in group]
+    env.globals["evidence_rows"] = evidence_rows
+    env.globals["timeline_chart"] = timeline_chart
     env.filters["md"] = markdown_text
     env.filters["code"] = markdown_code
     env.filters["link"] = markdown_link
@@ -100,12 +114,57 @@ def render_json(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown."""
-    return _env(False).get_template("report.md.j2").render(r=report)
+    return env(False).get_template("report.md.j2").render(r=report)
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The report as a standalone HTML page (autoescaped)."""
-    return _env(True).get_template("report.html.j2").render(r=report)
+def render_html(report: dict[str, Any], nav: dict[str, str] | None = None) -> str:
+    """The report as one self-contained HTML page (autoescaped; inline CSS and SVG, no external request).
+
+    ``nav`` links the service's history page and the reports before and after this one (https links only)."""
+    links = {k: _https(v) or _relative(v) for k, v in (nav or {}).items() if k in ("previous", "next", "history")}
+    return env(True).get_template("report.html.j2").render(r=report, nav=links, again=checked_again(report))
+
+
+# The order an on-call engineer reads checks in: what failed, what warns, what postdeploy could not measure (and
+# why), then what passed, folded; checks with nothing configured last, folded too.
+GROUPS = (("Failed", ("FAIL",), False), ("Warnings", ("WARN",), False), ("Not measured", ("ERROR", "SKIPPED"), False),
+          ("Passed", ("PASS",), True))
+
+
+def grouped(checks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]], bool]]:
+    """``checks`` in reading order: (title, checks, folded) per group, every check in exactly one group."""
+    configured = [c for c in checks if c.get("assessed", True)]
+    groups = [(title, [c for c in configured if c["status"] in statuses], folded) for title, statuses, folded in GROUPS]
+    placed = {id(c) for _, group, _ in groups for c in group}
+    rest = [c for c in checks if id(c) not in placed]
+    return [*groups, ("Nothing to check", rest, True)]
+
+
+# postdeploy's own figures: how it measured, not what it found; shown folded under the findings.
+DIAGNOSTICS = ("entries.list calls", "entries read (")
+
+
+def evidence_rows(check: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A check's evidence as (findings, postdeploy's own figures); rows its signature table already shows are left out."""
+    shown = {f"{g.get('status')} signature: {g.get('title')}" for g in (check.get("data") or {}).get("signatures") or []}
+    rows = [e for e in check.get("evidence") or [] if e.get("what") not in shown]
+    own = [e for e in rows if str(e.get("what", "")).startswith(DIAGNOSTICS)]
+    return [e for e in rows if e not in own], own
+
+
+def checked_again(report: dict[str, Any]) -> str:
+    """What a report that is not the deploy's first validation is: "rerun", "step 2 of 3", "follow-up after 24h"."""
+    rerun = report.get("rerun")
+    if not isinstance(rerun, dict):
+        return ""
+    kind, check = rerun.get("kind", "rerun"), str(rerun.get("id", ""))
+    if kind == "step":
+        steps = next((len(a["rollout"]["steps"]) for a in report.get("actions", [])
+                      if isinstance(a.get("rollout"), dict) and isinstance(a["rollout"].get("steps"), list)), 0)
+        return f"step {rerun.get('step', '?')}" + (f" of {steps}" if steps else "")
+    if kind == "follow-up":
+        return f"follow-up after {check.removeprefix('follow-up-')}"
+    return "rerun"  # validated again on demand, not after a build
 
 
 def render_table(report: dict[str, Any]) -> str:

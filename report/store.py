@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import datetime
 import os
 import random
 import threading
@@ -11,13 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import StorageUnavailable
-from sources.gcp import split_gs, storage_client, storage_error, storage_faults, storage_retry
+from core.errors import PostdeployError, StorageUnavailable
+from core.logs import log
+from sources.gcp import split_gs, storage_client, storage_error, storage_faults, storage_retry, url_signer
 
 DEFAULT_REPORTS = "./reports"
 RETRY_DEADLINE_S = 30.0
 UPDATE_ATTEMPTS = 8  # read-change-write rounds before a contended object counts as unavailable
 UPDATE_PAUSE_S = 0.025
+MAX_LINK_TTL_S = 7 * 86400  # the longest a V4 signed URL may be valid
 WRITER_GRANT = ("storage.objects.create, get and delete on the bucket to the function's service account "
                 "(deploy/deploy.sh grants them on the report bucket only)")
 NAME_EXPECTED = "relative, of non-empty segments that are not '.' or '..', without '\\' or control characters"
@@ -61,6 +65,13 @@ class ReportStore(Protocol):
     def link(self, name: str) -> str:
         """The link ``write`` returns for ``name``, without writing it (a report an earlier run stored)."""
 
+    def with_link_ttl(self, ttl_s: int) -> ReportStore:
+        """This store, whose links open for ``ttl_s`` seconds to anyone holding them (0: its usual links)."""
+
+    @property
+    def link_problem(self) -> str:
+        """Why links are not what ``with_link_ttl`` asked for (then they are the usual ones); "" when they are."""
+
 
 def plain_name(name: str) -> bool:
     """True for a relative object name of non-empty segments, none of them "." or "..", with no backslash, control
@@ -74,6 +85,27 @@ def checked_name(name: str, where: str) -> str:
     if not plain_name(name):
         raise ValueError(f"expected a name inside {where}: {NAME_EXPECTED}; found {name!r}")
     return name
+
+
+def checked_ttl(ttl_s: int) -> int:
+    """``ttl_s`` when it is a signed link's lifetime (0 for none), else ValueError."""
+    if not 0 <= ttl_s <= MAX_LINK_TTL_S:
+        raise ValueError(f"expected a link lifetime from 0 (not signed) to {MAX_LINK_TTL_S} s (7 days), found {ttl_s}")
+    return ttl_s
+
+
+class _Signer:
+    """The credentials that sign links, found once per store (the views of one store share them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._credentials: object = None
+
+    def credentials(self) -> object:
+        with self._lock:
+            if self._credentials is None:  # a failure is not kept: the next validation looks again
+                self._credentials = url_signer()
+            return self._credentials
 
 
 def content_type(name: str) -> str:
@@ -97,7 +129,8 @@ class LocalStore:
     def write(self, name: str, text: str) -> str:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        # A temporary name of this thread's own: two validations writing latest.json together each replace it whole.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
         return str(path)
@@ -133,6 +166,14 @@ class LocalStore:
     def link(self, name: str) -> str:
         return self.location(name)
 
+    def with_link_ttl(self, ttl_s: int) -> LocalStore:
+        checked_ttl(ttl_s)
+        return self  # a path is a path: whoever can open it needs no signature
+
+    @property
+    def link_problem(self) -> str:
+        return ""
+
     def update(self, name: str, change: Callable[[str | None], str]) -> str:
         with self._update_lock:  # one process writes a local folder; its threads take turns
             return self.write(name, change(self.read(name)))
@@ -144,9 +185,17 @@ class GcsStore:
     The claim is an upload with ``if_generation_match=0``: GCS answers 412 when the object exists.
     gcp-storage-emulator ignores that precondition, so tests put a small proxy in front of the
     emulator that enforces it (tests/servers/gcs_proxy.py); the code path here is the real one.
+
+    Links are ``https://storage.cloud.google.com/BUCKET/OBJECT`` (the viewer signs in and needs read access), or,
+    with ``link_ttl_s``, V4 signed URLs anyone holding them can open for that long. A link that cannot be signed
+    is the authenticated one, and ``link_problem`` says why: the report is stored either way.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", retry_deadline_s: float = RETRY_DEADLINE_S) -> None:
+    def __init__(self, bucket: str, prefix: str = "", retry_deadline_s: float = RETRY_DEADLINE_S,
+                 link_ttl_s: int = 0) -> None:
+        self.link_ttl_s = checked_ttl(link_ttl_s)
+        self._link_problem = ""
+        self._signer = _Signer()
         self._retry = storage_retry(retry_deadline_s)
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
@@ -163,17 +212,39 @@ class GcsStore:
         return f"gs://{self.bucket_name}/{self._object(name)}"
 
     def link(self, name: str) -> str:
-        return f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
+        plain = f"https://storage.cloud.google.com/{self.bucket_name}/{self._object(name)}"
+        if not self.link_ttl_s or self._link_problem:  # once refused, the other links of this view are not tried
+            return plain
+        try:
+            url: str = self._bucket.blob(self._object(name)).generate_signed_url(
+                version="v4", method="GET", expiration=datetime.timedelta(seconds=self.link_ttl_s),
+                credentials=self._signer.credentials())
+        except Exception as exc:  # a link that cannot be signed must not lose the stored report
+            fix = f"; fix: {exc.fix}" if isinstance(exc, PostdeployError) and exc.fix else ""
+            self._link_problem = (f"report links are not signed (they open only for people with read access to "
+                                  f"gs://{self.bucket_name}): {type(exc).__name__}: {exc}{fix}")
+            log("WARNING", self._link_problem)
+            return plain
+        return url
+
+    def with_link_ttl(self, ttl_s: int) -> GcsStore:
+        view = copy.copy(self)  # shares the client, the bucket and the signing credentials
+        view.link_ttl_s = checked_ttl(ttl_s)
+        view._link_problem = ""
+        return view
+
+    @property
+    def link_problem(self) -> str:
+        return self._link_problem
 
     def _wrap(self, action: str, name: str, exc: Exception) -> Exception:
         """Library errors → ours: 403 is a permanent AccessDenied, everything else a Transient fault."""
         return storage_error(action, self.location(name), exc, WRITER_GRANT)
 
-    def _write(self, name: str, text: str, **precondition: int) -> str:
-        """Upload ``text`` (only while ``if_generation_match`` holds, when given); the link to the object."""
+    def _write(self, name: str, text: str, **precondition: int) -> None:
+        """Upload ``text`` (only while ``if_generation_match`` holds, when given)."""
         blob = self._bucket.blob(self._object(name))
         blob.upload_from_string(text.encode("utf-8"), content_type=content_type(name), retry=self._retry, **precondition)
-        return self.link(name)
 
     def _read_versioned(self, name: str) -> tuple[str | None, int]:
         """The object's text and the generation read (None and 0 when absent), for a write over exactly that one."""
@@ -185,9 +256,10 @@ class GcsStore:
 
     def write(self, name: str, text: str) -> str:
         try:
-            return self._write(name, text)
+            self._write(name, text)
         except storage_faults() as exc:
             raise self._wrap("writing", name, exc) from exc
+        return self.link(name)  # after the upload: a link that cannot be signed never costs the report
 
     def read(self, name: str) -> str | None:
         from google.api_core import exceptions as gexc
@@ -246,7 +318,8 @@ class GcsStore:
             try:
                 current, generation = self._read_versioned(name)
                 # Written only over the generation read (0: only if still absent); else someone wrote first.
-                return self._write(name, change(current), if_generation_match=generation)
+                self._write(name, change(current), if_generation_match=generation)
+                return self.link(name)
             except (gexc.PreconditionFailed, gexc.NotFound):
                 continue  # written (or the generation read replaced) by someone else in between: read again
             except storage_faults() as exc:

@@ -53,7 +53,119 @@ def _revision_info(r: Any) -> RevisionInfo:
         ),
         service_account=r.service_account,
         log_uri=r.log_uri,
+        config=revision_config(r),
     )
+
+
+def revision_config(r: Any) -> dict[str, Any]:
+    """What a v2 Revision runs with, JSON-safe, for ``report.changes``: a secret appears only as its name and version.
+
+    Its serving container (the one with a port, else the first) is flattened: ``image``, ``cpu``, ``memory``, ``gpu``,
+    ``cpu_idle`` (CPU only during requests), ``startup_cpu_boost``, ``env`` (plain values), ``secret_env`` ({NAME:
+    {secret, version}}), ``startup_probe``/``liveness_probe``, ``command``, ``args``, ``port``; other containers are
+    ``sidecars`` {name: image}. Then ``min_instances``, ``max_instances``, ``concurrency``, ``timeout``,
+    ``service_account``, ``execution_environment``, ``vpc_connector``, ``vpc_egress``, ``vpc_network_interfaces``,
+    ``session_affinity``, ``secret_volumes``, ``cloud_sql_instances``, ``other_volumes``, ``encryption_key``.
+    """
+    containers = list(r.containers)
+    main = next((c for c in containers if c.ports), containers[0] if containers else None)
+    config: dict[str, Any] = _container(main) if main is not None else {}
+    mounts = {m.name: m.mount_path for m in main.volume_mounts} if main is not None else {}
+    vpc = r.vpc_access
+    config.update(
+        sidecars={c.name: c.image for c in containers if c is not main},
+        min_instances=int(r.scaling.min_instance_count), max_instances=int(r.scaling.max_instance_count),
+        concurrency=int(r.max_instance_request_concurrency), timeout=_duration(r.timeout),
+        service_account=r.service_account, execution_environment=_enum(r.execution_environment, "EXECUTION_ENVIRONMENT_"),
+        vpc_connector=vpc.connector, vpc_egress=_enum(vpc.egress, ""),
+        vpc_network_interfaces=[{"network": n.network, "subnetwork": n.subnetwork, "tags": sorted(n.tags)}
+                                for n in vpc.network_interfaces],
+        session_affinity=bool(getattr(r, "session_affinity", False)),
+        secret_volumes={v.name: {"secret": v.secret.secret, "mount": mounts.get(v.name, ""),
+                                 "items": {i.path: i.version for i in v.secret.items}}
+                        for v in r.volumes if "secret" in v},
+        cloud_sql_instances=sorted(i for v in r.volumes if "cloud_sql_instance" in v for i in v.cloud_sql_instance.instances),
+        other_volumes={v.name: _volume(v, mounts.get(v.name, "")) for v in r.volumes
+                       if "secret" not in v and "cloud_sql_instance" not in v},
+        encryption_key=r.encryption_key,
+    )
+    return config
+
+
+def _container(c: Any) -> dict[str, Any]:
+    """The serving container's settings; an env var from Secret Manager keeps only its secret's name and version."""
+    limits = dict(c.resources.limits)
+    return {
+        "image": c.image, "cpu": limits.get("cpu", ""), "memory": limits.get("memory", ""),
+        "gpu": limits.get("nvidia.com/gpu", ""), "cpu_idle": bool(c.resources.cpu_idle),
+        "startup_cpu_boost": bool(c.resources.startup_cpu_boost),
+        "env": {e.name: e.value for e in c.env if "value_source" not in e},
+        "secret_env": {e.name: {"secret": e.value_source.secret_key_ref.secret,
+                                "version": e.value_source.secret_key_ref.version}
+                       for e in c.env if "value_source" in e},
+        "startup_probe": _probe(c.startup_probe) if "startup_probe" in c else {},
+        "liveness_probe": _probe(c.liveness_probe) if "liveness_probe" in c else {},
+        "command": list(c.command), "args": list(c.args), "port": int(c.ports[0].container_port) if c.ports else 0,
+    }
+
+
+def _probe(p: Any) -> dict[str, Any]:
+    """A probe's action and timing; of its HTTP headers only the names (a value may be a token)."""
+    if "http_get" in p:
+        action: dict[str, Any] = {"type": "http", "path": p.http_get.path, "port": int(p.http_get.port),
+                                  "headers": sorted(h.name for h in p.http_get.http_headers)}
+    elif "grpc" in p:
+        action = {"type": "grpc", "port": int(p.grpc.port), "service": p.grpc.service}
+    else:
+        action = {"type": "tcp", "port": int(p.tcp_socket.port)}
+    return {**action, "initial_delay_s": int(p.initial_delay_seconds), "timeout_s": int(p.timeout_seconds),
+            "period_s": int(p.period_seconds), "failure_threshold": int(p.failure_threshold)}
+
+
+def _volume(v: Any, mount: str) -> str:
+    """A volume other than a secret or Cloud SQL, in a few words."""
+    if "gcs" in v:
+        what = f"Cloud Storage bucket {v.gcs.bucket}{' (read-only)' if v.gcs.read_only else ''}"
+    elif "nfs" in v:
+        what = f"NFS {v.nfs.server}:{v.nfs.path}{' (read-only)' if v.nfs.read_only else ''}"
+    elif "empty_dir" in v:
+        what = f"in-memory{' ' + v.empty_dir.size_limit if v.empty_dir.size_limit else ''}"
+    else:
+        what = "volume"
+    return f"{what} at {mount}" if mount else what
+
+
+def service_config(svc: Any) -> dict[str, Any]:
+    """A v2 Service's own settings that no revision holds: ``ingress``, ``invoker_iam_disabled``,
+    ``default_uri_disabled``, ``iap_enabled``, ``service_min_instances`` (service-level scaling)."""
+    ingress = _enum(svc.ingress, "INGRESS_TRAFFIC_")
+    return {
+        "ingress": _INGRESS.get(ingress, ingress),
+        "invoker_iam_disabled": bool(getattr(svc, "invoker_iam_disabled", False)),
+        "default_uri_disabled": bool(getattr(svc, "default_uri_disabled", False)),
+        "iap_enabled": bool(getattr(svc, "iap_enabled", False)),
+        "service_min_instances": int(svc.scaling.min_instance_count) if "scaling" in svc else 0,
+    }
+
+
+# The v2 enum names as gcloud's --ingress flag spells them.
+_INGRESS = {"internal-only": "internal", "internal-load-balancer": "internal-and-cloud-load-balancing"}
+
+
+def _enum(value: Any, prefix: str) -> str:
+    """An enum's name without ``prefix``, lower case with hyphens ("" when unspecified); a number the client does not
+    know yet stays a number."""
+    name = getattr(value, "name", None)
+    if name is None:
+        return str(value)
+    spelled = name.removeprefix(prefix).lower().replace("_", "-")
+    return "" if spelled.endswith("unspecified") else spelled
+
+
+def _duration(value: Any) -> str:
+    """A Duration (proto-plus gives a timedelta) as "300s"; "" when unset."""
+    seconds = value.total_seconds() if hasattr(value, "total_seconds") else 0
+    return f"{seconds:g}s" if seconds else ""
 
 
 def _traffic(entries: Any) -> tuple[TrafficInfo, ...]:
@@ -74,6 +186,7 @@ class RunRevisionSource:
         kwargs = client_kwargs(RUN_ENDPOINT_ENV)
         self._services = run_v2.ServicesClient(**kwargs)
         self._revisions = run_v2.RevisionsClient(**kwargs)
+        self._service_configs: dict[str, dict[str, Any]] = {}  # service path -> service_config() of its last read
 
     def _call(self, what: str, fn: Any, *, timeout: float = RUN_TIMEOUT_S, denied: str = "",
               denied_fix: str = "", **kwargs: Any) -> Any:
@@ -107,11 +220,17 @@ class RunRevisionSource:
         """The service, or TargetNotFound."""
         path = _service_path(project, region, name)
         svc = self._call(f"get {path}", self._services.get_service, name=path)
+        self._service_configs[path] = service_config(svc)
         return ServiceInfo(
             name=name, project=project, region=region, uri=svc.uri,
             latest_created_revision=short(svc.latest_created_revision),
             latest_ready_revision=short(svc.latest_ready_revision), traffic=_traffic(svc.traffic_statuses),
         )
+
+    def service_config(self, project: str, region: str, name: str) -> dict[str, Any]:
+        """The service's own settings (``service_config``: ingress, …) as ``get_service`` last read them, {} before
+        any read: no call of its own, since resolving a target has just read the service."""
+        return dict(self._service_configs.get(_service_path(project, region, name), {}))
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]:
         """Every revision of the service (the API has no server-side filter)."""

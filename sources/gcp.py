@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from core.errors import AccessDenied, NoCredentials, StorageUnavailable, TargetNotFound
+from core.errors import AccessDenied, NoCredentials, StorageUnavailable, TargetNotFound, Transient
 from core.signals import RevisionScope
 
 RUN_ENDPOINT_ENV = "POSTDEPLOY_RUN_API_ENDPOINT"
@@ -194,3 +194,108 @@ def resolve_secret(ref: str) -> str:
     if kind == "secret":
         return secret_value(name)
     raise ValueError(f"expected a reference 'env:NAME' or 'secret:projects/…/versions/V', found {ref!r}")
+
+
+IAM_CREDENTIALS_ENDPOINT_ENV = "POSTDEPLOY_IAM_CREDENTIALS_API_ENDPOINT"
+IAM_CREDENTIALS_ENDPOINT = "https://iamcredentials.googleapis.com"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+SIGN_TIMEOUT_S = 10.0  # per signBlob call; a link that cannot be signed in time is the authenticated one
+TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
+SIGNER_FIX = ("run postdeploy as a service account: the function's own, or a key file in GOOGLE_APPLICATION_CREDENTIALS "
+              "(user credentials cannot sign URLs)")
+
+
+def token_creator_fix(email: str) -> str:
+    """How to let ``email`` sign URLs through IAM: the role on itself, and the API enabled."""
+    return (f"grant {TOKEN_CREATOR} on the service account {email} to itself (gcloud iam service-accounts "
+            f"add-iam-policy-binding {email} --member=serviceAccount:{email} --role={TOKEN_CREATOR}) and enable "
+            "iamcredentials.googleapis.com")
+
+
+def url_signer() -> Any:
+    """Credentials that can sign a V4 signed URL (``google.auth.credentials.Signing``): a key file's sign locally; the
+    function's own service account (Compute Engine credentials, no key) signs through the IAM Credentials signBlob API.
+
+    NoCredentials when there are neither (no credentials, user credentials, an account whose email cannot be read)."""
+    import google.auth
+    import google.auth.transport.requests
+    from google.auth import credentials as gcredentials
+    from google.auth import exceptions as gauth
+
+    credentials, _ = with_credentials("a service account to sign report links",
+                                      lambda: google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE]))
+    if isinstance(credentials, gcredentials.Signing):
+        return credentials
+    kind = f"{type(credentials).__module__}.{type(credentials).__name__}"
+    if not hasattr(credentials, "service_account_email"):
+        raise NoCredentials(f"expected service account credentials to sign report links, found {kind}", fix=SIGNER_FIX)
+    if not credentials.valid:
+        # Compute Engine credentials name their account "default" until a refresh reads its email.
+        try:
+            credentials.refresh(google.auth.transport.requests.Request())
+        except gauth.GoogleAuthError as exc:
+            raise NoCredentials(f"expected an access token for the service account of {kind} to sign report links, "
+                                f"found none: {exc}", fix=SIGNER_FIX) from exc
+    email = credentials.service_account_email or ""
+    if "@" not in email:
+        raise NoCredentials(f"expected the email of the service account to sign report links as, found {email!r} "
+                            f"({kind})", fix=SIGNER_FIX)
+    gcredentials.Signing.register(IamSigner)  # a virtual subclass: google.auth stays out of this module's import
+    return IamSigner(credentials, email)
+
+
+class IamSigner:
+    """Signs as ``email`` through IAM Credentials ``signBlob`` (POSTDEPLOY_IAM_CREDENTIALS_API_ENDPOINT: a local fake).
+
+    google-cloud-storage can do this itself (``generate_signed_url(service_account_email=…, access_token=…)``), but it
+    calls a fixed https://iamcredentials.… URL with a 120 s timeout under a 120 s retry: a validation has a deadline
+    to keep, so the call is made here, bounded, and answers 403 with the role to grant."""
+
+    def __init__(self, credentials: Any, email: str) -> None:
+        from google.auth.transport.requests import AuthorizedSession
+
+        self._session = AuthorizedSession(credentials)
+        self._email = email
+
+    @property
+    def signer_email(self) -> str:
+        return self._email
+
+    @property
+    def signer(self) -> None:
+        """No key here to hand out: every signature is made by IAM."""
+        return None
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        """The RSA-SHA256 signature of ``message`` by the service account's Google-managed key."""
+        import base64
+
+        import requests
+        from google.auth import exceptions as gauth
+
+        endpoint = os.environ.get(IAM_CREDENTIALS_ENDPOINT_ENV, "") or IAM_CREDENTIALS_ENDPOINT
+        url = f"{endpoint.rstrip('/')}/v1/projects/-/serviceAccounts/{self._email}:signBlob"
+        what = f"signing a report link as {self._email}"
+        try:
+            response = self._session.post(url, json={"payload": base64.b64encode(message).decode("ascii")},
+                                          timeout=SIGN_TIMEOUT_S)
+        except (requests.RequestException, gauth.GoogleAuthError) as exc:
+            raise Transient(f"{what}: IAM Credentials signBlob unreachable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 403:
+            raise AccessDenied(f"permission denied {what}: {_api_message(response)}", fix=token_creator_fix(self._email))
+        if response.status_code != 200:
+            raise Transient(f"{what}: expected 200 from IAM Credentials signBlob, got {response.status_code}: "
+                            f"{_api_message(response)}")
+        try:
+            return base64.b64decode(response.json()["signedBlob"], validate=True)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Transient(f"{what}: expected a base64 signedBlob from IAM Credentials signBlob, found "
+                            f"{response.text[:200]!r}") from exc
+
+
+def _api_message(response: Any) -> str:
+    """The ``error.message`` of a Google API error body, else the start of the body."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(response.text[:200])

@@ -104,7 +104,8 @@ def test_build_lifecycle_gives_exactly_one_report_and_one_message(
     folder = f"reports/orders/{orders_build['id']}"
     assert names == [f"{folder}/claim-orders-00042-new.txt", f"{folder}/done-orders-00042-new.txt",
                      f"{folder}/report.html", f"{folder}/report.json",
-                     f"{folder}/report.md", "reports/orders/index.json", "reports/orders/latest.json"]
+                     f"{folder}/report.md", "reports/orders/index.html", "reports/orders/index.json",
+                     "reports/orders/latest.json"]
     report = json.loads(storage_client().bucket(bucket).blob(f"{folder}/report.json").download_as_text())
     assert report["schema"] == "postdeploy.report/v1" and report["verdict"] == "PASS"
     assert report["target"]["revision"] == "orders-00042-new"

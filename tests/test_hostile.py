@@ -106,7 +106,7 @@ def test_a_service_that_cannot_exist_is_inconclusive_under_a_safe_name(fake_run:
     assert fake_run.requests == []  # never looked up
     assert files(root) == sorted([f"{filed}/{build['id']}/{name}" for name in
                                   ("claim-unresolved.txt", "done-unresolved.txt", "report.html", "report.json", "report.md")]
-                                 + [f"{filed}/index.json", f"{filed}/latest.json"])
+                                 + [f"{filed}/index.html", f"{filed}/index.json", f"{filed}/latest.json"])
     assert_nothing_outside(root)
     assert len(slack.messages) == 1 and "INCONCLUSIVE" in slack.messages[0]["text"]
 
@@ -166,7 +166,7 @@ def test_reports_in_a_bucket_stay_under_the_prefix(fake_run: FakeCloudRun, gcs: 
 
     assert [v.report["verdict"] for v in handled.validations] == ["INCONCLUSIVE"] * 3
     names = [b.name for b in storage_client().list_blobs(bucket)]
-    assert len(names) == 3 * 7
+    assert len(names) == 3 * 8  # report.{md,html,json}, claim, done, latest.json, index.json, index.html
     for name in names:
         parts = name.split("/")
         assert parts[0] == "reports" and "" not in parts and "." not in parts and ".." not in parts, name

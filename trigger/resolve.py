@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.errors import AccessDenied, RequestRejected, TargetNotFound
 from core.model import Build, DeployIntent, RevisionInfo, ServiceInfo, Target, image_matches
@@ -43,6 +43,13 @@ class RevisionSource(Protocol):
     def get_service(self, project: str, region: str, name: str) -> ServiceInfo: ...
 
     def list_revisions(self, project: str, region: str, service: str) -> list[RevisionInfo]: ...
+
+
+@runtime_checkable
+class ServiceSettingsSource(Protocol):
+    """A RevisionSource that also knows the settings of a service it just read (ingress, …), without another call."""
+
+    def service_config(self, project: str, region: str, name: str) -> dict[str, Any]: ...
 
 
 def is_service_name(name: str) -> bool:
@@ -162,7 +169,8 @@ def resolve(intent: DeployIntent, build: Build, source: RevisionSource, default_
             revision: str = "") -> Target:
     """Resolve a deploy intent (or an explicit revision) to a Target; unresolvable ones carry ``problem``.
 
-    Transient API errors propagate (RunApiUnavailable) so the message is redelivered.
+    Transient API errors propagate (RunApiUnavailable) so the message is redelivered. The target also carries the
+    previous revision as listed and the service's own settings, for report.changes: no call of their own.
     """
     project = intent.project or build.project_id
     region = intent.region or default_region
@@ -202,10 +210,14 @@ def _resolve(base: Target, intent: DeployIntent, build: Build, source: RevisionS
         names = ", ".join(r.name for r in revisions[:MAX_NAMES]) or "none"
         return replace(base, service_info=service,
                        problem=f"no revision of '{intent.service}' matches build {build.id} (revisions: {names})")
+    previous = previous_revision(revisions, service, new)
+    settings = source.service_config(project, region, intent.service) if isinstance(source, ServiceSettingsSource) else {}
     return replace(
         base,
         revision=new.name,
-        previous_revision=previous_revision(revisions, service, new),
+        previous_revision=previous,
+        previous_info=next((r for r in revisions if r.name == previous), None) if previous else None,
+        service_config=settings,
         url=url_for(service, new.name, intent),
         image=new.image,
         match_rule=rule,

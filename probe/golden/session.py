@@ -168,6 +168,7 @@ class Session:
         result.evidence = [Evidence(what, measured, threshold, previous, e.ok)
                            for (what, measured, threshold, previous), e in zip(evidence, result.evidence, strict=True)]
         result.not_measured = [NotMeasured(what, why, fix) for what, why, fix in not_measured]
+        result.data = self.scrub(result.data)
         return result
 
     async def render(self, text: str, outputs: dict[str, StepOutput], in_path: bool = False) -> str:

@@ -83,6 +83,44 @@ def test_the_whole_verdict_on_known_entries() -> None:
     ]
 
 
+def row(status: str, title: str, count: int, rate: float, previous: int, previous_rate: float, first_seen: str | None,
+        excerpt: str, kind: str = "error") -> dict[str, Any]:
+    return {"status": status, "kind": kind, "title": title, "count": count, "rate": rate, "previous": previous,
+            "previous_rate": previous_rate, "first_seen": first_seen, "excerpt": excerpt}
+
+
+@pytest.mark.parametrize(("settings", "new", "status"), [
+    pytest.param({**JUDGED, "max_signatures_listed": 4}, NEW_ENTRIES, Status.FAIL, id="fail"),
+    pytest.param({**JUDGED, "max_signatures_listed": 4, "fail_count": 4}, NEW_ENTRIES, Status.WARN, id="warn"),
+])
+def test_the_signature_table_keeps_counts_rates_and_excerpts_of_the_listed_ones(settings: dict[str, Any],
+                                                                                new: list[LogEntry], status: Status) -> None:
+    result = judge(settings, new, OLD_ENTRIES)
+    assert result.status == status
+    assert result.data == {"signatures": [
+        row("new", "checkout failed", 3, 0.6, 0, 0.0, "2026-11-25 10:01:00Z", "checkout failed"),
+        row("new", REFUND, 1, 0.2, 0, 0.0, "2026-11-25 10:04:00Z", f"{REFUND[:79]}…"),
+        row("increased", "db timeout", 2, 0.4, 1, 0.1, "2026-11-25 10:02:00Z", "db timeout"),
+        row("same", "cache miss", 3, 0.6, 6, 0.6, "2026-11-25 10:00:30Z", "cache miss"),
+        row("increased", UTCNOW, 2, 0.4, 1, 0.1, "2026-11-25 10:02:00Z", UTCNOW, kind="deprecation"),
+    ]}
+
+
+@pytest.mark.parametrize(("new", "truncated", "status"), [
+    pytest.param(many("cache miss", 1, 2), False, Status.PASS, id="pass"),
+    pytest.param(many("cache miss", 1, 2), True, Status.WARN, id="warn-on-an-incomplete-read"),
+])
+def test_known_errors_only_keep_their_rows(new: list[LogEntry], truncated: bool, status: Status) -> None:
+    result = judge(JUDGED, new, OLD_ENTRIES, new_truncated=truncated)
+    assert result.status == status
+    assert [(r["status"], r["title"], r["count"]) for r in result.data["signatures"]] == [
+        ("fewer", "cache miss", 2), ("gone", "slow query", 0), ("gone", "db timeout", 0), ("gone", "disk full", 0)]
+
+
+def test_nothing_logged_has_no_table() -> None:
+    assert judge(JUDGED, [], OLD_ENTRIES, presence=[]).data == {}
+
+
 @pytest.mark.parametrize("listed", [6, 20], ids=["exactly-as-many-as-listed", "more-room"])
 def test_signatures_are_listed_new_first_then_by_count(listed: int) -> None:
     result = judge({**JUDGED, "max_signatures_listed": listed}, NEW_ENTRIES, OLD_ENTRIES)

@@ -6,17 +6,21 @@ that matters (a task id is created once) — tests/sources/test_tasks.py and tes
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.auth.exceptions import DefaultCredentialsError
 
 from core.act import act_on_verdict
 from core.config import Config, Settings
 from core.errors import AccessDenied, Transient
+from core.logs import LOGGER
 from core.model import Build, DeployIntent, Rerun, Target
 from report.store import LocalStore
 from sources.cloud_run import RunRevisionSource
@@ -50,11 +54,13 @@ class Scheduler:
     fake_run: FakeCloudRun
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     updates_seen: list[int] = field(default_factory=list)  # service PATCHes made before each schedule call
+    timeouts: list[float] = field(default_factory=list)  # the timeout_s of each schedule call
     down: bool = False
     denied: bool = False
 
     def schedule(self, task: TaskSpec, timeout_s: float = 30.0) -> str:
         self.updates_seen.append(len(self.fake_run.service_updates))
+        self.timeouts.append(timeout_s)
         if self.down:
             raise Transient("Cloud Tasks unreachable creating a task in q: connection refused")
         if self.denied:
@@ -104,11 +110,19 @@ def run(verdict: str, target: Target, config: Settings, services: Services, buil
     return asyncio.run(act_on_verdict(verdict, target, config, services, build, time.monotonic() + 30))
 
 
+def report_split(traffic: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A split as set on the fake API (``split``, ``CANDIDATE``), as a report's action shows it."""
+    return [{"type": "REVISION", "revision": t["revision"], "percent": t["percent"], "tag": t.get("tag", "")}
+            for t in traffic]
+
+
 def kinds(actions: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(a["kind"], a["outcome"]) for a in actions]
 
 
 PROMOTE = settings(on_pass="promote", steps=[10, 50, 100], step_wait_s=600.0)
+TASKS_FIX = ("deploy with deploy/deploy.sh, which creates the queue and sets POSTDEPLOY_TASKS_QUEUE when a service uses "
+             "on_pass: promote or follow_up")
 
 
 # --- the first validation ------------------------------------------------------------------------------------------
@@ -153,6 +167,8 @@ def test_when_the_check_cannot_be_scheduled_the_traffic_stays(fault: str, fake_r
     assert actions[0]["detail"].startswith("could not schedule the check of step 1, so nothing moves unwatched: "
                                            "traffic unchanged (could not schedule the check of step 1 (10 %) at ")
     assert actions[0]["fix"] == ("grant roles/cloudtasks.enqueuer" if fault == "denied" else "")
+    assert actions[0]["before"] == actions[0]["after"] == report_split(CANDIDATE)
+    assert actions[0]["planned"] == report_split(split(90, 10))
 
 
 def test_a_refused_update_is_reported_and_its_check_finds_nothing_moved(fake_run: FakeCloudRun, candidate: Target,
@@ -164,17 +180,25 @@ def test_a_refused_update_is_reported_and_its_check_finds_nothing_moved(fake_run
     assert live(fake_run) == CANDIDATE
 
 
-def test_without_tasks_steps_do_not_start_and_all_at_once_moves_unwatched(fake_run: FakeCloudRun, candidate: Target,
+@pytest.mark.parametrize(("steps", "first"), [([10, 50, 100], 10), ([50, 100], 50)], ids=["three-steps", "two-steps"])
+def test_without_tasks_steps_do_not_start_and_all_at_once_moves_unwatched(steps: list[int], first: int,
+                                                                         fake_run: FakeCloudRun, candidate: Target,
                                                                          services: Services, build: Build) -> None:
     unscheduled = replace(services, scheduler=None)
-    actions = run("PASS", candidate, PROMOTE, unscheduled, build)
-    assert kinds(actions) == [("promote", "skipped")]
-    assert "needs Cloud Tasks" in actions[0]["detail"] and "POSTDEPLOY_TASKS_QUEUE is not set" in actions[0]["detail"]
+    (skipped,) = run("PASS", candidate, replace_settings(PROMOTE, steps=steps), unscheduled, build)
+    assert {**skipped, "rollout": None} == {
+        "kind": "promote", "outcome": "skipped", "rollout": None, "fix": TASKS_FIX,
+        "detail": "a promotion in steps needs Cloud Tasks to schedule each step's check, and POSTDEPLOY_TASKS_QUEUE is "
+                  "not set: traffic unchanged",
+        "before": report_split(CANDIDATE), "after": report_split(CANDIDATE),
+        "planned": report_split(split(100 - first, first))}
+    assert skipped["rollout"]["steps"] == steps and skipped["rollout"]["step"] == 1
     assert fake_run.service_updates == []
 
     at_once = run("PASS", candidate, settings(on_pass="promote"), unscheduled, build)
     assert kinds(at_once) == [("promote", "done"), ("schedule", "skipped")]
-    assert at_once[1]["detail"] == "no check after the promotion: POSTDEPLOY_TASKS_QUEUE is not set"
+    assert at_once[1] == {"kind": "schedule", "outcome": "skipped", "check": "step-1", "fix": TASKS_FIX,
+                          "detail": "no check after the promotion: POSTDEPLOY_TASKS_QUEUE is not set"}
     assert live(fake_run) == split(0, 100)
 
 
@@ -209,9 +233,9 @@ def test_no_follow_up_after_a_rollback_and_none_without_tasks(fake_run: FakeClou
     serving = resolve(DeployIntent(service=S, region=R, project=P), build, RunRevisionSource())
     rolled = run("FAIL", serving, settings(on_fail="rollback", follow_up=["1h"]), services, build)
     assert kinds(rolled) == [("rollback", "done")]
-    kept = run("WARN", serving, settings(follow_up=["1h"]), replace(services, scheduler=None), build)
-    assert kinds(kept) == [("schedule", "skipped")]
-    assert kept[0]["detail"] == "follow-ups at 1h not scheduled: POSTDEPLOY_TASKS_QUEUE is not set"
+    kept = run("WARN", serving, settings(follow_up=["1h", "24h"]), replace(services, scheduler=None), build)
+    assert kept == [{"kind": "schedule", "outcome": "skipped", "check": "follow-up", "fix": TASKS_FIX,
+                     "detail": "follow-ups at 1h, 24h not scheduled: POSTDEPLOY_TASKS_QUEUE is not set"}]
 
 
 def test_a_rerun_or_a_follow_up_never_promotes_or_schedules(candidate: Target, services: Services, build: Build) -> None:
@@ -257,6 +281,7 @@ def test_the_last_step_completes_the_rollout_without_a_write(fake_run: FakeCloud
     actions = run("PASS", step3, PROMOTE, services, build)
     assert kinds(actions) == [("promote", "done")]
     assert actions[0]["detail"] == f"rollout complete: {NEW} serves 100 % after 3 steps that passed"
+    assert step3.rerun is not None and actions[0]["rollout"] == {**(step3.rerun.rollout or {}), "step": 3}
     assert len(fake_run.service_updates) == updates and services.scheduler is not None and services.scheduler.tasks == {}
 
 
@@ -264,7 +289,7 @@ def test_a_failing_step_puts_back_the_split_before_the_rollout(fake_run: FakeClo
                                                                services: Services, build: Build) -> None:
     step2 = at_step(fake_run, candidate, build, 2, split(50, 50))
     actions = run("FAIL", step2, PROMOTE, services, build)
-    assert kinds(actions) == [("rollback", "done")]
+    assert kinds(actions) == [("rollback", "done")] and "rollout" not in actions[0]  # the rollout ends here
     assert live(fake_run) == CANDIDATE
     assert services.scheduler is not None and services.scheduler.tasks == {}
 
@@ -277,6 +302,7 @@ def test_a_doubtful_step_holds_where_it_is(verdict: str, fake_run: FakeCloudRun,
     actions = run(verdict, step1, PROMOTE, services, build)
     assert kinds(actions) == [("promote", "held")]
     assert actions[0]["detail"].startswith(f"the verdict at step 1 (10 %) is {verdict}: the rollout holds here")
+    assert step1.rerun is not None and actions[0]["rollout"] == {**(step1.rerun.rollout or {}), "step": 1}
     assert len(fake_run.service_updates) == updates and live(fake_run) == split(90, 10)
 
 
@@ -289,3 +315,148 @@ def test_a_split_changed_by_someone_else_is_never_touched(fake_run: FakeCloudRun
         assert kinds(actions) == [("promote", "held")]
         assert "changed outside the rollout" in actions[0]["detail"]
     assert len(fake_run.service_updates) == updates and live(fake_run) == split(70, 30)
+
+
+def test_a_step_without_a_readable_rollout_raises_and_moves_nothing(fake_run: FakeCloudRun, candidate: Target,
+                                                                    services: Services, build: Build) -> None:
+    step1 = at_step(fake_run, candidate, build, 1, split(90, 10))
+    updates = len(fake_run.service_updates)
+    assert step1.rerun is not None
+    unreadable = replace(step1, rerun=replace(step1.rerun, step=2, rollout={"steps": [50]}))  # not ending at 100
+    with pytest.raises(ValueError, match=f"^step 2 of {S} has no readable rollout$"):
+        run("PASS", unreadable, PROMOTE, services, build)
+    with pytest.raises(AssertionError):  # entry.scheduled never makes a step without its rollout
+        run("PASS", replace(step1, rerun=replace(step1.rerun, rollout=None)), PROMOTE, services, build)
+    assert len(fake_run.service_updates) == updates and services.scheduler is not None and services.scheduler.tasks == {}
+
+
+# --- what each scheduled check's task and entry say ---------------------------------------------------------------------
+
+def test_a_promotion_done_still_gets_its_follow_ups(fake_run: FakeCloudRun, candidate: Target, services: Services,
+                                                   build: Build) -> None:
+    actions = run("PASS", candidate, replace_settings(PROMOTE, follow_up=["1h"]), services, build)
+    assert kinds(actions) == [("promote", "done"), ("schedule", "done"), ("schedule", "done")]
+    assert [a.get("check") for a in actions] == [None, "step-1", "follow-up-1h"]
+
+
+@pytest.mark.parametrize(("problem", "revision"), [("service 'orders' not found in us-central1 of acme-prod", NEW),
+                                                   ("", "")], ids=["target-problem", "no-revision"])
+def test_no_follow_up_for_a_target_that_was_not_resolved(problem: str, revision: str, candidate: Target,
+                                                         services: Services, build: Build) -> None:
+    unknown = replace(candidate, problem=problem, revision=revision)
+    assert run("WARN", unknown, settings(follow_up=["1h"]), services, build) == []
+    assert services.scheduler is not None and services.scheduler.tasks == {}
+
+
+def test_a_follow_up_entry_names_its_task_time_and_report(candidate: Target, services: Services, build: Build) -> None:
+    (first,) = run("WARN", candidate, settings(follow_up=["1h"]), services, build)
+    assert services.scheduler is not None
+    (task,) = services.scheduler.tasks.values()
+    assert task.body == {"kind": "follow-up", "after": "1h", "build_id": build.id, "service": S}
+    assert datetime.strptime(first["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) == task.at.replace(microsecond=0)
+    report = first["report"]
+    assert report.endswith(f"orders/{build.id}/follow-up-1h/report.html")
+    assert first == {"kind": "schedule", "outcome": "done", "check": "follow-up-1h", "at": first["at"], "report": report,
+                     "fix": "", "detail": f"the follow-up after 1h is scheduled at {first['at']}; its report: {report}"}
+    (again,) = run("WARN", candidate, settings(follow_up=["1h"]), services, build)
+    assert again["outcome"] == "already done"
+    assert again["detail"] == f"the follow-up after 1h was already scheduled at {again['at']}; its report: {report}"
+
+
+def test_a_task_is_one_per_service_build_and_check(candidate: Target, services: Services, build: Build) -> None:
+    follow_up = settings(follow_up=["1h"])
+    for target, of in ((candidate, build), (replace(candidate, service="payments"), build),
+                       (candidate, replace(build, id="f0e1d2c3-other-build"))):
+        assert kinds(run("WARN", target, follow_up, services, of)) == [("schedule", "done")]
+    assert services.scheduler is not None and len(services.scheduler.tasks) == 3
+
+
+@pytest.mark.parametrize(("left_s", "low", "high"), [(100.0, 30.0, 30.0), (10.0, 9.0, 10.0), (-5.0, 1.0, 1.0)],
+                         ids=["capped-at-30-s", "the-time-left", "at-least-1-s-past-the-deadline"])
+def test_scheduling_waits_for_the_time_left_between_1_and_30_s(left_s: float, low: float, high: float,
+                                                                candidate: Target, services: Services,
+                                                                build: Build) -> None:
+    asyncio.run(act_on_verdict("WARN", candidate, settings(follow_up=["1h"]), services, build, time.monotonic() + left_s))
+    assert services.scheduler is not None
+    (timeout_s,) = services.scheduler.timeouts
+    assert low <= timeout_s <= high
+
+
+# --- a lost client and the log lines ----------------------------------------------------------------------------------
+
+class NoRunClient(Services):
+    """Adapters whose Cloud Run Admin API client cannot be made (no credentials on the machine)."""
+
+    def get(self, name: str) -> Any:
+        if name == "revisions":
+            raise DefaultCredentialsError("Your default credentials were not found.")
+        return super().get(name)
+
+
+def test_a_lost_run_client_is_a_failed_rollback_and_never_read_when_nothing_moves(fake_run: FakeCloudRun, build: Build,
+                                                                                  services: Services) -> None:
+    add_orders_service(fake_run, "https://orders-abc-uc.a.run.app", build.id)  # the new revision serves 100 %
+    serving = resolve(DeployIntent(service=S, region=R, project=P), build, RunRevisionSource())
+    lost = NoRunClient(services.revisions, services.scheduler, services.store)
+    (failed,) = run("FAIL", serving, settings(on_fail="rollback"), lost, build)
+    latest = [{"type": "LATEST", "revision": "", "percent": 100, "tag": ""}]
+    assert failed == {"kind": "rollback", "outcome": "failed", "before": latest, "after": latest, "planned": [], "fix": "",
+                      "detail": f"could not reach the Cloud Run Admin API to move 100 % from {NEW} back to {OLD}: "
+                                "DefaultCredentialsError: Your default credentials were not found."}
+    assert kinds(run("WARN", serving, settings(on_fail="rollback"), lost, build)) == [("rollback", "skipped")]
+    assert fake_run.service_updates == []
+
+
+class Records(logging.Handler):
+    """The records postdeploy's logger emits, as (severity, message, labels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, str, dict[str, str]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelname, record.getMessage(), getattr(record, "labels", {})))
+
+
+@pytest.fixture
+def logged() -> Iterator[Records]:
+    records, level = Records(), LOGGER.level
+    LOGGER.addHandler(records)
+    LOGGER.setLevel(logging.INFO)
+    yield records
+    LOGGER.removeHandler(records)
+    LOGGER.setLevel(level)
+
+
+@pytest.mark.parametrize(("verdict", "config", "outcome", "severity"), [
+    ("PASS", PROMOTE, "done", "INFO"),
+    ("WARN", settings(on_fail="rollback"), "skipped", "INFO"),
+    ("PASS", PROMOTE, "refused", "ERROR"),
+], ids=["moved", "skipped", "refused"])
+def test_each_move_is_one_log_line_at_error_only_when_it_did_not_work(verdict: str, config: Settings, outcome: str,
+                                                                       severity: str, fake_run: FakeCloudRun,
+                                                                       candidate: Target, services: Services,
+                                                                       build: Build, logged: Records) -> None:
+    if outcome == "refused":
+        fake_run.fail_next_update(403)
+    (action, *_) = run(verdict, candidate, config, services, build)
+    assert action["outcome"] == outcome
+    assert logged.lines == [(severity, f"{action['kind']} {outcome}: {action['detail']}", {"service": S})]
+
+
+def test_a_held_step_logs_at_info(fake_run: FakeCloudRun, candidate: Target, services: Services, build: Build,
+                                  logged: Records) -> None:
+    step1 = at_step(fake_run, candidate, build, 1, split(90, 10))
+    logged.lines.clear()
+    (held,) = run("WARN", step1, PROMOTE, services, build)
+    assert logged.lines == [("INFO", f"promote held: {held['detail']}", {"service": S})]
+
+
+def test_a_check_that_could_not_be_scheduled_logs_an_error(candidate: Target, services: Services, build: Build,
+                                                           logged: Records) -> None:
+    assert services.scheduler is not None
+    services.scheduler.down = True
+    (failed,) = run("WARN", candidate, settings(follow_up=["1h"]), services, build)
+    assert failed["outcome"] == "failed" and failed["fix"] == ""
+    assert logged.lines == [("ERROR", "could not schedule the follow-up after 1h: Cloud Tasks unreachable creating a task "
+                                      "in q: connection refused", {"build_id": build.id, "service": S})]

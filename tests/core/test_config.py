@@ -19,7 +19,8 @@ from core.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "deploy" / "postdeploy.example.yaml"
 CHECK_NAMES = "deployment, health"
-SETTINGS_KEYS = "checks, deadline_s, follow_up, follow_up_notify, on_fail, on_pass, region, rubric, signed_url_ttl, step_wait_s, steps, verdict_topic"
+SETTINGS_KEYS = ("checks, deadline_s, follow_up, follow_up_notify, on_fail, on_pass, region, rubric, signed_url_ttl, "
+                 "step_wait_s, steps, verdict_topic")
 HEALTH_KEYS = ("auth, category, critical, enabled, expect_json, expect_status, interval_s, latency_budget_ms, "
                "max_body_bytes, path, request_timeout_s, timeout_s, tries")
 

@@ -345,3 +345,12 @@ def test_importing_the_redactor_loads_only_the_standard_library_and_compiles_not
     loaded, compiled = json.loads(done.stdout)
     assert [m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names] == ["core", "core.redact"]
     assert compiled == 0
+
+
+def test_a_signed_urls_credential_is_an_account_and_a_date_and_stays() -> None:
+    link = ("https://storage.googleapis.com/b/r/orders/b-1/report.html?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            "&X-Goog-Credential=postdeploy%40p.iam.gserviceaccount.com%2F20261201%2Fauto%2Fstorage%2Fgoog4_request"
+            "&X-Goog-Date=20261201T120000Z&X-Goog-Expires=86400&X-Goog-SignedHeaders=host&X-Goog-Signature=ab12")
+    assert redact_text(link) == link
+    assert redact_text("credential=hunter2-abcdef") == "credential=[REDACTED]"  # any other credential still goes
+    assert redact_text("x-google-credential=hunter2-abcdef") == "x-google-credential=[REDACTED]"

@@ -222,8 +222,8 @@ LOG_FILE = "--log-file: expected a readable JSON-lines or text log file, found "
 PYTHON = "--python: expected an executable Python interpreter (a path, or a name on PATH), found "
 CONFIG = "--config: expected a readable YAML config file, found "
 PATTERN = "checks.tests.patterns[{i}]: expected a glob matching at least one readable file, found "
-SLACK = ("--slack: expected a webhook URL in POSTDEPLOY_SLACK_WEBHOOK or a Secret Manager version in "
-         "POSTDEPLOY_SLACK_WEBHOOK_SECRET, found both unset or empty")
+SLACK = ("--slack: expected a webhook URL in POSTDEPLOY_SLACK_WEBHOOK, a Secret Manager version in "
+         "POSTDEPLOY_SLACK_WEBHOOK_SECRET or notify routes in the config, found none of them")
 AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 
 

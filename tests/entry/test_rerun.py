@@ -69,7 +69,9 @@ def test_a_rerun_files_a_second_report_beside_the_first_and_sees_the_service_now
     assert sorted(p.name for p in beside.iterdir()) == ["claim-orders-00042-new.txt", "done-orders-00042-new.txt",
                                                         "report.html", "report.json", "report.md"]
     assert validation.links["report.html"] == str(beside / "report.html")
-    assert files_of(original) == before  # the original report and its markers are untouched
+    after = files_of(original)  # the original report and its markers are untouched; its page now links the rerun
+    assert {k: v for k, v in after.items() if k != "report.html"} == {k: v for k, v in before.items() if k != "report.html"}
+    assert f'href="../../orders/{orders_build["id"]}/{rerun_id}/report.html">next report' in after["report.html"].decode()
     assert json.loads((beside / "report.json").read_text(encoding="utf-8"))["verdict"] == "FAIL"
     assert (tmp_path / "orders" / "latest.json").read_bytes() == (beside / "report.json").read_bytes()
     index = json.loads((tmp_path / "orders" / "index.json").read_text(encoding="utf-8"))["validations"]

@@ -35,7 +35,7 @@ def test_reports_index_latest_and_a_second_validation_first_in_the_index(tmp_pat
     store = LocalStore(str(tmp_path))
     first = representative_report()
     links = store_report(store, first)
-    assert set(links) == {"report.md", "report.html", "report.json", "latest.json", "index.json"}
+    assert set(links) == {"report.md", "report.html", "report.json", "latest.json", "index.json", "index.html"}
     second = {**first, "build": {**first["build"], "id": "b-2"}}
     store_report(store, second)
     index = json.loads(Path(links["index.json"]).read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from report.slack import MAX_ATTEMPTS, post
+from tests.servers.processes import free_port
 from tests.servers.slack import SlackReceiver
 
 BODY = {"text": "PASS orders", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "café ✓"}}]}
@@ -65,3 +66,43 @@ def test_the_body_is_redacted_before_it_is_posted(slack: SlackReceiver) -> None:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "hook https://hooks.slack.com/services/[REDACTED]"}]},
     ]}]
     assert b"hunter2-xyz" not in slack.bodies[0] and slack.url.encode() not in slack.bodies[0]
+
+
+def test_an_answer_later_than_the_deadline_is_not_waited_for_nor_posted_again(slack: SlackReceiver) -> None:
+    slack.delay_s = 2.5  # Slack has the message (the receiver recorded it) and answers late
+    started = time.monotonic()
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 1))
+    assert (delivery.ok, delivery.attempts) == (False, 1)
+    assert delivery.detail == "no answer from Slack (ReadTimeout); not retried"
+    assert time.monotonic() - started < 2.0  # the request's timeout is the time left, not POST_TIMEOUT_S
+    assert len(slack.messages) == 1
+
+
+def test_a_refused_connection_is_retried_since_nothing_reached_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("report.slack.DEFAULT_RETRY_AFTER_S", 0.01)
+    url = f"http://127.0.0.1:{free_port()}/services/T000/B000/XXXX"
+    delivery = asyncio.run(post(url, BODY, time.monotonic() + 10))
+    assert (delivery.ok, delivery.status, delivery.attempts) == (False, None, MAX_ATTEMPTS)
+    assert delivery.detail == f"gave up after {MAX_ATTEMPTS} attempts: ConnectError"
+
+
+@pytest.mark.parametrize("retry_after", [
+    pytest.param("Wed, 21 Oct 2037 07:28:00 GMT", id="http-date"),
+    pytest.param("-3", id="negative"),
+    pytest.param("nan", id="not-a-number"),
+])
+def test_an_unusable_retry_after_waits_the_default(slack: SlackReceiver, monkeypatch: pytest.MonkeyPatch,
+                                                   retry_after: str) -> None:
+    monkeypatch.setattr("report.slack.DEFAULT_RETRY_AFTER_S", 0.3)
+    slack.responses.append((429, {"Retry-After": retry_after}, "rate_limited"))
+    started = time.monotonic()
+    delivery = asyncio.run(post(slack.url, BODY, time.monotonic() + 10))
+    assert (delivery.ok, delivery.attempts) == (True, 2)
+    assert 0.3 <= time.monotonic() - started < 5
+
+
+def test_a_fractional_retry_after_is_honoured(slack: SlackReceiver) -> None:
+    slack.responses.append((429, {"Retry-After": "0.4"}, "rate_limited"))
+    started = time.monotonic()
+    assert asyncio.run(post(slack.url, BODY, time.monotonic() + 10)).ok
+    assert 0.4 <= time.monotonic() - started < 1.0

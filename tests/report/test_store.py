@@ -24,6 +24,13 @@ def test_local_store_writes_utf8_and_claims_once(tmp_path: Path) -> None:
     assert store.claim("svc/b1/claim-r1.txt", "run-c") is True
 
 
+def test_local_store_links_are_paths_whatever_the_link_lifetime(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    assert store.with_link_ttl(86400) is store
+    assert store.write("svc/b1/report.md", "x") == store.link("svc/b1/report.md") == str(tmp_path / "svc/b1/report.md")
+    assert store.link_problem == ""
+
+
 def test_local_store_refuses_names_outside_its_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected a name inside"):
         LocalStore(str(tmp_path)).write("../escape.txt", "x")

@@ -120,8 +120,8 @@ class FakeCloudRun(Faults, LoopbackServer):
         return f"{cls.service_name(project, region, service)}/revisions/{rev_id}"
 
     def add_service(self, project: str, region: str, name: str, *, uri: str, latest_created: str, latest_ready: str,
-                    traffic: list[Json]) -> Json:
-        """Store a service; revision arguments may be short ids or full names."""
+                    traffic: list[Json], ingress: int = 1) -> Json:
+        """Store a service; revision arguments may be short ids or full names; ``ingress`` an IngressTraffic number."""
         full = self.service_name(project, region, name)
         service: Json = {
             "name": full,
@@ -137,7 +137,7 @@ class FakeCloudRun(Faults, LoopbackServer):
             "terminalCondition": ready_condition(True),
             "conditions": [],
             "reconciling": False,
-            "ingress": 1,
+            "ingress": ingress,
             "etag": _etag(),
         }
         with self._lock:
@@ -146,8 +146,9 @@ class FakeCloudRun(Faults, LoopbackServer):
 
     def add_revision(self, project: str, region: str, service: str, rev_id: str, *, image: str,
                      labels: dict[str, str] | None = None, create_time: str, ready: bool = True,
-                     ready_message: str = "") -> Json:
-        """Store a revision of a service."""
+                     ready_message: str = "", container: Json | None = None, **fields: Any) -> Json:
+        """Store a revision of a service; ``container`` (env, resources, startupProbe, …) and ``fields`` (scaling,
+        timeout, vpcAccess, volumes, maxInstanceRequestConcurrency, …: v2 JSON names) replace the defaults' keys."""
         full = self.revision_name(project, region, service, rev_id)
         short = full.rsplit("/", 1)[1]
         revision: Json = {
@@ -168,6 +169,7 @@ class FakeCloudRun(Faults, LoopbackServer):
                     "image": image,
                     "ports": [{"name": "http1", "containerPort": 8080}],
                     "resources": {"limits": {"cpu": "1000m", "memory": "512Mi"}},
+                    **(container or {}),
                 }
             ],
             "executionEnvironment": 2,
@@ -182,6 +184,7 @@ class FakeCloudRun(Faults, LoopbackServer):
             "reconciling": False,
             "logUri": f"https://console.cloud.google.com/logs/viewer?project={project}"
             f"&resource=cloud_run_revision/service_name/{service}/revision_name/{short}",
+            **fields,
         }
         with self._lock:
             self.revisions[full] = revision

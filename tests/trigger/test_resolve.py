@@ -12,6 +12,7 @@ import pytest
 from core.errors import AccessDenied, RequestRejected, RunApiUnavailable, TargetNotFound
 from core.model import Build, Condition, DeployIntent, RevisionInfo, ServiceInfo, TrafficInfo
 from probe.web import NO_URL_FIX
+from report.changes import target_changes
 from sources.cloud_run import RunRevisionSource
 from tests.conftest import add_orders_service, load_build
 from tests.servers.fake_run import FakeCloudRun
@@ -136,6 +137,35 @@ def test_server_errors_are_transient(fake_run: FakeCloudRun, build: Build) -> No
     with pytest.raises(RunApiUnavailable, match="Cloud Run Admin API failed on get"):
         resolve(intent(), build, RunRevisionSource())
     assert resolve(intent(), build, RunRevisionSource()).revision == "orders-00042-new"
+
+
+SECRET = "s3ntinel-secret-value"  # what a probe header or an annotation holds: never read into the target
+PROBE = {"httpGet": {"path": "/ready", "httpHeaders": [{"name": "Authorization", "value": f"Bearer {SECRET}"}]}}
+
+
+@pytest.mark.parametrize(("new", "expected"), [
+    pytest.param({}, [], id="identical"),
+    pytest.param({"resources": {"limits": {"cpu": "1000m", "memory": "1Gi"}},
+                  "env": [{"name": "DB_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "db", "version": "4"}}}]},
+                 [{"what": "memory", "before": "512Mi", "after": "1Gi"},
+                  {"what": "secret env DB_PASSWORD", "before": "db version 3", "after": "db version 4"}], id="changed"),
+])
+def test_the_target_carries_what_changes_are_read_from(fake_run: FakeCloudRun, build: Build, new: dict[str, object],
+                                                       expected: list[dict[str, str]]) -> None:
+    old = {"image": IMAGE, "env": [{"name": "DB_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "db", "version": "3"}}}]}
+    add_orders_service(fake_run, "https://orders.example", build.id, image=IMAGE)
+    for rev_id, container in (("orders-00041-old", old), ("orders-00042-new", {**old, **new})):
+        fake_run.revision(P, R, S, rev_id)["containers"][0].update(container, startupProbe=PROBE)
+        fake_run.revision(P, R, S, rev_id)["annotations"] = {"note": SECRET}
+    fake_run.service(P, R, S)["ingress"] = 2
+    source = RunRevisionSource()
+    target = resolve(intent(), build, source)
+    assert target.previous_info is not None and target.previous_info.name == target.previous_revision == "orders-00041-old"
+    assert target.service_config["ingress"] == "internal"
+    assert target_changes(target) == {"previous": "orders-00041-old", "changes": expected, "unknown": "",
+                                      "service": target.service_config}
+    assert [method for method, _ in fake_run.requests] == ["GET", "GET"]  # the service and the list: nothing more
+    assert SECRET not in repr(target) and SECRET not in repr(target_changes(target))
 
 
 # --- pure rules, on in-memory revisions -------------------------------------------------------------------------
