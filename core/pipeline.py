@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeR
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
-from report.publish import claim_name, done_name, folder, not_stored, notify, store_report
+from report.publish import claim_name, done_name, folder, not_stored, notify, safe, store_report
 from report.rollout import why_quiet
 from report.score import score
 from report.verdict_event import publish as publish_verdict
@@ -308,8 +309,9 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
     actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, build, deadline + SLACK_GRACE_S)
+    before = None if storage_problem else await asyncio.to_thread(service_settings_before, store, target)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions,
-                         target.rerun.to_dict() if target.rerun else None)
+                         target.rerun.to_dict() if target.rerun else None, before)
     if storage_problem:
         return report, not_stored(storage_problem)
     try:
@@ -318,6 +320,20 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
     except AccessDenied as exc:
         log("ERROR", str(exc), build_id=build.id, service=target.service)
         return report, not_stored(str(exc))
+
+
+def service_settings_before(store: Any, target: Target) -> dict[str, Any] | None:
+    """The service's settings (ingress, …) as the last stored report of the previous revision recorded them; None
+    when that report is not the previous revision's or cannot be read (the changes then leave them out)."""
+    try:
+        text = store.read(f"{safe(target.service)}/latest.json")
+        last = json.loads(text) if text else None
+    except (PostdeployError, ValueError):
+        return None
+    if not isinstance(last, dict) or (last.get("target") or {}).get("revision") != target.previous_revision:
+        return None
+    service = (last.get("changes") or {}).get("service")
+    return service if isinstance(service, dict) else None
 
 
 def manual_build(kind: str = "manual") -> Build:

@@ -63,9 +63,11 @@ def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions:
 
 def make_report(target: Target, build: Build | None, scored: Scored, outcomes: list[Outcome],
                 started_at: datetime, finished_at: datetime, actions: list[dict[str, Any]] | None = None,
-                rerun: dict[str, Any] | None = None) -> dict[str, Any]:
+                rerun: dict[str, Any] | None = None, service_before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the renderers, the store and Slack need, as plain JSON data, redacted (core.redact): every
-    rendering, stored object, Slack message and table printed is made from this dict. ``rerun`` ({id, of}) marks a
+    rendering, stored object, Slack message and table printed is made from this dict. ``service_before``: the
+    service's own settings as the previous revision's report recorded them (ingress and the like have no history in
+    the API), so their changes are listed too. ``rerun`` ({id, of}) marks a
     validation run again on demand, filed beside the stored report (report.publish.folder)."""
     return redact({
         "schema": SCHEMA,
@@ -74,7 +76,7 @@ def make_report(target: Target, build: Build | None, scored: Scored, outcomes: l
         "summary": target.problem or (scored.reasons[0] if scored.reasons else "all checks passed"),
         "reasons": ([target.problem] if target.problem else []) + scored.reasons,
         "next_steps": next_steps(target, scored, outcomes, actions),
-        "changes": target_changes(target),  # what changed since the previous revision (report.changes)
+        "changes": target_changes(target, service_before),  # what changed since the previous revision (report.changes)
         "actions": actions or [],  # what postdeploy did about the verdict (report.rollback), each with its outcome
         "target": {
             "project": target.project, "region": target.region, "service": target.service,

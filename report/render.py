@@ -85,10 +85,21 @@ def _https(url: str) -> str:
     return url if url.startswith("https://") and urlsplit(url).netloc else ""
 
 
+# Bidirectional controls reorder what follows them on screen ("invoice\u202egnp.exe" shows as "invoiceexe.png"): a
+# value from a service or a log shows them as what they are, never applies them.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(value: Any) -> Any:
+    """Every output of a template: bidirectional controls in text shown as ⟨U+202E⟩, never applied."""
+    return _BIDI.sub(lambda m: f"⟨U+{ord(m[0]):04X}⟩", value) if isinstance(value, str) else value
+
+
 @lru_cache(maxsize=2)
 def env(html: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        finalize=visible,
         autoescape=html,
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,

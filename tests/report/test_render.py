@@ -405,3 +405,12 @@ def test_slack_escapes_control_sequences_in_reasons() -> None:
 
     assert "<!channel>" not in text
     assert "&lt;!channel&gt;" in text
+
+
+@pytest.mark.parametrize("render", [render_html, render_markdown], ids=["html", "markdown"])
+def test_bidirectional_controls_from_a_service_are_shown_not_applied(render: Any) -> None:
+    report = representative_report()
+    report["summary"] = report["reasons"][0] = "invoice\u202egnp.exe and \u2066isolated\u2069"
+    page = render(report)
+    assert "\u202e" not in page and "\u2066" not in page and "\u2069" not in page
+    assert "invoice⟨U+202E⟩gnp.exe and ⟨U+2066⟩isolated⟨U+2069⟩" in page
