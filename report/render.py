@@ -110,6 +110,7 @@ def env(html: bool) -> jinja2.Environment:
     env.globals["ordered"] = lambda checks: [c for _, group, _ in grouped(checks) for c in group]
     env.globals["evidence_rows"] = evidence_rows
     env.globals["timeline_chart"] = timeline_chart
+    env.filters["clip"] = clip
     env.filters["md"] = markdown_text
     env.filters["code"] = markdown_code
     env.filters["link"] = markdown_link
@@ -161,6 +162,12 @@ def evidence_rows(check: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
     rows = [e for e in check.get("evidence") or [] if e.get("what") not in shown]
     own = [e for e in rows if str(e.get("what", "")).startswith(DIAGNOSTICS)]
     return [e for e in rows if e not in own], own
+
+
+def clip(text: Any, most: int = 300) -> str:
+    """``text`` cut to ``most`` characters with "…": the banner stays a banner whatever a reason quotes."""
+    shown = _show(text)
+    return shown if len(shown) <= most else shown[: most - 1] + "…"
 
 
 def checked_again(report: dict[str, Any]) -> str:

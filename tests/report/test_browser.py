@@ -26,6 +26,7 @@ from report.render import render_html, visible
 from tests.report.test_golden_files import VERDICTS, report
 from tests.servers.browser import DESKTOP, MAX_SHOT_HEIGHT, Chromium, Page, find_chromium, png_size, why_no_chromium
 
+PHONE = (390, 844)  # CSS pixels of a common phone
 MARKER = "__pwned"  # set by every hostile script: it must never be
 HOSTILE = {
     "script": f"<script>window.{MARKER}=1;alert(1)</script>",
@@ -151,6 +152,21 @@ def test_a_long_token_does_not_widen_the_page(browser: Chromium, tmp_path: Path,
 
     page.close()
     assert width[0] <= width[1], f"the page is {width[0]} px wide in a {width[1]} px window: a person scrolls sideways"
+
+
+@pytest.mark.parametrize("verdict", ["FAIL", "PASS"])
+def test_on_a_phone_the_page_fits_its_width_and_keeps_the_verdict_first(browser: Chromium, shots: Path,
+                                                                       verdict: str) -> None:
+    page = browser.open(write(shots, f"phone-{verdict.lower()}.html", render_html(hostile_report(verdict))), PHONE)
+    try:
+        width, window, first = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth, "
+                                             "document.body.innerText.trim().slice(0, 40)]")
+        png = page.screenshot(shots / f"phone-{verdict.lower()}.png", max_height=2400)
+    finally:
+        page.close()
+    assert width <= window == PHONE[0], f"the page is {width} px wide on a {window} px phone: a person scrolls sideways"
+    assert verdict in first  # the banner comes first
+    assert png_size(png.read_bytes())[0] == PHONE[0]
 
 
 def test_history_page_is_self_contained_and_shows_hostile_text_inert(browser: Chromium, shots: Path) -> None:

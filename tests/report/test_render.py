@@ -414,3 +414,11 @@ def test_bidirectional_controls_from_a_service_are_shown_not_applied(render: Any
     page = render(report)
     assert "\u202e" not in page and "\u2066" not in page and "\u2069" not in page
     assert "invoice⟨U+202E⟩gnp.exe and ⟨U+2066⟩isolated⟨U+2069⟩" in page
+
+
+def test_the_banner_quotes_a_long_reason_clipped() -> None:
+    report = representative_report()
+    report["reasons"][0] = "expected 200, found " + "x" * 5000
+    page = render_html(report)
+    banner = page.split("</header>", 1)[0]
+    assert ("expected 200, found " + "x" * 279 + "…") in banner and "x" * 300 not in banner
