@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WIDTH, HEIGHT = 720, 200
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 16, 26
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 24, 16, 26
 FAIL_BAND = 24  # failures sit in a band above the plot: a failure has no latency worth plotting
 COLOURS = ("#0969da", "#8250df", "#1a7f37", "#bc4c00", "#6e7781", "#bf3989")
 

@@ -422,3 +422,11 @@ def test_the_banner_quotes_a_long_reason_clipped() -> None:
     page = render_html(report)
     banner = page.split("</header>", 1)[0]
     assert ("expected 200, found " + "x" * 279 + "…") in banner and "x" * 300 not in banner
+
+
+def test_a_report_without_a_revision_says_nothing_of_changes() -> None:
+    report = representative_report()
+    report["changes"] = {"previous": "", "changes": [], "unknown": "the new revision's configuration was not read"}
+    assert "What changed" in render_html(report)
+    report["target"]["revision"] = ""  # validated by URL only: no revision to compare
+    assert "What changed" not in render_html(report)
