@@ -326,10 +326,12 @@ def _critical(result: CheckResult, target: Target, config: Config) -> CheckResul
     return result
 
 
-def _row(sig: Signature) -> dict[str, Any]:
-    """One signature as the report's table shows it: before and after, and the excerpt with its line breaks."""
+def _row(sig: Signature, baseline: bool) -> dict[str, Any]:
+    """One signature as the report's table shows it: before (None without a previous revision read) and after, and
+    the excerpt with its line breaks."""
     return {"status": sig.status, "kind": sig.kind, "title": sig.title, "count": sig.count, "rate": round(sig.rate, 3),
-            "previous": sig.previous, "previous_rate": round(sig.previous_rate, 3),
+            "previous": sig.previous if baseline else None,
+            "previous_rate": round(sig.previous_rate, 3) if baseline else None,
             "first_seen": _when(sig.first_seen) if sig.first_seen else None, "excerpt": sig.excerpt}
 
 
@@ -375,8 +377,9 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
         evidence.append(Evidence(f"{sig.status} signature: {sig.title}", measured,
                                  previous=f"{sig.previous}× ({_rate(sig.previous_rate)}/min)" if old_batch is not None else None,
                                  ok=None if sig.status in ("gone", "fewer") else sig.status == "same"))
-    data = {"signatures": [_row(s) for s in listed[: config.max_signatures_listed]]
-                          + [_row(s) for s in signatures if s.kind == "deprecation" and s.status != "gone"]}
+    baseline = old_batch is not None
+    data = {"signatures": [_row(s, baseline) for s in listed[: config.max_signatures_listed]]
+                          + [_row(s, baseline) for s in signatures if s.kind == "deprecation" and s.status != "gone"]}
     if len(listed) > config.max_signatures_listed:
         evidence.append(Evidence("signatures not listed", len(listed) - config.max_signatures_listed,
                                  f"max_signatures_listed {config.max_signatures_listed}", ok=None))

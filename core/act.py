@@ -8,6 +8,9 @@ schedules the same task id again ("already done") and finds the traffic already 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,14 +20,14 @@ from core.logs import log
 from core.model import Build, Target
 from report.publish import folder
 from report.rollback import MOVED, PROMOTE, ROLLBACK, Action, Plan, act, plan
-from report.rollout import Rollout, promote_plan, step_plan
+from report.rollout import Rollout, promote_plan, resumed_plan, step_plan
+from sources.tasks import QUEUE_ENV as TASKS_ENV
+from sources.tasks import SCHEDULE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from sources.tasks import CloudTasksScheduler
 
-TASKS_ENV = "POSTDEPLOY_TASKS_QUEUE"
 SCHEDULE = "schedule"
-SCHEDULE_TIMEOUT_S = 30.0
 
 
 class Services(Protocol):
@@ -34,11 +37,13 @@ class Services(Protocol):
 
 
 async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapters: Services, build: Build,
-                         deadline: float) -> list[dict[str, Any]]:
+                         deadline: float, storage_problem: str = "") -> list[dict[str, Any]]:
     """What the service opted into doing about its verdict, done, with the outcome of each (the report's actions).
 
     The first validation of a deploy may roll back, start a promotion and schedule follow-ups; a step of a
     promotion continues, holds or rolls back; a follow-up and an on-demand rerun only roll back (when opted in).
+    ``storage_problem``: the report cannot be stored, so nothing is scheduled that would read it (no promotion,
+    no follow-up); a rollback needs no report and still happens.
     """
     rerun = target.rerun
     if rerun is not None and rerun.kind == "step":
@@ -46,10 +51,23 @@ async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapt
     actions = await _rollback(verdict, target, settings, adapters, deadline)
     if rerun is not None:
         return actions
+    if storage_problem:
+        return actions + _unscheduled(settings, storage_problem)
     actions += await _promote(verdict, target, settings, adapters, build, deadline)
     if any(a["kind"] == ROLLBACK and a["outcome"] in MOVED for a in actions):
         return actions  # traffic went back: nothing left to look at later
     return actions + await _follow_ups(target, settings, adapters, build, deadline)
+
+
+def _unscheduled(settings: Settings, storage_problem: str) -> list[dict[str, Any]]:
+    """What is not started when the report cannot be stored: every later check reads it, so none could run."""
+    why = f"the report cannot be stored ({storage_problem}), and every later check starts from it"
+    out = []
+    if settings.on_pass == PROMOTE:
+        out.append(Action(PROMOTE, "skipped", f"no promotion: {why}; traffic unchanged").to_dict())
+    if settings.follow_up:
+        out.append(_skipped(f"follow-ups at {', '.join(settings.follow_up)} not scheduled: {why}", "follow-up"))
+    return out
 
 
 async def _rollback(verdict: str, target: Target, settings: Settings, adapters: Services,
@@ -76,11 +94,31 @@ async def _carry_out(decided: Plan, target: Target, adapters: Services, deadline
 
 async def _promote(verdict: str, target: Target, settings: Settings, adapters: Services, build: Build,
                    deadline: float) -> list[dict[str, Any]]:
+    """Start a promotion, recorded before anything moves: a redelivery (a report lost after the move) resumes the
+    recorded one, from the split it recorded, instead of finding the revision serving and refusing."""
     decided = promote_plan(verdict, target, settings.on_pass, settings.steps)
     if not decided.wanted:
         return []
+    record = f"{folder(target.service, build.id)}/rollout.json"
+    try:
+        earlier = await asyncio.to_thread(_recorded, adapters.get("store"), record)
+    except PostdeployError as exc:
+        return [Action(PROMOTE, "failed", f"could not read whether an earlier delivery started the promotion ({exc}): "
+                                          "traffic unchanged", before=decided.before, after=decided.before,
+                       planned=decided.after, fix=exc.fix).to_dict()]
+    if earlier is not None and verdict != "FAIL":  # a FAIL never carries a promotion on
+        return await _move(resumed_plan(target, earlier), earlier, 1, target, adapters, build, deadline)
     rollout = Rollout(tuple(settings.steps), decided.before, settings.step_wait_s)
-    return await _move(decided, rollout, 1, target, adapters, build, deadline)
+    return await _move(decided, rollout, 1, target, adapters, build, deadline, record)
+
+
+def _recorded(store: Any, name: str) -> Rollout | None:
+    """The promotion an earlier delivery recorded at ``name``; None when there is none (or none readable)."""
+    text = store.read(name)
+    try:
+        return Rollout.from_dict(json.loads(text)) if text else None
+    except ValueError:
+        return None
 
 
 async def _step(verdict: str, target: Target, adapters: Services, build: Build, deadline: float) -> list[dict[str, Any]]:
@@ -98,9 +136,10 @@ async def _step(verdict: str, target: Target, adapters: Services, build: Build, 
 
 
 async def _move(decided: Plan, rollout: Rollout, step: int, target: Target, adapters: Services, build: Build,
-                deadline: float) -> list[dict[str, Any]]:
+                deadline: float, record: str = "") -> list[dict[str, Any]]:
     """A promotion's move to the traffic of ``step``, its check scheduled first; without Tasks only an all-at-once
-    promotion moves (unwatched, and said so)."""
+    promotion moves (unwatched, and said so). ``record``: where the rollout is written, create-only, just before the
+    first move, so a redelivery resumes it."""
     recorded = {"rollout": rollout.to_dict(step)}
     if not decided.acts:
         return [{**(await _carry_out(decided, target, adapters, deadline)).to_dict(), **recorded}]
@@ -110,6 +149,8 @@ async def _move(decided: Plan, rollout: Rollout, step: int, target: Target, adap
             return [{**Action(PROMOTE, "skipped", f"a promotion in steps needs Cloud Tasks to schedule each step's "
                                                   f"check, and {why}: traffic unchanged", before=decided.before,
                               after=decided.before, planned=decided.after, fix=_TASKS_FIX).to_dict(), **recorded}]
+        if (failed := await _record(record, rollout, decided, adapters)) is not None:
+            return [{**failed, **recorded}]
         moved = await _carry_out(decided, target, adapters, deadline)
         return [{**moved.to_dict(), **recorded},
                 _skipped(f"no check after the promotion: {why}", f"step-{step}")]
@@ -118,12 +159,27 @@ async def _move(decided: Plan, rollout: Rollout, step: int, target: Target, adap
                                 f"the check of step {step} ({decided.after_percent(target.revision)} %)", adapters,
                                 deadline)
     if scheduled["outcome"] not in MOVED:
-        return [{**Action(PROMOTE, "failed", f"could not schedule the check of step {step}, so nothing moves "
-                                             f"unwatched: traffic unchanged ({scheduled['detail']})",
+        return [{**Action(PROMOTE, "failed", f"traffic unchanged: nothing moves unwatched, and {scheduled['detail']}",
                           before=decided.before, after=decided.before, planned=decided.after,
                           fix=scheduled.get("fix", "")).to_dict(), **recorded}, scheduled]
+    if (failed := await _record(record, rollout, decided, adapters)) is not None:
+        return [{**failed, **recorded}, scheduled]
     moved = await _carry_out(decided, target, adapters, deadline)
     return [{**moved.to_dict(), **recorded}, scheduled]
+
+
+async def _record(name: str, rollout: Rollout, decided: Plan, adapters: Services) -> dict[str, Any] | None:
+    """Write the rollout at ``name`` (create-only: a resumed one is already there) before the first move; the
+    failed action when it cannot be written, so nothing moves that a redelivery could not resume."""
+    if not name:
+        return None
+    try:
+        await asyncio.to_thread(adapters.get("store").claim, name, json.dumps(rollout.to_dict(1)))
+    except PostdeployError as exc:
+        return Action(PROMOTE, "failed", f"could not record the promotion before moving traffic ({exc}): traffic "
+                                         "unchanged", before=decided.before, after=decided.before,
+                      planned=decided.after, fix=exc.fix).to_dict()
+    return None
 
 
 async def _follow_ups(target: Target, settings: Settings, adapters: Services, build: Build,
@@ -159,9 +215,6 @@ def _skipped(detail: str, check: str) -> dict[str, Any]:
 async def _schedule(scheduler: CloudTasksScheduler, target: Target, build: Build, check: str, body: dict[str, Any],
                     at: datetime, what: str, adapters: Services, deadline: float) -> dict[str, Any]:
     """One check scheduled as a Cloud Task named after (service, build, check): a second time is "already done"."""
-    import asyncio
-    import time
-
     from sources.tasks import TaskSpec, task_id
 
     report = adapters.get("store").link(f"{folder(target.service, build.id, check)}/report.html")

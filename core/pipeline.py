@@ -225,9 +225,12 @@ async def validate_intent(build: Build, intent: DeployIntent, settings: Settings
     return await validate_target(target, build, settings, adapters, deadline, started)
 
 
-def run_rerun(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters, rerun: Rerun) -> Validation | None:
-    """Validate again synchronously (`rerun`, the HTTP entry point); None when this rerun id was already done."""
-    result: Validation | None = _run_detached(validate_intent(build, intent, settings, adapters, rerun=rerun))
+def run_rerun(build: Build, intent: DeployIntent, settings: Settings, adapters: Adapters, rerun: Rerun,
+              problem: str = "") -> Validation | None:
+    """Validate again synchronously (`rerun`, the HTTP entry points); None when this rerun id was already done.
+    ``problem``: why the validation cannot judge (an invalid config): it is then INCONCLUSIVE and says so."""
+    result: Validation | None = _run_detached(validate_intent(build, intent, settings, adapters, problem=problem,
+                                                              rerun=rerun))
     return result
 
 
@@ -308,7 +311,8 @@ async def _check_and_store(target: Target, build: Build, settings: Settings, ada
             outcomes = await run_checks(target, settings, REGISTRY, ctx)
     rubric = settings.rubric
     scored = score(outcomes, rubric.weights, rubric.thresholds.pass_, rubric.thresholds.warn)
-    actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, build, deadline + SLACK_GRACE_S)
+    actions = await act_on_verdict(scored.verdict.value, target, settings, adapters, build, deadline + SLACK_GRACE_S,
+                                   storage_problem)
     before = None if storage_problem else await asyncio.to_thread(service_settings_before, store, target)
     report = make_report(target, build, scored, outcomes, started, datetime.now(UTC), actions,
                          target.rerun.to_dict() if target.rerun else None, before)

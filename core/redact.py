@@ -19,8 +19,9 @@ Every string of what leaves goes through :func:`redact`, in this order:
    ``aws_secret_access_key = …``, ``Cookie: …``) → ``key=[REDACTED]``; in a dict, the string under such a key;
    and the value an expectation on such a field found (``expected token == "x" in GET /login, found [REDACTED]``).
 
-Values that only say where a secret lives (a Secret Manager version name, a ``${…}`` reference), words such
-as ``none`` or ``str`` after a key, and values shorter than the minimums are kept. The result
+Values that only say where a secret lives (a Secret Manager version name, a ``${…}`` reference), a V4 signed URL's
+``X-Goog-Credential=ACCOUNT/DATE/LOCATION/storage/goog4_request`` (an account and a date: the link must work in
+Slack), words such as ``none`` or ``str`` after a key, and values shorter than the minimums are kept. The result
 of :func:`redact` is a fixed point (redacting it again changes nothing). Every quantifier is bounded and no
 two of them compete for the same characters, so the time is linear in the text's length.
 """
@@ -185,8 +186,14 @@ def _hides_a_secret(value: str) -> bool:
                 or (stripped.isdigit() and len(stripped) < 6) or _reference().match(stripped))
 
 
+# X-Goog-Credential=ACCOUNT/DATE/LOCATION/storage/goog4_request (slashes percent-encoded or not) in a V4 signed URL.
+_SIGNED_URL_CREDENTIAL = (r"(?i)x-goog-credential=[^\s&/]{1,320}?(?:/|%2F)\d{8}(?:/|%2F)[a-z0-9-]{1,64}"
+                          r"(?:/|%2F)storage(?:/|%2F)goog4_request")
+
+
 def _key_value(m: re.Match[str]) -> str:
-    if m.string[max(0, m.start() - 7):m.start()].lower() == "x-goog-":
+    if m.string[max(0, m.start() - 7):m.start()].lower() == "x-goog-" and \
+            re.fullmatch(_SIGNED_URL_CREDENTIAL, m.string[m.start() - 7:m.end()]):
         return m.group(0)  # a V4 signed URL's X-Goog-Credential: the signing account and a date, not a secret
     name = next(n for n in ("escaped", "double", "single", "encoded", "bare") if m.group(n) is not None)
     whole, start, end = m.group(0), m.start(name) - m.start(), m.end(name) - m.start()

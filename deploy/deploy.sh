@@ -26,10 +26,10 @@ readonly MAX_RETRY_DELAY=600s
 # How long dead-lettered messages are kept for a look (Pub/Sub's maximum without topic retention).
 readonly DEAD_LETTER_RETENTION=7d
 # Cloud Tasks (on_pass: promote, follow_up): the queue's name unless --tasks-queue says otherwise, and its retries.
-# A task whose call keeps failing is tried 5 times, 30 s to 300 s apart (about 8 minutes), then dropped: a
-# promotion step or a follow-up that cannot run is reported by the function, and must not be retried for days.
+# A task whose call keeps failing is tried 8 times, 30 s to 300 s apart (about 22 minutes), then dropped: long enough
+# to outlast a crashed delivery's claim (taken over after the function's 540 s timeout), never retried for days.
 readonly DEFAULT_TASKS_QUEUE=postdeploy
-readonly TASKS_RETRY=(--max-attempts=5 --min-backoff=30s --max-backoff=300s)
+readonly TASKS_RETRY=(--max-attempts=8 --min-backoff=30s --max-backoff=300s)
 readonly TASKS_ENTRY_POINT=scheduled
 # The function's APIs, plus iam and cloudresourcemanager, which this script needs to create the
 # service account, the custom roles and edit the project's IAM policy.

@@ -51,7 +51,8 @@ def check_id(asked: dict[str, Any]) -> str:
 def answer(request: Request) -> Answer:
     """200 when the check ran (or ran before, or has nothing to check, or can never run: ``dropped``); 503 with
     Retry-After while the first report is not stored yet, another delivery is at work or an outage lasts; 500 for
-    an invalid config or another fault (Cloud Tasks retries those within the queue's attempts)."""
+    another fault (Cloud Tasks retries those within the queue's attempts). An invalid config runs the check on the
+    defaults, INCONCLUSIVE and saying why: a step then holds, and the report and Slack say so."""
     from core.logs import log
 
     try:
@@ -68,9 +69,6 @@ def answer(request: Request) -> Answer:
     except (Busy, Transient) as exc:
         log("INFO" if isinstance(exc, Busy) else "WARNING", f"scheduled check comes again: {exc}")
         return {"error": str(exc)}, 503, {"Retry-After": "60"}
-    except ConfigError as exc:
-        log("ERROR", f"scheduled check impossible, invalid config: {exc}")
-        return {"error": f"postdeploy config {exc.source} is invalid", "problems": exc.problems}, 500
     except PostdeployError as exc:
         log("ERROR", f"scheduled check failed: {exc}")
         return {"error": str(exc)}, 500
@@ -79,7 +77,7 @@ def answer(request: Request) -> Answer:
 def _run(build_id: str, service: str, check: str) -> Answer:
     from core.config import MAX_FOLLOW_UP_S
     from core.pipeline import run_rerun
-    from entry.function import cached_adapters, cached_config
+    from entry.function import cached_adapters
     from report.publish import folder
     from report.rollout import FOLLOW_UP_CHECKS, STEP_CHECKS
 
@@ -91,12 +89,17 @@ def _run(build_id: str, service: str, check: str) -> Answer:
         step = int(check.removeprefix("step-"))
         rollout, waiting = _rollout(store, original, service, build_id, step)
         if waiting:
+            from core.logs import log
+
+            log("WARNING", f"{check} of {service} build {build_id}: nothing to check: {waiting}", service=service)
             return {"status": "nothing to check", "reason": waiting, "check": check}, 200
-        rerun = replace(rerun, kind="step", only=STEP_CHECKS, step=step, rollout=rollout)
+        # Logs and metrics over the revision's whole life up to now: a step's own traffic is in it, however late.
+        rerun = replace(rerun, kind="step", only=STEP_CHECKS, step=step, rollout=rollout, look_back_s=float(MAX_FOLLOW_UP_S))
     else:
         rerun = replace(rerun, kind="follow-up", only=FOLLOW_UP_CHECKS, look_back_s=float(MAX_FOLLOW_UP_S))
     build = replace(build, status=rerun.kind.upper())  # the report's build line says STEP or FOLLOW-UP, not RERUN
-    validation = run_rerun(build, intent, cached_config().for_service(service), adapters, rerun)
+    settings, problem = _settings(service)
+    validation = run_rerun(build, intent, settings, adapters, rerun, problem)
     if validation is None:  # Cloud Tasks delivered it again: the answer of the run that did it
         earlier = done_before(store, service, build_id, check)
         if earlier is None:
@@ -105,6 +108,18 @@ def _run(build_id: str, service: str, check: str) -> Answer:
     report = validation.report
     return {"verdict": report["verdict"], "score": report["score"], "report": validation.links["report.html"],
             "check": check, "actions": [f"{a['kind']}: {a['outcome']}" for a in report["actions"]]}, 200
+
+
+def _settings(service: str) -> tuple[Any, str]:
+    """The service's settings, or with an invalid config the defaults and why: the check runs and says so
+    (INCONCLUSIVE, so a step holds) instead of failing until Cloud Tasks gives up on it."""
+    from core.config import Config
+    from entry.function import cached_config
+
+    try:
+        return cached_config().for_service(service), ""
+    except ConfigError as exc:
+        return Config.default().for_service(service), f"postdeploy config {exc.source} is invalid: {'; '.join(exc.problems)}"
 
 
 def _rollout(store: Any, original: dict[str, Any], service: str, build_id: str, step: int) -> tuple[dict[str, Any], str]:
@@ -128,7 +143,11 @@ def _rollout(store: Any, original: dict[str, Any], service: str, build_id: str, 
         text = store.read(name)
         if text is None:
             raise Refused(404, "step", f"the report of step {step - 1} at {store.location(name)}", "nothing there yet")
-        parent = json.loads(text)
+        try:
+            parent = json.loads(text)
+        except ValueError as exc:
+            raise Refused(422, "step", f"the JSON report of step {step - 1} at {store.location(name)}",
+                          f"text that is not JSON ({exc})") from None
     move = _promotion(parent, step)
     if move is None or move.get("outcome") not in MOVED:
         what = f"{move['outcome']}: {move['detail']}" if move else "no move to it was planned"

@@ -49,17 +49,13 @@ def nav(service: str, index: dict[str, Any], build_id: str, rerun: str = "") -> 
     entries = [e for e in index.get("validations") or [] if isinstance(e, dict)]
     here = folder_of(service, {"build_id": build_id, "rerun": rerun})
     root = up(here)
-    links = {"history": f"{root}{_service_folder(service)}/index.html"}
+    links = {"history": f"{root}{safe(service)}/index.html"}
     before, after = neighbours(entries, build_id, rerun)
     if before is not None:
         links["previous"] = f"{root}{folder_of(service, before)}/report.html"
     if after is not None:
         links["next"] = f"{root}{folder_of(service, after)}/report.html"
     return links
-
-
-def _service_folder(service: str) -> str:
-    return safe(service)
 
 
 def render_history(index: dict[str, Any]) -> str:

@@ -28,8 +28,6 @@ INDEX_SIZE = 100
 REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json", "index.html")
 
 
-
-
 def rerun_of(report: dict[str, Any]) -> str:
     """The rerun id a report was made under ("" for a validation of a deploy)."""
     rerun = report.get("rerun")
@@ -57,37 +55,54 @@ def not_stored(reason: str) -> dict[str, str]:
 
 
 def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
-    """Write the ``REPORT_FILES``; return their links. Storage faults propagate (an index not updated is only logged).
+    """Write the ``REPORT_FILES``; return their links. Storage faults propagate; what is optional (the index, the
+    history page, the links between reports) is only logged when it fails: the report itself is never lost to it.
 
     Every object is written from the redacted report (make_report redacts it already; a report from anywhere
-    else is redacted here, and a redacted one comes out the same)."""
+    else is redacted here, and a redacted one comes out the same). ``store`` may be a view handing out signed links
+    (``with_link_ttl``): only report.html's link is signed, once; every object is written through the plain store.
+    """
     report = redact(report)
     name, build_id, rerun = report["target"]["service"], report["build"]["id"], rerun_of(report)
+    plain = store.with_link_ttl(0)
     service = safe(name)
     base = folder(name, build_id, rerun)
     as_json = render_json(report)
     html = f"{base}/report.html"
-    # The index as it will be once this report is in it: where the report before this one is.
     # index.json keeps the authenticated link: a signed one would expire there, and it is a bearer credential.
-    plain = {"report.html": store.with_link_ttl(0).link(html)}
-    upcoming = json.loads(index_with(_read(store, f"{service}/index.json"), report, plain))
+    entry_links = {"report.html": plain.link(html)}
+    # The index as it will be once this report is in it: where the report before this one is.
+    expected = json.loads(index_with(_read(plain, f"{service}/index.json"), report, entry_links))
+    nav = history.nav(name, expected, build_id, rerun)
     links = {
-        "report.md": store.write(f"{base}/report.md", render_markdown(report)),
-        "report.html": store.write(html, render_html(report, history.nav(name, upcoming, build_id, rerun))),
+        "report.md": plain.write(f"{base}/report.md", render_markdown(report)),
+        "report.html": plain.write(html, render_html(report, nav)),
     }
-    links["report.json"] = store.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
-    links["latest.json"] = store.write(f"{service}/latest.json", as_json)
+    links["report.json"] = plain.write(f"{base}/report.json", as_json)  # last: its presence means all three exist
+    links["latest.json"] = plain.write(f"{service}/latest.json", as_json)
+    written: list[str] = []  # the index text the compare-and-swap update landed
+
+    def with_this(current: str | None) -> str:
+        text = index_with(current, report, entry_links)
+        written[:] = [text]
+        return text
+
     try:
-        links["index.json"] = store.update(f"{service}/index.json", lambda current: index_with(current, report, plain))
-        # Rendered from the index as stored when the write lands: a validation finishing meanwhile is never left out.
-        links["index.html"] = store.update(f"{service}/index.html",
-                                           lambda _: history.render_history(json.loads(store.read(f"{service}/index.json") or "{}")))
+        links["index.json"] = plain.update(f"{service}/index.json", with_this)
     except StorageUnavailable as exc:
         # The reports are written; running every check again for one index line would be out of proportion.
         log("WARNING", f"index not updated: {exc}", build_id=build_id, service=name)
         links["index.json"] = links["index.html"] = f"(not updated: {exc})"
+        links["report.html"] = store.link(html)
         return links
-    _link_from_previous(store, name, upcoming, build_id, rerun)
+    index = json.loads(written[0])
+    links["index.html"] = _history_page(plain, service, name)
+    if history.nav(name, index, build_id, rerun) != nav:  # another validation landed in between: link the real ones
+        _render_again(plain, name, index, {"build_id": build_id, "rerun": rerun}, report)
+    before, _ = history.neighbours(index["validations"], build_id, rerun)
+    if before is not None:
+        _render_again(plain, name, index, before)
+    links["report.html"] = store.link(html)  # signed when the store is a signing view: the one link that is
     return links
 
 
@@ -98,21 +113,34 @@ def _read(store: ReportStore, name: str) -> str | None:
         return None
 
 
-def _link_from_previous(store: ReportStore, service: str, index: dict[str, Any], build_id: str, rerun: str) -> None:
-    """Render the report before this one again, now with its "next report" link; a failure costs only that link."""
-    before, _ = history.neighbours(index["validations"], build_id, rerun)
-    if before is None:
-        return
-    base = history.folder_of(service, before)
+def _history_page(store: ReportStore, service: str, name: str) -> str:
+    """Write ``{service}/index.html`` from the index as stored when the write lands (a validation finishing meanwhile
+    is on it too); its link, or why it was not written."""
+    def page(_: str | None) -> str:
+        return history.render_history(json.loads(store.read(f"{service}/index.json") or "{}"))
+
     try:
-        text = store.read(f"{base}/report.json")
-        if text is None:
-            return
-        earlier = json.loads(text)
-        links = history.nav(service, index, str(before.get("build_id") or ""), str(before.get("rerun") or ""))
-        store.write(f"{base}/report.html", render_html(earlier, links))
-    except (StorageUnavailable, ValueError, KeyError, TypeError) as exc:
-        log("WARNING", f"report {base} not linked to the next one: {type(exc).__name__}: {exc}", service=service)
+        return store.update(f"{service}/index.html", page)
+    except Exception as exc:  # optional: the reports and the index are stored
+        log("WARNING", f"history page not updated: {type(exc).__name__}: {exc}", service=name)
+        return f"(not updated: {type(exc).__name__}: {exc})"
+
+
+def _render_again(store: ReportStore, service: str, index: dict[str, Any], entry: dict[str, Any],
+                  report: dict[str, Any] | None = None) -> None:
+    """Render a stored report's page again with its links to the reports before and after it (``report``: the one
+    just stored, else read back); a failure costs only those links, never this validation."""
+    base = history.folder_of(service, entry)
+    try:
+        if report is None:
+            text = store.read(f"{base}/report.json")
+            if text is None:
+                return
+            report = json.loads(text)
+        links = history.nav(service, index, str(entry.get("build_id") or ""), str(entry.get("rerun") or ""))
+        store.write(f"{base}/report.html", render_html(report, links))
+    except Exception as exc:  # an older report the template cannot render, a refused write: only the links are lost
+        log("WARNING", f"report {base} not linked to its neighbours: {type(exc).__name__}: {exc}", service=service)
 
 
 def index_with(current: str | None, report: dict[str, Any], links: dict[str, str]) -> str:

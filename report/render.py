@@ -158,7 +158,9 @@ DIAGNOSTICS = ("entries.list calls", "entries read (")
 
 def evidence_rows(check: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A check's evidence as (findings, postdeploy's own figures); rows its signature table already shows are left out."""
-    shown = {f"{g.get('status')} signature: {g.get('title')}" for g in (check.get("data") or {}).get("signatures") or []}
+    rows = (check.get("data") or {}).get("signatures") or []
+    shown = {f"{g.get('status')} signature: {g.get('title')}" if g.get("kind") == "error"
+             else f"deprecation warning: {g.get('title')}" for g in rows}
     rows = [e for e in check.get("evidence") or [] if e.get("what") not in shown]
     own = [e for e in rows if str(e.get("what", "")).startswith(DIAGNOSTICS)]
     return [e for e in rows if e not in own], own

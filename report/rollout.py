@@ -108,30 +108,47 @@ def _to_step(base: Plan, split: Split, new: str, now: int, percent: int, latest_
 
 
 def step_plan(verdict: str, target: Target, rollout: Rollout, step: int) -> Plan:
-    """What the check of ``step`` (from 1) does about its verdict: the next move, the rollback, or why it holds."""
+    """What the check of ``step`` (from 1) does about its verdict: the next move, the rollback, or why it holds.
+
+    The live split is the one step ``step`` set, or the next step's when an earlier delivery of this same check
+    already moved it (its report was lost before it was stored): the move is then "already done", never a change
+    made by someone else.
+    """
     new, service, steps = target.revision, target.service_info, rollout.steps
     percent = steps[step - 1]
     latest_ready = service.latest_ready_revision if service else ""
     expected = promoted(rollout.base, new, percent, latest_ready)
-    base = Plan(True, kind=PROMOTE, revision=new, previous=target.previous_revision, before=expected, idle="held")
+    moved_on = promoted(rollout.base, new, steps[step], latest_ready) if step < len(steps) else None
     live = service.traffic if service else ()
-    if service is None or not same_split(live, expected):
+    now = percent if same_split(live, expected) else steps[step] if moved_on and same_split(live, moved_on) else None
+    base = Plan(True, kind=PROMOTE, revision=new, previous=target.previous_revision, before=live, idle="held")
+    if service is None or now is None:
         found = describe(live, latest_ready) if service else "unknown"
-        return replace(base, reason=f"traffic is not what step {step} set ({describe(expected, latest_ready)}); it is "
-                                    f"{found}: changed outside the rollout, which stops here and changes nothing")
+        return replace(base, before=expected,
+                       reason=f"traffic is not what step {step} set ({describe(expected, latest_ready)}); it is "
+                              f"{found}: changed outside the rollout, which stops here and changes nothing")
     if verdict == "FAIL":
         back_to = describe(rollout.base, latest_ready)
         ready = max(rollout.base, key=lambda t: t.percent).serves(latest_ready)  # what most traffic goes back to
-        return replace(base, kind=ROLLBACK, moved=percent, after=rollout.base, ready=ready,
-                       move=f"move {new}'s {percent} % back to the split before the rollout ({back_to})",
-                       did=f"moved {new}'s {percent} % back to the split before the rollout")
+        return replace(base, kind=ROLLBACK, moved=now, after=rollout.base, ready=ready,
+                       move=f"move {new}'s {now} % back to the split before the rollout ({back_to})",
+                       did=f"moved {new}'s {now} % back to the split before the rollout")
     if verdict != "PASS":
         return replace(base, reason=f"the verdict at step {step} ({percent} %) is {verdict}: the rollout holds here "
                                     f"for a person to decide; {describe(live, latest_ready)}")
     if step == len(steps):
         return replace(base, idle="done", reason=f"rollout complete: {new} serves {percent} % after {step} "
                                                  f"step{'s' if step > 1 else ''} that passed")
-    return _to_step(base, rollout.base, new, percent, steps[step], latest_ready)
+    return _to_step(replace(base, before=expected), rollout.base, new, percent, steps[step], latest_ready)
+
+
+def resumed_plan(target: Target, rollout: Rollout) -> Plan:
+    """The first move of a promotion an earlier delivery of this validation recorded (``rollout``) and may have made:
+    from the split it recorded to step 1's; ``act`` finds it "already done" when that delivery got that far."""
+    service = target.service_info
+    latest_ready = service.latest_ready_revision if service else ""
+    base = Plan(True, kind=PROMOTE, revision=target.revision, previous=target.previous_revision, before=rollout.base)
+    return _to_step(base, rollout.base, target.revision, 0, rollout.steps[0], latest_ready)
 
 
 def worse(verdict: str, than: str) -> bool:

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from core.redact import redact
-from report.render import checked_again, icon
+from report.render import checked_again, icon, visible
 
 # Block Kit's limits (https://api.slack.com/reference/block-kit): a longer text makes Slack refuse the whole message.
 HEADER_MAX = 150
@@ -68,8 +68,9 @@ def clip(text: str, limit: int) -> str:
 
 
 def _one_line(value: Any) -> str:
+    """On one line, bidirectional controls shown by name (as in the report pages), never applied."""
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return _LINE_BREAKS.sub(" ", text).strip()
+    return visible(_LINE_BREAKS.sub(" ", text).strip())
 
 
 def _shown(value: Any, limit: int) -> str:

@@ -125,6 +125,10 @@ class CloudTasksScheduler:
             raise Transient(f"Cloud Tasks failed creating a task in {self.queue}: {exc}") from exc
         except (ConnectionError, TimeoutError, OSError, auth_exc.TransportError) as exc:
             raise Transient(f"Cloud Tasks unreachable creating a task in {self.queue}: {exc}") from exc
+        except gexc.GoogleAPICallError as exc:  # ABORTED, CANCELLED, …: said, never an unexpected error that loses the report
+            raise PostdeployError(f"expected Cloud Tasks to create task {name} in {self.queue}, found "
+                                  f"{exc.grpc_status_code.name if exc.grpc_status_code else exc.code}: {exc.message}",
+                                  fix=self._queue_fix()) from exc
         return f"scheduled {created.name or name}"
 
     def _access_fix(self) -> str:

@@ -66,7 +66,7 @@ def test_scheduling_sets_up_the_queue_and_the_tasks_function_before_the_function
     enable = next(c for c in cmds if c.startswith("gcloud services enable "))
     assert " cloudtasks.googleapis.com " in f"{enable} "
     where = f"--location={REGION} --project={P}"
-    assert f"gcloud tasks queues create postdeploy {where} --max-attempts=5 --min-backoff=30s --max-backoff=300s" in cmds
+    assert f"gcloud tasks queues create postdeploy {where} --max-attempts=8 --min-backoff=30s --max-backoff=300s" in cmds
     tasks = deploys_of(cmds, "postdeploy-tasks")
     assert len(tasks) == 2  # a dry run assumes it is new: once to learn its URL, then with it
     for cmd in tasks:
@@ -221,7 +221,7 @@ def test_a_real_run_deploys_the_function_with_the_url_it_read_back(tmp_path: Pat
         assert env_of(cmd)["POSTDEPLOY_TASKS_URL"] == TASKS_URL
     assert calls.index(tasks[-1]) < calls.index(main)
     # the queue exists here: its retries are brought to the bounded ones, and it is not created again
-    assert (f"tasks queues update postdeploy --location={REGION} --project={P} --max-attempts=5 --min-backoff=30s "
+    assert (f"tasks queues update postdeploy --location={REGION} --project={P} --max-attempts=8 --min-backoff=30s "
             "--max-backoff=300s --format=none") in calls
     assert not [c for c in calls if c.startswith("tasks queues create ")]
 

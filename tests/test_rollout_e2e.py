@@ -162,8 +162,8 @@ def test_a_tasks_outage_leaves_the_traffic_where_it_was(
     assert first is not None and first["verdict"] == "PASS"
     promote, scheduled = first["actions"]
     assert (promote["kind"], promote["outcome"], scheduled["outcome"]) == ("promote", "failed", "failed")
-    assert promote["detail"].startswith("could not schedule the check of step 1, so nothing moves unwatched: "
-                                        "traffic unchanged")
+    assert promote["detail"].startswith("traffic unchanged: nothing moves unwatched, and could not schedule the check "
+                                        "of step 1")
     assert "Cloud Tasks" in scheduled["detail"]
     assert fake_run.service_updates == [] and percents(fake_run) == {OLD: 100, NEW: 0}
     assert len(slack.messages) == 1 and "failed" in json.dumps(slack.messages[0])

@@ -117,6 +117,12 @@ def test_known_errors_only_keep_their_rows(new: list[LogEntry], truncated: bool,
         ("fewer", "cache miss", 2), ("gone", "slow query", 0), ("gone", "db timeout", 0), ("gone", "disk full", 0)]
 
 
+def test_without_a_previous_revision_the_table_has_no_before() -> None:
+    result = judge(JUDGED, many("cache miss", 1, 2), None)
+    assert [(r["title"], r["previous"], r["previous_rate"]) for r in result.data["signatures"]] == [
+        ("cache miss", None, None)]
+
+
 def test_nothing_logged_has_no_table() -> None:
     assert judge(JUDGED, [], OLD_ENTRIES, presence=[]).data == {}
 

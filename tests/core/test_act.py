@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -164,8 +165,8 @@ def test_when_the_check_cannot_be_scheduled_the_traffic_stays(fault: str, fake_r
     actions = run("PASS", candidate, PROMOTE, services, build)
     assert kinds(actions) == [("promote", "failed"), ("schedule", "failed")]
     assert fake_run.service_updates == [] and live(fake_run) == CANDIDATE
-    assert actions[0]["detail"].startswith("could not schedule the check of step 1, so nothing moves unwatched: "
-                                           "traffic unchanged (could not schedule the check of step 1 (10 %) at ")
+    assert actions[0]["detail"].startswith("traffic unchanged: nothing moves unwatched, and could not schedule the "
+                                           "check of step 1 (10 %) at ")
     assert actions[0]["fix"] == ("grant roles/cloudtasks.enqueuer" if fault == "denied" else "")
     assert actions[0]["before"] == actions[0]["after"] == report_split(CANDIDATE)
     assert actions[0]["planned"] == report_split(split(90, 10))
@@ -253,8 +254,8 @@ def replace_settings(base: Settings, **values: Any) -> Settings:
 
 def at_step(fake_run: FakeCloudRun, candidate: Target, build: Build, step: int, traffic: list[dict[str, Any]]) -> Target:
     """The target a step's check resolves: the live split (``traffic``), marked as that step of the rollout."""
-    first = run("PASS", candidate, PROMOTE, Services(RunRevisionSource(), Scheduler(fake_run), LocalStore("/tmp")),
-                build)
+    first = run("PASS", candidate, PROMOTE, Services(RunRevisionSource(), Scheduler(fake_run),
+                                                     LocalStore(tempfile.mkdtemp(prefix="postdeploy-act-"))), build)
     fake_run.set_traffic(P, R, S, traffic)
     live = resolve(DeployIntent(service=S, region=R, project=P), build, RunRevisionSource(), revision=NEW)
     rerun = Rerun(f"step-{step}", NEW, OLD, {"verdict": "PASS"}, kind="step", step=step, rollout=first[0]["rollout"])

@@ -354,3 +354,9 @@ def test_a_signed_urls_credential_is_an_account_and_a_date_and_stays() -> None:
     assert redact_text(link) == link
     assert redact_text("credential=hunter2-abcdef") == "credential=[REDACTED]"  # any other credential still goes
     assert redact_text("x-google-credential=hunter2-abcdef") == "x-google-credential=[REDACTED]"
+
+
+@pytest.mark.parametrize("text", ["X-Goog-Api-Key: abcdefghijklmnop1234", "x-goog-token=hunter2hunter2",
+                                  "curl -H 'x-goog-secret: s3cr3tvalue'", "X-Goog-Credential=hunter2hunter2"])
+def test_only_a_signed_urls_credential_shape_is_exempt(text: str) -> None:
+    assert "[REDACTED]" in redact_text(text)

@@ -11,7 +11,8 @@ import pytest
 from flask import Request
 from werkzeug.test import EnvironBuilder
 
-from core.errors import Busy, ConfigError, PostdeployError, Transient
+from core.config import Config
+from core.errors import Busy, PostdeployError, Transient
 from entry import function, scheduled
 from report.document import SCHEMA
 from report.store import LocalStore
@@ -124,7 +125,6 @@ def test_a_later_step_waits_for_the_report_of_the_step_before(store: LocalStore)
 @pytest.mark.parametrize(("fault", "status"), [
     pytest.param(Busy("another delivery is validating"), 503, id="busy"),
     pytest.param(Transient("Cloud Run API unavailable"), 503, id="outage"),
-    pytest.param(ConfigError("postdeploy.yaml", ["steps: expected increasing percents"]), 500, id="config"),
     pytest.param(PostdeployError("something else"), 500, id="other"),
 ])
 def test_faults_answer_what_cloud_tasks_should_do(store: LocalStore, monkeypatch: pytest.MonkeyPatch,
@@ -136,8 +136,15 @@ def test_faults_answer_what_cloud_tasks_should_do(store: LocalStore, monkeypatch
     answer = scheduled.answer(request(STEP))
     assert answer[1] == status
     assert answer[2:] == (({"Retry-After": "60"},) if status == 503 else ())
-    if isinstance(fault, ConfigError):
-        assert answer[0] == {"error": "postdeploy config postdeploy.yaml is invalid",
-                             "problems": ["steps: expected increasing percents"]}
-    else:
-        assert answer[0] == {"error": str(fault)}
+    assert answer[0] == {"error": str(fault)}
+
+
+def test_an_invalid_config_runs_the_check_on_the_defaults_and_says_why(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "postdeploy.yaml"
+    bad.write_text("version: 1\ndefaults:\n  steps: [50, 10]\n", encoding="utf-8")
+    monkeypatch.setenv("POSTDEPLOY_CONFIG", str(bad))
+    monkeypatch.setattr(function, "_config", None)  # as a new instance: the config is read at the first request
+    settings, problem = scheduled._settings("orders")
+    assert settings == Config.default().for_service("orders")
+    assert problem.startswith(f"postdeploy config {bad} is invalid: ") and "defaults.steps: expected increasing" in problem

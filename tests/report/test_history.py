@@ -146,3 +146,37 @@ def test_the_report_page_takes_only_https_or_the_stores_own_relative_links() -> 
     assert "javascript:" not in page
     assert 'href="../../a/b/report.html"' in page and 'href="https://storage.cloud.google.com/b/orders/index.html"' in page
     assert history.up("a/b") == "../../"
+
+
+class StaleFirstRead(LocalStore):
+    """A store where another validation lands between this one's first look at the index and its update."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.stale = True
+
+    def read(self, name: str) -> str | None:
+        if name.endswith("index.json") and self.stale:
+            self.stale = False
+            return None  # as it was a moment before the other validation's entry landed
+        return super().read(name)
+
+
+def test_a_validation_landing_in_between_is_linked_all_the_same(tmp_path: Path) -> None:
+    stored(LocalStore(str(tmp_path)), "b-01")
+    stored(StaleFirstRead(str(tmp_path)), "b-02")
+    service = tmp_path / "café-orders"
+    assert 'href="../../café-orders/b-01/report.html">← previous report' in (service / "b-02" / "report.html").read_text(
+        encoding="utf-8")
+    assert 'href="../../café-orders/b-02/report.html">next report' in (service / "b-01" / "report.html").read_text(
+        encoding="utf-8")
+
+
+def test_an_older_report_the_page_cannot_render_costs_only_its_next_link(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    old = stored(store, "b-01")
+    legacy = {k: v for k, v in old.items() if k not in ("actions", "changes", "generator")}  # stored by an older version
+    (tmp_path / "café-orders" / "b-01" / "report.json").write_text(json.dumps(legacy), encoding="utf-8")
+    links = store_report(store, {**sample_report(), "build": {**old["build"], "id": "b-02"}})
+    assert Path(links["report.json"]).exists() and Path(links["index.html"]).exists()
+    assert "next report" not in (tmp_path / "café-orders" / "b-01" / "report.html").read_text(encoding="utf-8")

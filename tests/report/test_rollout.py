@@ -13,7 +13,7 @@ import pytest
 
 from core.model import ServiceInfo, Target, TrafficInfo
 from report.rollback import Action, Plan
-from report.rollout import Rollout, promote_plan, promoted, step_plan, why_quiet, worse
+from report.rollout import Rollout, promote_plan, promoted, resumed_plan, step_plan, why_quiet, worse
 
 P, R, S = "acme-prod", "us-central1", "orders"
 NEW, OLD, OTHER = "orders-00042-new", "orders-00041-old", "orders-00040-odd"
@@ -345,8 +345,10 @@ LATEST_BASE = (latest(60), rev(OLD, 40))
     [
         pytest.param((rev(OLD, 100),), (rev(OLD, 100),), 1, NEW, f"step 1 set ({OLD} 90 %, {NEW} 10 %); it is {OLD} "
                      "100 %", id="moved-back-by-hand"),
-        pytest.param((rev(OLD, 100),), (rev(OLD, 50), rev(NEW, 50)), 1, NEW, f"step 1 set ({OLD} 90 %, {NEW} 10 %); "
-                     f"it is {OLD} 50 %, {NEW} 50 %", id="moved-on-by-hand"),
+        pytest.param((rev(OLD, 100),), (rev(OLD, 60), rev(NEW, 40)), 1, NEW, f"step 1 set ({OLD} 90 %, {NEW} 10 %); "
+                     f"it is {OLD} 60 %, {NEW} 40 %", id="moved-on-by-hand"),
+        pytest.param((rev(OLD, 100),), (rev(OLD, 0), rev(NEW, 100)), 2, NEW, f"step 2 set ({OLD} 50 %, {NEW} 50 %); "
+                     f"it is {OLD} 0 %, {NEW} 100 %", id="two-steps-on"),
         pytest.param((rev(OLD, 100),), (rev(OLD, 90), rev(NEW, 10, "t")), 1, NEW, f"step 1 set ({OLD} 90 %, {NEW} "
                      f"10 %); it is {OLD} 90 %, {NEW} 10 % (tag t)", id="a-tag-added"),
         pytest.param((rev(OLD, 100),), (latest(90), rev(NEW, 10)), 1, OTHER, f"step 1 set ({OLD} 90 %, {NEW} 10 %); "
@@ -372,6 +374,30 @@ def test_a_split_changed_outside_the_rollout_is_left_alone(verdict: str, base: t
     assert decided == Plan(True, f"traffic is not what {said}: changed outside the rollout, which stops here and "
                                  "changes nothing", kind="promote", revision=NEW, previous=OLD, before=expected,
                            idle="held")
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_a_redelivered_check_finds_its_own_move_made_and_carries_on_from_there(step: int) -> None:
+    """An earlier delivery of this check moved on and was lost before its report was stored: the live split is the
+    next step's. A PASS moves nowhere new (act finds it already done), a FAIL rolls back from there, a WARN holds."""
+    next_split = promoted((rev(OLD, 100),), NEW, STEPS[step])
+    tgt, rollout = at_step((rev(OLD, 100),), STEPS, step, live=next_split)
+    passed = step_plan("PASS", tgt, rollout, step)
+    assert passed.kind == "promote" and passed.after == next_split and passed.acts
+    assert passed.before == promoted((rev(OLD, 100),), NEW, STEPS[step - 1])
+    failed = step_plan("FAIL", tgt, rollout, step)
+    assert (failed.kind, failed.before, failed.after, failed.moved) == ("rollback", next_split, (rev(OLD, 100),),
+                                                                          STEPS[step])
+    held = step_plan("WARN", tgt, rollout, step)
+    assert (held.acts, held.idle, held.before) == (False, "held", next_split)
+
+
+def test_a_resumed_promotion_starts_from_the_split_it_recorded() -> None:
+    recorded = Rollout(STEPS, (rev(OLD, 100), rev(NEW, 0, "canary")), 60.0)
+    tgt = target(promoted(recorded.base, NEW, 10))  # the earlier delivery moved it to step 1 already
+    decided = resumed_plan(tgt, recorded)
+    assert (decided.before, decided.after, decided.moved, decided.ready) == (
+        recorded.base, promoted(recorded.base, NEW, 10), 10, NEW)
 
 
 def test_a_latest_entry_now_serving_the_new_revision_gets_no_share_at_any_step() -> None:

@@ -18,7 +18,7 @@ from core.model import Build, CheckResult, Evidence, NotMeasured, Outcome, Statu
 from report import slack
 from report.document import make_report
 from report.score import score
-from tests.report.test_render import _texts
+from tests.report.test_render import _texts, representative_report
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden" / "slack"
 REPORT_URL = "https://storage.cloud.google.com/acme-reports/orders/b-7/report.html"
@@ -257,3 +257,10 @@ def test_message_is_pure() -> None:
     before = copy.deepcopy(report)
     assert slack.message(report, REPORT_URL) == slack.message(report, REPORT_URL)
     assert report == before
+
+
+def test_bidirectional_controls_are_shown_by_name_in_slack_too() -> None:
+    report = representative_report()
+    report["reasons"][0] = "invoice\u202egnp.exe"
+    texts = _texts(slack.message(report, "https://storage.cloud.google.com/b/r.html"))
+    assert not any("\u202e" in t for t in texts) and any("invoice⟨U+202E⟩gnp.exe" in t for t in texts)

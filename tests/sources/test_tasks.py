@@ -361,3 +361,13 @@ def test_a_bad_environment_is_a_config_error_saying_expected_and_found(
         from_env()
 
     assert (caught.value.source, caught.value.problems) == ("environment", problems)
+
+
+def test_any_other_api_error_is_said_not_raised_as_a_surprise() -> None:
+    class Aborting:
+        def create_task(self, **kwargs: Any) -> Any:
+            raise gexc.Aborted("the queue is being modified")
+
+    scheduler = CloudTasksScheduler(QUEUE, URL, client=Aborting())
+    with pytest.raises(PostdeployError, match=r"^expected Cloud Tasks to create task .* found ABORTED: the queue is being"):
+        scheduler.schedule(TaskSpec(id="t-1", body={}, at=datetime.now(UTC)))
