@@ -392,12 +392,32 @@ def test_a_redelivered_check_finds_its_own_move_made_and_carries_on_from_there(s
     assert (held.acts, held.idle, held.before) == (False, "held", next_split)
 
 
-def test_a_resumed_promotion_starts_from_the_split_it_recorded() -> None:
-    recorded = Rollout(STEPS, (rev(OLD, 100), rev(NEW, 0, "canary")), 60.0)
-    tgt = target(promoted(recorded.base, NEW, 10))  # the earlier delivery moved it to step 1 already
-    decided = resumed_plan(tgt, recorded)
-    assert (decided.before, decided.after, decided.moved, decided.ready) == (
-        recorded.base, promoted(recorded.base, NEW, 10), 10, NEW)
+@pytest.mark.parametrize(("base", "latest_ready", "after"), [
+    pytest.param((rev(OLD, 100), rev(NEW, 0, "canary")), NEW, (rev(OLD, 90), rev(NEW, 10, "canary")), id="tagged"),
+    # LATEST follows the new revision now: its share is not another revision's, so OLD keeps all the rest
+    pytest.param((rev(OLD, 70), latest(30)), NEW, (rev(OLD, 90), rev(NEW, 10)), id="latest-is-new"),
+    pytest.param((rev(OLD, 70), latest(30)), OTHER, (rev(OLD, 63), latest(27), rev(NEW, 10)), id="latest-is-other"),
+])
+def test_a_resumed_promotion_starts_from_the_split_it_recorded(base: tuple[TrafficInfo, ...], latest_ready: str,
+                                                               after: tuple[TrafficInfo, ...]) -> None:
+    recorded = Rollout(STEPS, base, 60.0)
+    tgt = target(promoted(base, NEW, 10, latest_ready), latest_ready=latest_ready)  # an earlier delivery moved it
+    assert resumed_plan(tgt, recorded) == Plan(True, kind="promote", revision=NEW, previous=OLD, before=base,
+                                               after=after, moved=10, ready=NEW,
+                                               move=f"move {NEW} from 0 % to 10 % of the traffic",
+                                               did=f"moved {NEW} from 0 % to 10 %")
+    assert resumed_plan(target(after, latest_ready=latest_ready, previous=OTHER), recorded).previous == OTHER
+
+
+def test_a_redelivered_check_reads_latest_as_the_revision_it_follows_now() -> None:
+    """With LATEST following the new revision, the next step's split gives LATEST no share: a redelivery recognises
+    exactly that split as its own move."""
+    base = (rev(OLD, 70), latest(30))
+    tgt, rollout = at_step(base, STEPS, 1, live=promoted(base, NEW, 50, NEW))
+    assert step_plan("PASS", tgt, rollout, 1).acts  # the move to 50 %, which act finds already done
+    other = promoted(base, NEW, 50, "")  # LATEST counted as another revision's: not what this rollout would set
+    tgt, rollout = at_step(base, STEPS, 1, live=other)
+    assert step_plan("PASS", tgt, rollout, 1).idle == "held" and not step_plan("PASS", tgt, rollout, 1).acts
 
 
 def test_a_latest_entry_now_serving_the_new_revision_gets_no_share_at_any_step() -> None:
@@ -558,3 +578,9 @@ def test_a_rollout_reads_what_json_may_have_left_out_and_refuses_numbers_spelled
 )
 def test_a_malformed_rollout_is_none(data: Any) -> None:
     assert Rollout.from_dict(data) is None
+
+
+def test_a_resumed_promotion_without_the_service_read_counts_latest_as_another_revision() -> None:
+    recorded = Rollout(STEPS, (rev(OLD, 70), latest(30)), 60.0)
+    tgt = replace(target(()), service_info=None)
+    assert resumed_plan(tgt, recorded).after == (rev(OLD, 63), latest(27), rev(NEW, 10))
