@@ -14,18 +14,11 @@ import pytest
 from core.model import ServiceInfo, Target, TrafficInfo
 from report.rollback import Action, Plan
 from report.rollout import Rollout, promote_plan, promoted, resumed_plan, step_plan, why_quiet, worse
+from tests.report.test_rollback import latest, rev
 
 P, R, S = "acme-prod", "us-central1", "orders"
 NEW, OLD, OTHER = "orders-00042-new", "orders-00041-old", "orders-00040-odd"
 STEPS = (10, 50, 100)
-
-
-def rev(name: str, percent: int, tag: str = "") -> TrafficInfo:
-    return TrafficInfo(revision=name, percent=percent, tag=tag)
-
-
-def latest(percent: int, tag: str = "", resolved: str = "") -> TrafficInfo:
-    return TrafficInfo(revision=resolved, percent=percent, tag=tag, latest=True)
 
 
 def target(traffic: tuple[TrafficInfo, ...], *, previous: str = OLD, latest_ready: str = NEW, revision: str = NEW,
