@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from core.errors import PostdeployError, api_fix
 from core.model import CheckContext, CheckResult, Evidence, Status, Target, cannot_measure, not_configured
 from core.redact import redact_text
-from core.schema import CheckSettings
+from core.schema import ENTRIES_LIST_CALLS, ENTRIES_READ, CheckSettings, signature_evidence
 from core.signals import PAGE_SIZE_MAX, LogBatch, LogEntry, LogSource, RevisionScope, severity_rank
 from sources.log_entries import TRACEBACK_BANNER as TRACEBACK
 
@@ -341,7 +341,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     evidence = [Evidence("window", f"{_when(win.since)} → {_when(win.until)} ({revision})", ok=None,
                          previous=f"{_when(win.previous_since)} → {_when(win.previous_until)} ({target.previous_revision})"
                          if old_batch is not None else None),
-                Evidence("entries.list calls", f"{calls['new']} for {revision}"
+                Evidence(ENTRIES_LIST_CALLS, f"{calls['new']} for {revision}"
                          + (f", {calls['previous']} for {target.previous_revision}" if old_batch is not None else ""),
                          "≤ 2 per revision, more only when paged or retried", ok=None)]
     if presence is not None and not presence.entries:
@@ -374,7 +374,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
     for sig in listed[: config.max_signatures_listed]:
         measured = (f"{sig.count}× ({_rate(sig.rate)}/min), first seen {_when(sig.first_seen)}: {sig.excerpt}"
                     if sig.status != "gone" else "0× since deploy")
-        evidence.append(Evidence(f"{sig.status} signature: {sig.title}", measured,
+        evidence.append(Evidence(signature_evidence(sig.kind, sig.status, sig.title), measured,
                                  previous=f"{sig.previous}× ({_rate(sig.previous_rate)}/min)" if old_batch is not None else None,
                                  ok=None if sig.status in ("gone", "fewer") else sig.status == "same"))
     baseline = old_batch is not None
@@ -384,7 +384,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
         evidence.append(Evidence("signatures not listed", len(listed) - config.max_signatures_listed,
                                  f"max_signatures_listed {config.max_signatures_listed}", ok=None))
     for sig in (s for s in signatures if s.kind == "deprecation" and s.status != "gone"):
-        evidence.append(Evidence(f"deprecation warning: {sig.title}",
+        evidence.append(Evidence(signature_evidence(sig.kind, sig.status, sig.title),
                                  f"{sig.count}×, first seen {_when(sig.first_seen)}: {sig.excerpt}",
                                  previous=f"{sig.previous}×" if old_batch is not None else None, ok=None))
     if ignored:
@@ -394,7 +394,7 @@ def _judge(target: Target, config: Config, win: _Windows, new_batch: LogBatch, o
         if batch is not None and batch.truncated:
             notes.append(f"only the first {batch.fetched} matching entries of the {name} revision were read")
             cut = "limit reached" if batch.fetched >= config.max_entries else "pages left unread"
-            evidence.append(Evidence(f"entries read ({name} revision)", f"{batch.fetched} ({cut})",
+            evidence.append(Evidence(f"{ENTRIES_READ} ({name} revision)", f"{batch.fetched} ({cut})",
                                      f"max_entries {config.max_entries}", ok=False))
     if old_batch is None:
         notes.append("no previous revision to compare with: every error signature counts as new")

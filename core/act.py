@@ -12,20 +12,17 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from core.config import Settings, duration_s
 from core.errors import PostdeployError
 from core.logs import log
 from core.model import Build, Target
 from report.publish import folder
-from report.rollback import MOVED, PROMOTE, ROLLBACK, Action, Plan, act, plan
+from report.rollback import MOVED, PROMOTE, Action, Plan, act, moved_back, plan
 from report.rollout import Rollout, promote_plan, resumed_plan, step_plan
 from sources.tasks import QUEUE_ENV as TASKS_ENV
-from sources.tasks import SCHEDULE_TIMEOUT_S
-
-if TYPE_CHECKING:
-    from sources.tasks import CloudTasksScheduler
+from sources.tasks import SCHEDULE_TIMEOUT_S, CloudTasksScheduler, TaskSpec, task_id
 
 SCHEDULE = "schedule"
 
@@ -54,7 +51,7 @@ async def act_on_verdict(verdict: str, target: Target, settings: Settings, adapt
     if storage_problem:
         return actions + _unscheduled(settings, storage_problem)
     actions += await _promote(verdict, target, settings, adapters, build, deadline)
-    if any(a["kind"] == ROLLBACK and a["outcome"] in MOVED for a in actions):
+    if moved_back(actions):
         return actions  # traffic went back: nothing left to look at later
     return actions + await _follow_ups(target, settings, adapters, build, deadline)
 
@@ -66,7 +63,7 @@ def _unscheduled(settings: Settings, storage_problem: str) -> list[dict[str, Any
     if settings.on_pass == PROMOTE:
         out.append(Action(PROMOTE, "skipped", f"no promotion: {why}; traffic unchanged").to_dict())
     if settings.follow_up:
-        out.append(_skipped(f"follow-ups at {', '.join(settings.follow_up)} not scheduled: {why}", "follow-up"))
+        out.append(_no_follow_ups(settings, why))
     return out
 
 
@@ -103,9 +100,8 @@ async def _promote(verdict: str, target: Target, settings: Settings, adapters: S
     try:
         earlier = await asyncio.to_thread(_recorded, adapters.get("store"), record)
     except PostdeployError as exc:
-        return [Action(PROMOTE, "failed", f"could not read whether an earlier delivery started the promotion ({exc}): "
-                                          "traffic unchanged", before=decided.before, after=decided.before,
-                       planned=decided.after, fix=exc.fix).to_dict()]
+        return [decided.unmoved("failed", f"could not read whether an earlier delivery started the promotion ({exc}): "
+                                          "traffic unchanged", exc.fix).to_dict()]
     if earlier is not None and verdict != "FAIL":  # a FAIL never carries a promotion on
         return await _move(resumed_plan(target, earlier), earlier, 1, target, adapters, build, deadline)
     rollout = Rollout(tuple(settings.steps), decided.before, settings.step_wait_s)
@@ -146,9 +142,8 @@ async def _move(decided: Plan, rollout: Rollout, step: int, target: Target, adap
     scheduler, why = _scheduler(adapters)
     if scheduler is None:
         if len(rollout.steps) > 1:
-            return [{**Action(PROMOTE, "skipped", f"a promotion in steps needs Cloud Tasks to schedule each step's "
-                                                  f"check, and {why}: traffic unchanged", before=decided.before,
-                              after=decided.before, planned=decided.after, fix=_TASKS_FIX).to_dict(), **recorded}]
+            return [{**decided.unmoved("skipped", f"a promotion in steps needs Cloud Tasks to schedule each step's "
+                                                  f"check, and {why}: traffic unchanged", _TASKS_FIX).to_dict(), **recorded}]
         if (failed := await _record(record, rollout, decided, adapters)) is not None:
             return [{**failed, **recorded}]
         moved = await _carry_out(decided, target, adapters, deadline)
@@ -159,9 +154,8 @@ async def _move(decided: Plan, rollout: Rollout, step: int, target: Target, adap
                                 f"the check of step {step} ({decided.after_percent(target.revision)} %)", adapters,
                                 deadline)
     if scheduled["outcome"] not in MOVED:
-        return [{**Action(PROMOTE, "failed", f"traffic unchanged: nothing moves unwatched, and {scheduled['detail']}",
-                          before=decided.before, after=decided.before, planned=decided.after,
-                          fix=scheduled.get("fix", "")).to_dict(), **recorded}, scheduled]
+        return [{**decided.unmoved("failed", f"traffic unchanged: nothing moves unwatched, and {scheduled['detail']}",
+                                   scheduled.get("fix", "")).to_dict(), **recorded}, scheduled]
     if (failed := await _record(record, rollout, decided, adapters)) is not None:
         return [{**failed, **recorded}, scheduled]
     moved = await _carry_out(decided, target, adapters, deadline)
@@ -176,9 +170,8 @@ async def _record(name: str, rollout: Rollout, decided: Plan, adapters: Services
     try:
         await asyncio.to_thread(adapters.get("store").claim, name, json.dumps(rollout.to_dict(1)))
     except PostdeployError as exc:
-        return Action(PROMOTE, "failed", f"could not record the promotion before moving traffic ({exc}): traffic "
-                                         "unchanged", before=decided.before, after=decided.before,
-                      planned=decided.after, fix=exc.fix).to_dict()
+        return decided.unmoved("failed", f"could not record the promotion before moving traffic ({exc}): traffic "
+                                         "unchanged", exc.fix).to_dict()
     return None
 
 
@@ -188,7 +181,7 @@ async def _follow_ups(target: Target, settings: Settings, adapters: Services, bu
         return []
     scheduler, why = _scheduler(adapters)
     if scheduler is None:
-        return [_skipped(f"follow-ups at {', '.join(settings.follow_up)} not scheduled: {why}", "follow-up")]
+        return [_no_follow_ups(settings, why)]
     now = datetime.now(UTC)
     return [await _schedule(scheduler, target, build, f"follow-up-{after}", {"kind": "follow-up", "after": after},
                             now + timedelta(seconds=duration_s(after) or 0), f"the follow-up after {after}", adapters,
@@ -208,6 +201,10 @@ def _scheduler(adapters: Services) -> tuple[CloudTasksScheduler | None, str]:
     return scheduler, "" if scheduler is not None else f"{TASKS_ENV} is not set"
 
 
+def _no_follow_ups(settings: Settings, why: str) -> dict[str, Any]:
+    return _skipped(f"follow-ups at {', '.join(settings.follow_up)} not scheduled: {why}", "follow-up")
+
+
 def _skipped(detail: str, check: str) -> dict[str, Any]:
     return {"kind": SCHEDULE, "outcome": "skipped", "detail": detail, "check": check, "fix": _TASKS_FIX}
 
@@ -215,7 +212,6 @@ def _skipped(detail: str, check: str) -> dict[str, Any]:
 async def _schedule(scheduler: CloudTasksScheduler, target: Target, build: Build, check: str, body: dict[str, Any],
                     at: datetime, what: str, adapters: Services, deadline: float) -> dict[str, Any]:
     """One check scheduled as a Cloud Task named after (service, build, check): a second time is "already done"."""
-    from sources.tasks import TaskSpec, task_id
 
     report = adapters.get("store").link(f"{folder(target.service, build.id, check)}/report.html")
     when = at.strftime("%Y-%m-%dT%H:%M:%SZ")

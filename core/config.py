@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "postdeploy.yaml"
 DURATION = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_FOLLOW_UP_S = 7 * 86400  # the logs and metrics checks look back at most 7 days
+DURATION_RULE = f"a whole number and s, m, h or d, at most {MAX_FOLLOW_UP_S // 86400} days"
 MAX_STEP_WAIT_S = 86400.0
 
 
@@ -95,8 +96,7 @@ class Settings(Strict):
     @classmethod
     def _ttl(cls, value: str) -> str:
         if value and duration_s(value) is None:
-            raise ValueError(f"expected a lifetime like 1h or 7d (a whole number and s, m, h or d, at most "
-                             f"{MAX_FOLLOW_UP_S // 86400} days), found {value!r}")
+            raise ValueError(f"expected a lifetime like 1h or 7d ({DURATION_RULE}), found {value!r}")
         return value
 
     @field_validator("steps")
@@ -112,8 +112,7 @@ class Settings(Strict):
     def _follow_up(cls, value: list[str]) -> list[str]:
         for text in value:
             if duration_s(text) is None:
-                raise ValueError(f"expected delays like 30m, 1h or 24h (a whole number and s, m, h or d, at most "
-                                 f"{MAX_FOLLOW_UP_S // 86400} days), found {text!r}")
+                raise ValueError(f"expected delays like 30m, 1h or 24h ({DURATION_RULE}), found {text!r}")
         if len({duration_s(text) for text in value}) != len(value):
             raise ValueError(f"expected each follow-up delay once, found {value}")
         return sorted(value, key=lambda text: duration_s(text) or 0)
@@ -172,7 +171,7 @@ def duration_s(text: str) -> int | None:
 
 
 Verdict = Literal["PASS", "WARN", "FAIL", "INCONCLUSIVE"]
-VERDICTS: tuple[Verdict, ...] = ("PASS", "WARN", "FAIL", "INCONCLUSIVE")
+VERDICTS: tuple[Verdict, ...] = typing.get_args(Verdict)
 # A Secret Manager secret version: projects/P/secrets/S/versions/V (V a number or "latest").
 SECRET_VERSION = re.compile(r"projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)")
 
@@ -301,10 +300,6 @@ class Config:
             if fnmatch.fnmatchcase(service, pattern):
                 return settings
         return self.defaults
-
-    def routes(self, service: str, verdict: str) -> list[NotifyRoute]:
-        """The configured webhooks that want a report of ``service`` with ``verdict`` (none configured: [])."""
-        return [route for route in self.file.notify if route.wants(service, verdict)]
 
     @classmethod
     def default(cls) -> Config:

@@ -26,7 +26,7 @@ from core.model import ArtifactSource, Build, CheckContext, DeployIntent, ProbeR
 from core.runner import run_checks
 from core.schema import FUNCTION_TIMEOUT_S
 from report.document import make_report
-from report.publish import claim_name, done_name, folder, not_stored, notify, safe, store_report
+from report.publish import claim_name, done_name, not_stored, notify, report_folder, safe, store_report
 from report.rollout import why_quiet
 from report.score import score
 from report.verdict_event import publish as publish_verdict
@@ -265,7 +265,7 @@ async def validate_target(target: Target, build: Build, settings: Settings, adap
                                     f"{datetime.now(UTC).isoformat()} slack: {slack}; verdict event: {event}")
         except PostdeployError as exc:  # the report and the message are out; a later duplicate may repeat them
             log("ERROR", f"could not mark {claim} done: {exc}", build_id=build.id, service=target.service)
-    where = store.location(f"{folder(target.service, build.id, target.rerun.id if target.rerun else '')}/report.md")
+    where = store.location(f"{report_folder(target, build)}/report.md")
     log("INFO", f"{report['verdict']} {target.service} {report['score']}/100: {where}",  # never a signed link
         build_id=build.id, service=target.service, verdict=report["verdict"], score=report["score"])
     return Validation(report, links, slack, event)

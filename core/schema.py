@@ -10,6 +10,16 @@ from core.expect import parse_all
 
 CATEGORIES = ("Deployment", "Migration", "Stability", "Business", "Testing")
 FUNCTION_TIMEOUT_S = 540.0
+# Evidence the logs check writes and the report page reads: how it measured (shown folded), and its signature rows
+# (shown as a table, so not again as evidence).
+ENTRIES_LIST_CALLS = "entries.list calls"
+ENTRIES_READ = "entries read"
+DIAGNOSTIC_EVIDENCE = (ENTRIES_LIST_CALLS, f"{ENTRIES_READ} (")
+
+
+def signature_evidence(kind: str, status: str, title: str) -> str:
+    """The evidence label of one log signature: ``new signature: …``, or ``deprecation warning: …``."""
+    return f"{status} signature: {title}" if kind == "error" else f"deprecation warning: {title}"
 
 
 def _url_path(value: str) -> str:

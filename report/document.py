@@ -9,7 +9,7 @@ from typing import Any
 from core.model import Build, Evidence, Outcome, Target
 from core.redact import names_secret, redact, secret_value
 from report.changes import target_changes
-from report.rollback import MOVED
+from report.rollback import moved_back
 from report.score import Scored, check_score
 
 SCHEMA = "postdeploy.report/v1"
@@ -46,7 +46,7 @@ def _evidence(e: Evidence) -> dict[str, Any]:
 def next_steps(target: Target, scored: Scored, outcomes: list[Outcome], actions: list[dict[str, Any]] | None = None) -> list[str]:
     """What an on-call engineer should do next, most urgent first (no rollback command once postdeploy rolled back)."""
     steps: list[str] = []
-    rolled_back = any(a.get("kind") == "rollback" and a.get("outcome") in MOVED for a in actions or [])
+    rolled_back = moved_back(actions)
     if rolled_back:
         steps.append(f"traffic is back on {target.previous_revision}: fix {target.revision} and deploy again")
     elif scored.verdict.value == "FAIL" and target.previous_revision and target.region:

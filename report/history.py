@@ -25,6 +25,12 @@ def folder(service: str, build_id: str, rerun: str = "") -> str:
     return f"{base}/{safe(rerun)}" if rerun else base
 
 
+def rerun_of(report: dict[str, Any]) -> str:
+    """The rerun id a report was made under ("" for a validation of a deploy)."""
+    rerun = report.get("rerun")
+    return str(rerun.get("id", "")) if isinstance(rerun, dict) else ""
+
+
 def folder_of(service: str, entry: dict[str, Any]) -> str:
     """The folder of the report an index entry names, relative to the store's prefix."""
     return folder(service, str(entry.get("build_id") or ""), str(entry.get("rerun") or ""))
@@ -47,7 +53,7 @@ def neighbours(entries: list[dict[str, Any]], build_id: str, rerun: str = "") ->
 def nav(service: str, index: dict[str, Any], build_id: str, rerun: str = "") -> dict[str, str]:
     """The report's links to the history page and its neighbours, relative to its own folder."""
     entries = [e for e in index.get("validations") or [] if isinstance(e, dict)]
-    here = folder_of(service, {"build_id": build_id, "rerun": rerun})
+    here = folder(service, build_id, rerun)
     root = up(here)
     links = {"history": f"{root}{safe(service)}/index.html"}
     before, after = neighbours(entries, build_id, rerun)

@@ -14,7 +14,7 @@ from core.logs import log
 from core.model import Build, Target
 from core.redact import redact, register
 from report import history, slack
-from report.history import folder, safe
+from report.history import folder, rerun_of, safe
 from report.render import render_html, render_json, render_markdown
 from report.store import ReportStore
 
@@ -28,15 +28,13 @@ INDEX_SIZE = 100
 REPORT_FILES = ("report.md", "report.html", "report.json", "latest.json", "index.json", "index.html")
 
 
-def rerun_of(report: dict[str, Any]) -> str:
-    """The rerun id a report was made under ("" for a validation of a deploy)."""
-    rerun = report.get("rerun")
-    return str(rerun.get("id", "")) if isinstance(rerun, dict) else ""
+def report_folder(target: Target, build: Build | None) -> str:
+    """Where ``target``'s report of ``build`` is filed: the build's folder, or its rerun's, step's or follow-up's."""
+    return folder(target.service, build.id if build else "", target.rerun.id if target.rerun else "")
 
 
 def _marker(kind: str, target: Target, build: Build | None) -> str:
-    rerun = target.rerun.id if target.rerun else ""
-    return f"{folder(target.service, build.id if build else '', rerun)}/{kind}-{safe(target.revision or 'unresolved')}.txt"
+    return f"{report_folder(target, build)}/{kind}-{safe(target.revision or 'unresolved')}.txt"
 
 
 def done_name(target: Target, build: Build) -> str:
@@ -93,15 +91,15 @@ def store_report(store: ReportStore, report: dict[str, Any]) -> dict[str, str]:
         # The reports are written; running every check again for one index line would be out of proportion.
         log("WARNING", f"index not updated: {exc}", build_id=build_id, service=name)
         links["index.json"] = links["index.html"] = f"(not updated: {exc})"
-        links["report.html"] = store.link(html)
-        return links
-    index = json.loads(written[0])
-    links["index.html"] = _history_page(plain, service, name)
-    if history.nav(name, index, build_id, rerun) != nav:  # another validation landed in between: link the real ones
-        _render_again(plain, name, index, {"build_id": build_id, "rerun": rerun}, report)
-    before, _ = history.neighbours(index["validations"], build_id, rerun)
-    if before is not None:
-        _render_again(plain, name, index, before)
+    else:
+        index = json.loads(written[0])
+        links["index.html"] = _history_page(plain, service, name)
+        if (landed := history.nav(name, index, build_id, rerun)) != nav:  # another validation came in between
+            _render_again(plain, name, base, landed, report)
+        before, _ = history.neighbours(index["validations"], build_id, rerun)
+        if before is not None:
+            _render_again(plain, name, history.folder_of(name, before), history.nav(
+                name, index, str(before.get("build_id") or ""), str(before.get("rerun") or "")))
     links["report.html"] = store.link(html)  # signed when the store is a signing view: the one link that is
     return links
 
@@ -126,18 +124,16 @@ def _history_page(store: ReportStore, service: str, name: str) -> str:
         return f"(not updated: {type(exc).__name__}: {exc})"
 
 
-def _render_again(store: ReportStore, service: str, index: dict[str, Any], entry: dict[str, Any],
+def _render_again(store: ReportStore, service: str, base: str, links: dict[str, str],
                   report: dict[str, Any] | None = None) -> None:
-    """Render a stored report's page again with its links to the reports before and after it (``report``: the one
-    just stored, else read back); a failure costs only those links, never this validation."""
-    base = history.folder_of(service, entry)
+    """Render the page of the report in ``base`` again with ``links`` to its neighbours (``report``: the one just
+    stored, else read back); a failure costs only those links, never this validation."""
     try:
         if report is None:
             text = store.read(f"{base}/report.json")
             if text is None:
                 return
             report = json.loads(text)
-        links = history.nav(service, index, str(entry.get("build_id") or ""), str(entry.get("rerun") or ""))
         store.write(f"{base}/report.html", render_html(report, links))
     except Exception as exc:  # an older report the template cannot render, a refused write: only the links are lost
         log("WARNING", f"report {base} not linked to its neighbours: {type(exc).__name__}: {exc}", service=service)

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import jinja2
 
+from core.schema import DIAGNOSTIC_EVIDENCE, signature_evidence
 from report.charts import timeline_chart
 
 ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "💥", "SKIPPED": "⏭️", "INCONCLUSIVE": "❔"}
@@ -40,7 +41,7 @@ _LEADING_MARK = re.compile(r"^(?=[#=+-])")  # a heading, a setext underline, a l
 _LEADING_NUMBER = re.compile(r"^(\d+)\.")  # an ordered list item ("1)" is escaped with the inline marks)
 _BACKTICKS = re.compile(r"`+")
 # Characters a link destination may hold as they are; everything else (")", spaces, "<", "|", non-ASCII) is encoded.
-_URL_SAFE = "-._~:/?#@!$&'*+,;=%"
+URL_SAFE = "-._~:/?#@!$&'*+,;=%"
 
 
 def _one_line(value: Any) -> str:
@@ -69,7 +70,7 @@ def markdown_code(value: Any) -> str:
 def markdown_link(url: str, text: str) -> str:
     """A Markdown link to ``url`` when it is an https URL with a host, every character that could end the link or the
     table cell percent-encoded; else "" (no link at all). ``text`` is ours."""
-    return f"[{text}]({quote(url, safe=_URL_SAFE)})" if _https(url) else ""
+    return f"[{text}]({quote(url, safe=URL_SAFE)})" if https_only(url) else ""
 
 
 _RELATIVE = re.compile(r"(\.\./)*\w[\w.-]*(/\w[\w.-]*)*\.html")  # folder names as report.history.safe makes them
@@ -80,7 +81,7 @@ def _relative(link: str) -> str:
     return link if _RELATIVE.fullmatch(link) else ""
 
 
-def _https(url: str) -> str:
+def https_only(url: str) -> str:
     """Only https links with a host are rendered as links (HTML and Markdown)."""
     return url if url.startswith("https://") and urlsplit(url).netloc else ""
 
@@ -115,7 +116,7 @@ def env(html: bool) -> jinja2.Environment:
     env.filters["code"] = markdown_code
     env.filters["link"] = markdown_link
     env.filters["show"] = _show
-    env.filters["https"] = _https
+    env.filters["https"] = https_only
     return env
 
 
@@ -133,7 +134,7 @@ def render_html(report: dict[str, Any], nav: dict[str, str] | None = None) -> st
     """The report as one self-contained HTML page (autoescaped; inline CSS and SVG, no external request).
 
     ``nav`` links the service's history page and the reports before and after this one (https links only)."""
-    links = {k: _https(v) or _relative(v) for k, v in (nav or {}).items() if k in ("previous", "next", "history")}
+    links = {k: https_only(v) or _relative(v) for k, v in (nav or {}).items() if k in ("previous", "next", "history")}
     return env(True).get_template("report.html.j2").render(r=report, nav=links, again=checked_again(report))
 
 
@@ -152,17 +153,12 @@ def grouped(checks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]
     return [*groups, ("Nothing to check", rest, True)]
 
 
-# postdeploy's own figures: how it measured, not what it found; shown folded under the findings.
-DIAGNOSTICS = ("entries.list calls", "entries read (")
-
-
 def evidence_rows(check: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A check's evidence as (findings, postdeploy's own figures); rows its signature table already shows are left out."""
     rows = (check.get("data") or {}).get("signatures") or []
-    shown = {f"{g.get('status')} signature: {g.get('title')}" if g.get("kind") == "error"
-             else f"deprecation warning: {g.get('title')}" for g in rows}
+    shown = {signature_evidence(str(g.get("kind")), str(g.get("status")), str(g.get("title"))) for g in rows}
     rows = [e for e in check.get("evidence") or [] if e.get("what") not in shown]
-    own = [e for e in rows if str(e.get("what", "")).startswith(DIAGNOSTICS)]
+    own = [e for e in rows if str(e.get("what", "")).startswith(DIAGNOSTIC_EVIDENCE)]
     return [e for e in rows if e not in own], own
 
 

@@ -66,6 +66,10 @@ class Plan:
     def acts(self) -> bool:
         return bool(self.after)
 
+    def unmoved(self, outcome: ActionOutcome, detail: str, fix: str = "") -> Action:
+        """The action when nothing moved: the traffic as it was, and the split that was meant."""
+        return Action(self.kind, outcome, detail, before=self.before, after=self.before, planned=self.after, fix=fix)
+
     def after_percent(self, revision: str) -> int:
         """The percent ``revision`` serves by name once the plan is carried out."""
         return sum(t.percent for t in self.after if t.revision == revision and not t.latest)
@@ -87,6 +91,11 @@ class Action:
         return {"kind": self.kind, "outcome": self.outcome, "detail": self.detail,
                 "before": [entry(t) for t in self.before], "after": [entry(t) for t in self.after],
                 "planned": [entry(t) for t in self.planned], "fix": self.fix}
+
+
+def moved_back(actions: list[dict[str, Any]] | None) -> bool:
+    """Whether the report's ``actions`` rolled the traffic back (or found it already rolled back)."""
+    return any(a.get("kind") == ROLLBACK and a.get("outcome") in MOVED for a in actions or [])
 
 
 def entry(t: TrafficInfo) -> dict[str, Any]:
@@ -187,7 +196,7 @@ async def act(plan: Plan, target: Target, source: TrafficSource | None, deadline
     "failed" when the API failed or the deadline came first. Never raises for a PostdeployError.
     """
     if not plan.acts:  # no source needed: nothing is read or written
-        return Action(plan.kind, plan.idle, plan.reason, before=plan.before, after=plan.before)
+        return plan.unmoved(plan.idle, plan.reason)
     if source is None:
         raise ValueError("a rollback that moves traffic needs a traffic source")
     run = _Run(plan, target, source, deadline, poll_s)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.model import Target, TrafficInfo
-from report.rollback import MOVED, PROMOTE, ROLLBACK, Plan, Split, describe, entry, same_split
+from report.rollback import MOVED, PROMOTE, ROLLBACK, Plan, Split, describe, entry, moved_back, same_split
 
 STEP_CHECKS = ("window", "logs", "metrics")  # what a step judges again against the live split
 FOLLOW_UP_CHECKS = ("logs", "metrics")  # what a follow-up judges over the revision's life so far
@@ -173,6 +173,6 @@ def why_quiet(report: dict[str, Any], follow_up_notify: str) -> str:
         return "not posted: the step passed and the rollout moved on"
     if kind == "follow-up" and follow_up_notify != "always":
         before = str((rerun.get("of") or {}).get("verdict", ""))
-        if not worse(verdict, before) and not any(a.get("kind") == ROLLBACK and a.get("outcome") in MOVED for a in actions):
+        if not worse(verdict, before) and not moved_back(actions):
             return f"not posted: {verdict} is no worse than the first validation's {before or '?'} (follow_up_notify: worse)"
     return ""

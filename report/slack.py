@@ -18,12 +18,12 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from core.redact import redact
-from report.render import checked_again, icon, visible
+from report.render import URL_SAFE, checked_again, https_only, icon, visible
 
 # Block Kit's limits (https://api.slack.com/reference/block-kit): a longer text makes Slack refuse the whole message.
 HEADER_MAX = 150
@@ -31,8 +31,6 @@ SECTION_MAX = 3000
 FIELD_MAX = 2000
 CONTEXT_MAX = 3000
 URL_MAX = 3000
-MAX_FIELDS = 10
-MAX_BLOCKS = 50
 # What one message shows; the report has the rest.
 MAX_REASONS = 3
 MAX_EVIDENCE = 2  # rows under each reason: the ones that failed, in the check's order
@@ -50,7 +48,7 @@ DEFAULT_RETRY_AFTER_S = 1.0
 POST_TIMEOUT_S = 10.0
 WEBHOOK_ENV = "POSTDEPLOY_SLACK_WEBHOOK"
 WEBHOOK_SECRET_ENV = "POSTDEPLOY_SLACK_WEBHOOK_SECRET"
-_URL_SAFE = "-._~:/?#@!$'*+,;=%"  # left as they are in a link; "&", "|", "<", ">", spaces and the rest are encoded
+_URL_SAFE = URL_SAFE.replace("&", "")  # as in a Markdown link, but "&" is encoded too: mrkdwn reads it as an entity
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
@@ -86,7 +84,7 @@ def _code(text: str) -> str:
 
 def _link(url: str, text: str) -> str:
     """A mrkdwn link to an https URL with a host, every character that could end it encoded; else ``text`` alone."""
-    if not (url.startswith("https://") and urlsplit(url).netloc) or len(url) > URL_MAX:
+    if not https_only(url) or len(url) > URL_MAX:
         return text
     return f"<{escape(quote(url, safe=_URL_SAFE))}|{text}>"
 
@@ -106,9 +104,9 @@ def _fit(title: str, chunks: list[str], total: int) -> str:
     return "\n".join(lines)
 
 
-def _header(report: dict[str, Any]) -> str:
-    """Verdict and score first; the service is what gives way to Block Kit's 150 characters, never the suffix."""
-    again = checked_again(report)
+def _header(report: dict[str, Any], again: str) -> str:
+    """Verdict and score first; the service is what gives way to Block Kit's 150 characters, never the suffix
+    (``again``: what checked_again says of the report)."""
     head = f"{icon(report['verdict'])} {report['verdict']} {report['score']:.1f}/100 · "
     tail = f" · {again}" if again else ""
     return head + clip(report["target"]["service"] or "unknown service", HEADER_MAX - len(head) - len(tail)) + tail
@@ -127,7 +125,7 @@ def _fields(report: dict[str, Any]) -> list[dict[str, str]]:
     if b["log_url"]:
         commit += " · " + _link(b["log_url"], "build log")
     texts = [f"*Service*\n{service}", f"*Revision*\n{revision}", f"*Build*\n{build}", f"*Commit*\n{commit}"]
-    return [{"type": "mrkdwn", "text": clip(text, FIELD_MAX)} for text in texts[:MAX_FIELDS]]
+    return [{"type": "mrkdwn", "text": clip(text, FIELD_MAX)} for text in texts]
 
 
 def _check_of(reason: str, checks: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -197,7 +195,7 @@ def message(report: dict[str, Any], link: str) -> dict[str, Any]:
         for c in report["categories"]
     ) or "none assessed"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _header(report), "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": _header(report, again), "emoji": True}},
         {"type": "section", "fields": _fields(report)},
         _context(categories),
     ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.logs import log
 from core.redact import redact
+from report.history import rerun_of
 
 SCHEMA = "postdeploy.verdict/v1"
 MAX_REASONS = 3
@@ -33,7 +34,7 @@ def event(report: dict[str, Any], link: str) -> tuple[bytes, dict[str, str]]:
         "report_url": link if link.startswith("http") else "",
         "actions": report.get("actions", []),
         "finished_at": report.get("finished_at", ""),
-        "rerun": (report.get("rerun") or {}).get("id", ""),  # set when validated again on demand (`rerun`)
+        "rerun": rerun_of(report),  # set when validated again: on demand (`rerun`), a step, a follow-up
     }
     attributes = {"service": target["service"], "revision": target["revision"], "verdict": report["verdict"],
                   "score": f"{report['score']:g}", "build_id": build["id"], "rerun": body["rerun"]}

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.errors import AccessDenied, ConcurrentModification, RequestRejected, RunApiUnavailable, TargetNotFound
 from core.model import Condition, RevisionInfo, ServiceInfo, TrafficInfo
-from sources.gcp import RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, short
+from sources.gcp import MIN_TIMEOUT_S, RUN_ENDPOINT_ENV, RUN_TIMEOUT_S, client_kwargs, short
 
 READ_ROLE = "roles/run.viewer"
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
@@ -20,7 +20,6 @@ FIX_UPDATE = ("run deploy/deploy.sh again with --service SERVICE: with on_fail: 
               "or set on_fail: report")
 # requests/urllib3 refuse a timeout <= 0 with a ValueError that would read as a refused name: a spent budget still
 # sends with this much, and ends as a timeout.
-MIN_TIMEOUT_S = 0.1
 
 
 @dataclass(frozen=True)

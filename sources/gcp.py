@@ -15,6 +15,7 @@ LOGGING_ENDPOINT_ENV = "POSTDEPLOY_LOGGING_API_ENDPOINT"
 MONITORING_ENDPOINT_ENV = "POSTDEPLOY_MONITORING_API_ENDPOINT"
 TASKS_EMULATOR_ENV = "CLOUD_TASKS_EMULATOR_HOST"
 RUN_TIMEOUT_S = 30.0
+MIN_TIMEOUT_S = 0.1  # a call is never given less: a deadline already past still gets one short try
 _Client = TypeVar("_Client")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import AccessDenied, ConfigError, PostdeployError, RequestRejected, Transient
+from sources.gcp import MIN_TIMEOUT_S
 
 QUEUE_ENV = "POSTDEPLOY_TASKS_QUEUE"
 URL_ENV = "POSTDEPLOY_TASKS_URL"
@@ -21,7 +22,6 @@ SERVICE_ACCOUNT_ENV = "POSTDEPLOY_TASKS_SERVICE_ACCOUNT"
 ENQUEUER_ROLE = "roles/cloudtasks.enqueuer"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
 SCHEDULE_TIMEOUT_S = 30.0
-MIN_TIMEOUT_S = 0.1
 MAX_TASK_ID_CHARS = 500
 READABLE_PREFIX_CHARS = 200
 HASH_HEX_CHARS = 16
